@@ -1,0 +1,25 @@
+"""``vespid`` and its subcommands."""
+
+from __future__ import annotations
+
+import click
+
+from vespid import __version__
+from vespid.cli.demo import demo
+from vespid.cli.worker import worker
+
+__all__ = ["cli", "main"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="vespid")
+def cli() -> None:
+    """vespid: serverless GPU inference, from the worker beside a model server to the autoscaler."""
+
+
+cli.add_command(worker)
+cli.add_command(demo)
+
+
+def main() -> None:
+    cli()

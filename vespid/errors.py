@@ -1,0 +1,122 @@
+"""vespid's one exception tree, and how each error looks on the wire.
+
+::
+
+    VespidError
+    ├── ConfigError                    bad setting; start-up stops with one line
+    └── HTTPFacingError                has status_code and code; rendered as JSON
+        ├── RequestInvalid       422   malformed body or field
+        ├── BodyTooLarge         413   body over the configured limit
+        ├── SignatureInvalid     401   missing, forged, expired or replayed signature
+        ├── Unauthorized         401   wrong token
+        ├── NotFound             404   unknown route or object
+        ├── SessionGone          410   unknown or closed session_id
+        ├── Overloaded           429   estimated wait above the limit
+        ├── NotReady             503   the backend is loading or errored
+        └── BackendError         502   backend failed
+            ├── BackendUnavailable  502   connection refused or reset
+            └── BackendTimeout      504   backend did not answer in time
+
+Every HTTP error body is ``{"error": "<message>", "code": "<code>"}`` plus the
+error's extra fields; ``error`` is a string, as Vast's clients expect.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+__all__ = [
+    "BackendError",
+    "BackendTimeout",
+    "BackendUnavailable",
+    "BodyTooLarge",
+    "ConfigError",
+    "HTTPFacingError",
+    "NotFound",
+    "NotReady",
+    "Overloaded",
+    "RequestInvalid",
+    "SessionGone",
+    "SignatureInvalid",
+    "Unauthorized",
+    "VespidError",
+]
+
+
+class VespidError(Exception):
+    """Root of every error vespid raises on purpose."""
+
+
+class ConfigError(VespidError, ValueError):
+    """A setting is missing or wrong; the message names the variable and the fix."""
+
+
+class HTTPFacingError(VespidError):
+    """An error that becomes an HTTP answer: a status, a stable code and a message."""
+
+    status_code: ClassVar[int] = 500
+    code: ClassVar[str] = "internal"
+
+    def __init__(self, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.extra = extra
+
+    def body(self) -> dict[str, Any]:
+        """The JSON body sent to the caller."""
+        return {"error": self.message, "code": self.code, **self.extra}
+
+
+class RequestInvalid(HTTPFacingError):
+    status_code = 422
+    code = "invalid_request"
+
+
+class BodyTooLarge(HTTPFacingError):
+    status_code = 413
+    code = "body_too_large"
+
+
+class SignatureInvalid(HTTPFacingError):
+    status_code = 401
+    code = "bad_signature"
+
+
+class Unauthorized(HTTPFacingError):
+    status_code = 401
+    code = "unauthorized"
+
+
+class NotFound(HTTPFacingError):
+    status_code = 404
+    code = "not_found"
+
+
+class SessionGone(HTTPFacingError):
+    status_code = 410
+    code = "session_gone"
+
+
+class Overloaded(HTTPFacingError):
+    status_code = 429
+    code = "overloaded"
+
+
+class NotReady(HTTPFacingError):
+    status_code = 503
+    code = "not_ready"
+
+
+class BackendError(HTTPFacingError):
+    status_code = 502
+    code = "backend_error"
+
+
+class BackendUnavailable(BackendError):
+    status_code = 502
+    code = "backend_unavailable"
+
+
+class BackendTimeout(BackendError):
+    status_code = 504
+    code = "backend_timeout"

@@ -1,0 +1,208 @@
+"""The wire format in one place: routes, header names, request envelopes and report bodies.
+
+Field names are the protocol's own (Vast.ai Serverless), misspellings included
+(``num_requests_recieved``). Parsing here is hand-written rather than a model
+validation because it runs on every proxied request; each failure names the
+field and what was expected, so the caller can fix the request.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final, TypedDict
+
+import orjson
+
+from vespid.errors import RequestInvalid
+
+__all__ = [
+    "AUTH_FIELDS",
+    "AUTH_HEADER",
+    "DELETE_REQUESTS_PATH",
+    "PROTOCOL_VERSION",
+    "PUBKEY_PATH",
+    "ROUTE_PATH",
+    "WORKER_STATUS_PATH",
+    "AuthData",
+    "DeleteRequestsReport",
+    "FinishedRequest",
+    "WorkerRequest",
+    "WorkerStatusReport",
+    "dumps",
+    "parse_auth_data",
+    "parse_worker_request",
+]
+
+PROTOCOL_VERSION: Final = "1.1.0"
+
+# Autoscaler routes the worker calls.
+PUBKEY_PATH: Final = "/pubkey/"
+WORKER_STATUS_PATH: Final = "/worker_status/"
+DELETE_REQUESTS_PATH: Final = "/delete_requests/"
+# Router route the client calls.
+ROUTE_PATH: Final = "/route/"
+
+# Methods other than POST carry their auth_data as JSON in this header (the body is
+# forwarded as-is).
+AUTH_HEADER: Final = "X-Vespid-Auth"
+
+# Fields every auth_data must carry, with the JSON types accepted for each.
+AUTH_FIELDS: Final[dict[str, tuple[type, ...]]] = {
+    "cost": (str, int, float),
+    "endpoint": (str,),
+    "reqnum": (int,),
+    "request_idx": (int,),
+    "signature": (str,),
+    "url": (str,),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class AuthData:
+    """A request's auth_data: what the router signed, plus the raw dict it came from.
+
+    ``raw`` keeps the fields in their received order, which the older Vast
+    signature scheme depends on.
+    """
+
+    raw: dict[str, Any]
+    cost: float
+    endpoint: str
+    reqnum: int
+    request_idx: int
+    signature: str
+    url: str
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerRequest:
+    """A client request to a worker: ``{"auth_data", "payload", "session_id"?}``."""
+
+    auth: AuthData
+    payload: Any
+    session_id: str | None
+
+
+def _type_name(types: tuple[type, ...]) -> str:
+    names = {str: "a string", int: "an integer", float: "a number", dict: "an object"}
+    return " or ".join(names.get(t, t.__name__) for t in types)
+
+
+def parse_auth_data(value: Any) -> AuthData:
+    """Validate an auth_data object; raise RequestInvalid naming every bad field."""
+    if not isinstance(value, dict):
+        raise RequestInvalid(
+            "auth_data must be a JSON object with cost, endpoint, reqnum, request_idx, "
+            "signature and url",
+            fields={"auth_data": "expected an object"},
+        )
+    problems: dict[str, str] = {}
+    for name, types in AUTH_FIELDS.items():
+        if name not in value:
+            problems[f"auth_data.{name}"] = "missing"
+        elif not isinstance(value[name], types) or isinstance(value[name], bool):
+            problems[f"auth_data.{name}"] = f"expected {_type_name(types)}"
+    cost = 0.0
+    if not problems:
+        try:
+            cost = float(value["cost"])
+        except ValueError:
+            problems["auth_data.cost"] = "expected a number (or a string holding one)"
+        else:
+            if not cost >= 0.0 or cost == float("inf"):
+                problems["auth_data.cost"] = "expected a finite number >= 0"
+    if problems:
+        fixes = ", ".join(f"{k}: {v}" for k, v in problems.items())
+        raise RequestInvalid(f"invalid auth_data ({fixes})", fields=problems)
+    return AuthData(
+        raw=value,
+        cost=cost,
+        endpoint=value["endpoint"],
+        reqnum=value["reqnum"],
+        request_idx=value["request_idx"],
+        signature=value["signature"],
+        url=value["url"],
+    )
+
+
+def parse_worker_request(body: bytes) -> WorkerRequest:
+    """Parse a POST body ``{"auth_data", "payload", "session_id"?}``."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise RequestInvalid(
+            f"request body is not valid JSON ({exc}); send "
+            '{"auth_data": {...}, "payload": {...}}'
+        ) from None
+    if not isinstance(data, dict):
+        raise RequestInvalid(
+            'request body must be a JSON object {"auth_data": {...}, "payload": {...}}',
+            fields={"body": "expected an object"},
+        )
+    missing = {k: "missing" for k in ("auth_data", "payload") if k not in data}
+    if missing:
+        raise RequestInvalid(
+            f"request body lacks {' and '.join(missing)}; send "
+            '{"auth_data": {...}, "payload": {...}}',
+            fields=missing,
+        )
+    session_id = data.get("session_id")
+    if session_id is not None and not isinstance(session_id, str):
+        raise RequestInvalid(
+            "session_id must be a string or null", fields={"session_id": "expected a string"}
+        )
+    return WorkerRequest(
+        auth=parse_auth_data(data["auth_data"]), payload=data["payload"], session_id=session_id
+    )
+
+
+def dumps(value: Any) -> bytes:
+    """Serialise JSON fast; integers beyond 64 bits fall back to the standard library."""
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        import json
+
+        return json.dumps(value, separators=(",", ":")).encode()
+
+
+class WorkerStatusReport(TypedDict):
+    """Body of ``POST <REPORT_ADDR>/worker_status/``."""
+
+    id: int
+    mtoken: str
+    version: str
+    loadtime: float
+    new_load: float
+    cur_load: float
+    rej_load: float
+    max_perf: float
+    cur_perf: float
+    error_msg: str
+    num_requests_working: int
+    num_requests_recieved: int
+    additional_disk_usage: float
+    disk_usage: float
+    working_request_idxs: list[int]
+    cur_capacity: int
+    max_capacity: int
+    url: str
+
+
+class FinishedRequest(TypedDict):
+    """One entry of a ``/delete_requests/`` report."""
+
+    request_idx: int
+    success: bool
+    status: int
+    entered_queue_at: float
+    work_started_at: float
+    work_completed_at: float
+
+
+class DeleteRequestsReport(TypedDict):
+    """Body of ``POST <REPORT_ADDR>/delete_requests/``."""
+
+    worker_id: int
+    mtoken: str
+    requests: list[FinishedRequest]

@@ -1,0 +1,118 @@
+"""Child processes that vespid starts (model servers, workers): start, wait until up, stop.
+
+Children run in their own process group and are stopped with SIGTERM, then SIGKILL
+after a grace period, so nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import aiohttp
+
+__all__ = ["ChildProcess", "free_port", "wait_http"]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+async def wait_http(
+    url: str, *, timeout_s: float, expect_status: int | None = 200, proc: ChildProcess | None = None
+) -> None:
+    """Poll ``url`` until it answers (with ``expect_status`` if given); TimeoutError after
+    ``timeout_s``; RuntimeError at once if ``proc`` exits first."""
+    async with aiohttp.ClientSession() as session:
+        async with asyncio.timeout(timeout_s):
+            while True:
+                if proc is not None and proc.returncode is not None:
+                    raise RuntimeError(f"{proc.name} exited with {proc.returncode} while starting")
+                try:
+                    async with session.get(url, timeout=aiohttp.ClientTimeout(total=2)) as resp:
+                        await resp.read()
+                        if expect_status is None or resp.status == expect_status:
+                            return
+                except (TimeoutError, aiohttp.ClientError):
+                    pass
+                await asyncio.sleep(0.05)
+
+
+class ChildProcess:
+    """One child process with its output sent to a log file."""
+
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        log_path: Path | None = None,
+    ) -> None:
+        self.name = name
+        self.argv = list(argv)
+        self.env = {**os.environ, **(env or {})}
+        self.log_path = log_path
+        self._proc: asyncio.subprocess.Process | None = None
+
+    @classmethod
+    def python(cls, name: str, *args: str, **kwargs: object) -> ChildProcess:
+        """A child running this interpreter: ``python -m ...`` and so on."""
+        return cls(name, [sys.executable, *args], **kwargs)  # type: ignore[arg-type]
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    @property
+    def returncode(self) -> int | None:
+        return self._proc.returncode if self._proc else None
+
+    async def start(self) -> None:
+        log = await asyncio.to_thread(open, self.log_path, "ab") if self.log_path else None
+        try:
+            self._proc = await asyncio.create_subprocess_exec(
+                *self.argv,
+                env=self.env,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=log or asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.STDOUT if log else asyncio.subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        finally:
+            if log is not None:
+                log.close()
+
+    async def stop(self, grace_s: float = 5.0) -> int | None:
+        """SIGTERM the process group, SIGKILL it after ``grace_s``; returns the exit code."""
+        proc = self._proc
+        if proc is None:
+            return None
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                async with asyncio.timeout(grace_s):
+                    await proc.wait()
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                await proc.wait()
+        return proc.returncode
+
+    def kill(self) -> None:
+        """SIGKILL at once (for fault tests)."""
+        if self._proc is not None and self._proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._proc.pid, signal.SIGKILL)

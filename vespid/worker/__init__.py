@@ -1,0 +1,9 @@
+"""The worker: runs beside a model server, checks signatures, queues, proxies, reports."""
+
+from __future__ import annotations
+
+from vespid.worker.app import Worker, serve
+from vespid.worker.lifecycle import WorkerState
+from vespid.worker.settings import WorkerSettings, load_worker_settings
+
+__all__ = ["Worker", "WorkerSettings", "WorkerState", "load_worker_settings", "serve"]

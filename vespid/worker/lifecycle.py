@@ -1,0 +1,226 @@
+"""The worker's lifecycle: wait for the backend, benchmark, serve, keep checking health.
+
+Readiness is noticed within ``VESPID_READY_POLL_S`` (0.1 s by default) of the backend
+being up: the worker polls ``HEALTHCHECK_ENDPOINT`` until it answers 200, or, in the
+older mode, tails ``MODEL_LOG`` for a "loaded" string; with neither, any HTTP answer
+from the backend's root means up. In every mode the benchmark starts only once the
+backend answers HTTP. Once ready, health is polled every ``VESPID_HEALTH_INTERVAL_S``:
+a failure marks the worker errored, and a later success makes it ready again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import os
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+
+from vespid.errors import BackendError, NotReady
+from vespid.worker.benchmark import DEFAULT_BENCHMARK, BenchmarkCache, load_benchmark, run_benchmark
+from vespid.worker.metrics import WorkerMetrics
+from vespid.worker.settings import WorkerSettings
+
+__all__ = ["Lifecycle", "WorkerState", "tail_lines"]
+
+log = logging.getLogger("vespid.worker")
+
+
+class WorkerState(enum.Enum):
+    LOADING = "loading"  # waiting for the model server to come up
+    BENCHMARKING = "benchmarking"  # measuring throughput
+    READY = "ready"  # serving requests
+    ERRORED = "errored"  # the model server is broken; error_msg says why
+
+
+async def tail_lines(path: Path, poll_s: float) -> AsyncIterator[str]:
+    """Yield lines appended to ``path`` from its start, following rotation.
+
+    A new inode or a file shorter than what was read means the log was rotated or
+    truncated; reading restarts at the new file's beginning. Reads run in a thread.
+    """
+    inode: int | None = None
+    pos = 0
+    partial = b""
+
+    def read_new() -> tuple[int | None, bytes]:
+        nonlocal pos
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            return None, b""
+        if st.st_ino != inode or st.st_size < pos:
+            pos = 0
+        with open(path, "rb") as f:
+            f.seek(pos)
+            data = f.read(1 << 20)
+        pos += len(data)
+        return st.st_ino, data
+
+    while True:
+        new_inode, data = await asyncio.to_thread(read_new)
+        if new_inode is not None and new_inode != inode:
+            partial = b""
+            inode = new_inode
+        if data:
+            *lines, partial = (partial + data).split(b"\n")
+            for line in lines:
+                yield line.decode(errors="replace")
+        else:
+            await asyncio.sleep(poll_s)
+
+
+class Lifecycle:
+    """State machine from start-up to ready, and the health watch after it."""
+
+    def __init__(
+        self, settings: WorkerSettings, session: aiohttp.ClientSession, metrics: WorkerMetrics
+    ) -> None:
+        self.settings = settings
+        self._session = session
+        self._metrics = metrics
+        self.state = WorkerState.LOADING
+        self.error_msg = ""
+        self.max_perf: float | None = None
+        self.loadtime_s: float | None = None
+        self.started_at = time.monotonic()
+        self._ready = asyncio.Event()
+        self._log_loaded = asyncio.Event()
+        self.on_change: list[asyncio.Event] = []
+        spec = settings.benchmark or DEFAULT_BENCHMARK
+        self._benchmark = load_benchmark(spec)
+        self._cache = BenchmarkCache(
+            settings.cache_dir,
+            model=settings.model_name,
+            backend_url=settings.backend_url,
+            spec=spec,
+        )
+
+    # -- state -------------------------------------------------------------
+
+    def _set(self, state: WorkerState, error_msg: str = "") -> None:
+        if state is self.state and error_msg == self.error_msg:
+            return
+        if state is WorkerState.ERRORED:
+            log.error("worker errored: %s", error_msg)
+        else:
+            log.info("worker %s", state.value)
+        self.state = state
+        self.error_msg = error_msg
+        self._metrics.ready.set(1 if state is WorkerState.READY else 0)
+        self._metrics.errored.set(1 if state is WorkerState.ERRORED else 0)
+        if state is WorkerState.READY:
+            self._ready.set()
+        else:
+            self._ready.clear()
+        for event in self.on_change:
+            event.set()
+
+    async def wait_ready(self) -> None:
+        """Return once ready; NotReady (503) when errored or still loading after the wait."""
+        if self.state is WorkerState.READY:
+            return
+        if self.state is WorkerState.ERRORED:
+            raise NotReady(f"worker is errored: {self.error_msg}")
+        try:
+            async with asyncio.timeout(self.settings.ready_wait_s):
+                await self._ready.wait()
+        except TimeoutError:
+            raise NotReady(
+                f"worker is still {self.state.value}; retry in a few seconds",
+                state=self.state.value,
+            ) from None
+
+    # -- probes ------------------------------------------------------------
+
+    async def _probe(self, path: str, *, need_200: bool) -> str | None:
+        """None when the probe passes, else why it failed."""
+        timeout = aiohttp.ClientTimeout(total=max(2.0, self.settings.ready_poll_s * 20))
+        try:
+            async with self._session.get(self.settings.backend_url + path, timeout=timeout) as resp:
+                await resp.read()
+                if need_200 and resp.status != 200:
+                    return f"{path} answered {resp.status}"
+                return None
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            return f"{path} unreachable: {str(exc) or type(exc).__name__}"
+
+    async def _health(self) -> str | None:
+        endpoint = self.settings.healthcheck_endpoint
+        return await self._probe(endpoint or "/", need_200=endpoint is not None)
+
+    async def _watch_log(self, path: Path) -> None:
+        s = self.settings
+        async for line in tail_lines(path, s.ready_poll_s):
+            if any(text in line for text in s.log_error):
+                self._set(WorkerState.ERRORED, f"model log: {line.strip()[:500]}")
+            elif any(text in line for text in s.log_loaded):
+                log.info("model log says loaded: %s", line.strip()[:200])
+                self._log_loaded.set()
+                if self.state is WorkerState.ERRORED:
+                    self._set(WorkerState.LOADING)
+            elif any(text in line for text in s.log_info):
+                log.info("model: %s", line.strip()[:500])
+
+    # -- the run -----------------------------------------------------------
+
+    async def run(self) -> None:
+        """Drive the worker from loading to ready, then watch health; runs until cancelled."""
+        watcher = None
+        if self.settings.model_log is not None:
+            watcher = asyncio.create_task(self._watch_log(self.settings.model_log))
+        try:
+            await self._wait_up()
+            await self._measure()
+            self.loadtime_s = time.monotonic() - self.started_at
+            self._set(WorkerState.READY)
+            log.info("ready in %.2f s, max_perf %.1f workload/s", self.loadtime_s, self.max_perf)
+            await self._watch_health()
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+
+    async def _wait_up(self) -> None:
+        poll_s = self.settings.ready_poll_s
+        if self.settings.model_log is not None:
+            await self._log_loaded.wait()
+        while True:
+            if self.state is not WorkerState.ERRORED and await self._health() is None:
+                return
+            await asyncio.sleep(poll_s)
+
+    async def _measure(self) -> None:
+        s = self.settings
+        if s.max_perf is not None:
+            self.max_perf = s.max_perf
+        else:
+            self.max_perf = await self._cache.get()
+            if self.max_perf is not None:
+                log.info("benchmark result from cache: %.1f workload/s", self.max_perf)
+        while self.max_perf is None:
+            self._set(WorkerState.BENCHMARKING)
+            try:
+                self.max_perf = await run_benchmark(self._benchmark, s.backend_url, self._session)
+            except BackendError as exc:
+                self._set(WorkerState.ERRORED, str(exc))
+                await asyncio.sleep(max(s.health_interval_s, 1.0))
+                continue
+            log.info("Benchmark complete: %.1f workload/s", self.max_perf)
+            await self._cache.put(self.max_perf)
+        self._metrics.max_perf.set(self.max_perf)
+
+    async def _watch_health(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.health_interval_s)
+            problem = await self._health()
+            if problem is not None:
+                self._set(WorkerState.ERRORED, f"health check failed: {problem}")
+            elif self.state is WorkerState.ERRORED and not self._log_error_sticky():
+                self._set(WorkerState.READY)
+
+    def _log_error_sticky(self) -> bool:
+        return self.error_msg.startswith("model log:")

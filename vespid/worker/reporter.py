@@ -1,0 +1,146 @@
+"""Reports to the autoscaler: ``/worker_status/`` and ``/delete_requests/``.
+
+Cadence: a status report every second while something changed, else every 10 s
+(also while loading); finished requests are reported once a second. Each report
+goes to the first address in REPORT_ADDR that accepts it, with a few quick retries.
+Reports run in their own task, so a slow or dead autoscaler never delays a request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import time
+from typing import Any, Final
+
+import aiohttp
+
+from vespid import __version__
+from vespid.protocol.wire import (
+    DELETE_REQUESTS_PATH,
+    WORKER_STATUS_PATH,
+    DeleteRequestsReport,
+    WorkerStatusReport,
+)
+from vespid.worker.admission import Admission
+from vespid.worker.books import Books
+from vespid.worker.lifecycle import Lifecycle, WorkerState
+from vespid.worker.settings import WorkerSettings
+
+__all__ = ["Reporter"]
+
+log = logging.getLogger("vespid.worker")
+
+TICK_S: Final = 1.0
+IDLE_EVERY_S: Final = 10.0
+ATTEMPTS: Final = 3
+POST_TIMEOUT_S: Final = 5.0
+
+
+class Reporter:
+    """Sends the worker's state to the autoscaler; one task, started with the app."""
+
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        books: Books,
+        admission: Admission,
+        lifecycle: Lifecycle,
+        session: aiohttp.ClientSession,
+    ) -> None:
+        self.settings = settings
+        self.books = books
+        self.admission = admission
+        self.lifecycle = lifecycle
+        self._session = session
+        self._loadtime_sent = False
+        self._last_state: WorkerState | None = None
+        self._last_sent = float("-inf")
+        self.sent = 0
+        self.failed = 0
+
+    async def _disk_usage_gb(self) -> float:
+        usage = await asyncio.to_thread(shutil.disk_usage, "/")
+        return round(usage.used / 1e9, 3)
+
+    async def status_report(self) -> WorkerStatusReport:
+        s = self.settings
+        life = self.lifecycle
+        counters = self.books.take_counters()
+        working = self.books.working
+        loadtime = 0.0
+        if life.loadtime_s is not None and not self._loadtime_sent:
+            loadtime = round(life.loadtime_s, 3)
+        return {
+            "id": s.container_id,
+            "mtoken": s.master_token,
+            "version": __version__,
+            "loadtime": loadtime,
+            "new_load": round(counters.new_load, 6),
+            "cur_load": round(self.books.cur_load, 6),
+            "rej_load": round(counters.rej_load, 6),
+            "max_perf": life.max_perf or 0.0,
+            "cur_perf": round(counters.served_load, 6),
+            "error_msg": life.error_msg if life.state is WorkerState.ERRORED else "",
+            "num_requests_working": len(working),
+            "num_requests_recieved": counters.received,
+            "additional_disk_usage": 0.0,
+            "disk_usage": await self._disk_usage_gb(),
+            "working_request_idxs": sorted(t.request_idx for t in working),
+            "cur_capacity": 0,
+            "max_capacity": 0,
+            "url": s.public_url or "",
+        }
+
+    async def post(self, path: str, body: Any) -> bool:
+        """POST to the first address that accepts, retrying briefly; never raises."""
+        timeout = aiohttp.ClientTimeout(total=POST_TIMEOUT_S)
+        for attempt in range(ATTEMPTS):
+            for addr in self.settings.report_addr:
+                try:
+                    async with self._session.post(addr + path, json=body, timeout=timeout) as r:
+                        await r.read()
+                        if r.status < 300:
+                            self.sent += 1
+                            return True
+                        log.warning("report %s to %s answered %d", path, addr, r.status)
+                except (TimeoutError, aiohttp.ClientError) as exc:
+                    log.warning("report %s to %s failed: %s", path, addr, str(exc) or type(exc).__name__)
+            await asyncio.sleep(0.2 * 2**attempt)
+        self.failed += 1
+        return False
+
+    def _due(self, now: float) -> bool:
+        state_changed = self.lifecycle.state is not self._last_state
+        if state_changed or (self.lifecycle.loadtime_s is not None and not self._loadtime_sent):
+            return True
+        if self.books.changed and self.lifecycle.state is not WorkerState.LOADING:
+            return now - self._last_sent >= TICK_S
+        return now - self._last_sent >= IDLE_EVERY_S
+
+    async def tick(self) -> None:
+        """One round: a status report if due, then finished requests."""
+        now = time.monotonic()
+        if self._due(now):
+            self.books.changed = False
+            state = self.lifecycle.state
+            report = await self.status_report()
+            self._last_sent = now
+            if await self.post(WORKER_STATUS_PATH, report):
+                self._last_state = state
+                if report["loadtime"]:
+                    self._loadtime_sent = True
+        finished = self.books.take_finished()
+        if finished:
+            body: DeleteRequestsReport = {
+                "worker_id": self.settings.container_id,
+                "mtoken": self.settings.master_token,
+                "requests": finished,
+            }
+            await self.post(DELETE_REQUESTS_PATH, body)
+
+    async def run(self) -> None:
+        while True:
+            await self.tick()
+            await asyncio.sleep(TICK_S)

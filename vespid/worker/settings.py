@@ -1,0 +1,291 @@
+"""The worker's settings: the seeds' environment variables, vespid's own, and their checks.
+
+Each field reads one environment variable (named in its alias) and is also a
+command-line flag of ``vespid worker`` (``--field-name``). Flags win over the
+environment. A wrong value stops start-up with one line naming the variable.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from vespid.errors import ConfigError
+
+__all__ = ["WorkerSettings", "format_validation_error", "load_worker_settings"]
+
+_MODULE_FUNCTION = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+
+class WorkerSettings(BaseModel):
+    """Everything ``vespid worker`` can be told."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    backend_url: str = Field(
+        "",
+        json_schema_extra={"env": "BACKEND_URL"},
+        description="Base URL of the model server, e.g. http://127.0.0.1:8000.",
+    )
+    benchmark: str | None = Field(
+        None,
+        json_schema_extra={"env": "BENCHMARK"},
+        description="module:function of an async benchmark(backend_url, session) -> workload/s.",
+    )
+    model_name: str | None = Field(
+        None,
+        json_schema_extra={"env": "MODEL_NAME"},
+        description="Model served; keys the benchmark cache.",
+    )
+    healthcheck_endpoint: str | None = Field(
+        None,
+        json_schema_extra={"env": "HEALTHCHECK_ENDPOINT"},
+        description="Backend path that answers 200 when the model is ready, e.g. /health.",
+    )
+    allow_parallel: bool = Field(
+        True,
+        json_schema_extra={"env": "ALLOW_PARALLEL"},
+        description="false: one request at a time, in arrival order.",
+    )
+    max_concurrency: int | None = Field(
+        None,
+        ge=1,
+        json_schema_extra={"env": "VESPID_MAX_CONCURRENCY"},
+        description="With ALLOW_PARALLEL, at most this many requests at the backend at once.",
+    )
+    max_wait_time_s: float = Field(
+        10.0,
+        ge=0,
+        json_schema_extra={"env": "MAX_WAIT_TIME"},
+        description="Seconds a request may be expected to wait; beyond it the answer is 429.",
+    )
+    master_token: str = Field(
+        "", json_schema_extra={"env": "MASTER_TOKEN"}, description="Token sent with every report."
+    )
+    report_addr: list[str] = Field(
+        default_factory=list,
+        json_schema_extra={"env": "REPORT_ADDR"},
+        description="Autoscaler base URL(s), comma-separated; the first that accepts gets reports.",
+    )
+    container_id: int = Field(
+        0, json_schema_extra={"env": "CONTAINER_ID"}, description="This worker's id in reports."
+    )
+    public_ipaddr: str | None = Field(
+        None,
+        json_schema_extra={"env": "PUBLIC_IPADDR"},
+        description="Public address of this machine.",
+    )
+    worker_port: int = Field(
+        3000,
+        ge=0,
+        le=65535,
+        json_schema_extra={"env": "WORKER_PORT"},
+        description="Port to listen on.",
+    )
+    public_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        json_schema_extra={"env": "VAST_TCP_PORT"},
+        description="Public port mapped to WORKER_PORT (env VAST_TCP_PORT_<WORKER_PORT>).",
+    )
+    use_ssl: bool = Field(False, json_schema_extra={"env": "USE_SSL"}, description="Serve HTTPS.")
+    ssl_cert_file: Path = Field(
+        Path("/etc/instance.crt"),
+        json_schema_extra={"env": "VESPID_SSL_CERT_FILE"},
+        description="Certificate (PEM) for USE_SSL.",
+    )
+    ssl_key_file: Path = Field(
+        Path("/etc/instance.key"),
+        json_schema_extra={"env": "VESPID_SSL_KEY_FILE"},
+        description="Private key (PEM) for USE_SSL.",
+    )
+    unsecured: bool = Field(
+        False,
+        json_schema_extra={"env": "UNSECURED"},
+        description="Skip signature checks. Development only.",
+    )
+    public_key_file: Path | None = Field(
+        None,
+        json_schema_extra={"env": "VESPID_PUBLIC_KEY_FILE"},
+        description="Router public key (PEM); otherwise fetched from REPORT_ADDR/pubkey/.",
+    )
+    accept_vast_signatures: bool = Field(
+        True,
+        json_schema_extra={"env": "VESPID_ACCEPT_VAST_SIGNATURES"},
+        description="Accept Vast's older signature schemes (needed behind Vast's router).",
+    )
+    model_log: Path | None = Field(
+        None,
+        json_schema_extra={"env": "MODEL_LOG"},
+        description="Model server log to tail for readiness (older mode).",
+    )
+    log_loaded: list[str] = Field(
+        default_factory=list,
+        json_schema_extra={"env": "VESPID_LOG_LOADED"},
+        description="Comma-separated strings that, in MODEL_LOG, mean the model is loaded.",
+    )
+    log_error: list[str] = Field(
+        default_factory=list,
+        json_schema_extra={"env": "VESPID_LOG_ERROR"},
+        description="Comma-separated strings that, in MODEL_LOG, mean the model failed.",
+    )
+    log_info: list[str] = Field(
+        default_factory=list,
+        json_schema_extra={"env": "VESPID_LOG_INFO"},
+        description="Comma-separated strings whose MODEL_LOG lines are logged at info.",
+    )
+    max_body_bytes: int = Field(
+        16 * 1024 * 1024,
+        ge=1024,
+        json_schema_extra={"env": "VESPID_MAX_BODY_BYTES"},
+        description="Largest request body accepted; larger gets 413.",
+    )
+    host: str = Field(
+        "0.0.0.0", json_schema_extra={"env": "VESPID_HOST"}, description="Address to listen on."
+    )
+    health_interval_s: float = Field(
+        5.0,
+        gt=0,
+        json_schema_extra={"env": "VESPID_HEALTH_INTERVAL_S"},
+        description="Seconds between health checks once ready.",
+    )
+    ready_poll_s: float = Field(
+        0.1,
+        gt=0,
+        le=5,
+        json_schema_extra={"env": "VESPID_READY_POLL_S"},
+        description="Seconds between readiness probes while loading.",
+    )
+    ready_wait_s: float = Field(
+        30.0,
+        ge=0,
+        json_schema_extra={"env": "VESPID_READY_WAIT_S"},
+        description="How long a request that arrives before ready waits; then 503.",
+    )
+    max_perf: float | None = Field(
+        None,
+        gt=0,
+        json_schema_extra={"env": "VESPID_MAX_PERF"},
+        description="Known throughput (workload/s); skips the benchmark.",
+    )
+    cache_dir: Path = Field(
+        Path.home() / ".cache" / "vespid",
+        json_schema_extra={"env": "VESPID_CACHE_DIR"},
+        description="Where benchmark results are kept across restarts.",
+    )
+    backend_read_timeout_s: float = Field(
+        600.0,
+        gt=0,
+        json_schema_extra={"env": "VESPID_BACKEND_READ_TIMEOUT_S"},
+        description="Longest silence from the backend within one response.",
+    )
+    log_level: str = Field(
+        "INFO",
+        pattern=r"^(?i:debug|info|warning|error)$",
+        json_schema_extra={"env": "VESPID_LOG_LEVEL"},
+        description="debug, info, warning or error.",
+    )
+
+    @field_validator("report_addr", "log_loaded", "log_error", "log_info", mode="before")
+    @classmethod
+    def _split_commas(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("report_addr")
+    @classmethod
+    def _check_urls(cls, value: list[str]) -> list[str]:
+        for url in value:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"each address must start with http:// or https:// (got {url!r})")
+        return [url.rstrip("/") for url in value]
+
+    @field_validator("backend_url")
+    @classmethod
+    def _check_backend_url(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError(f"must start with http:// or https:// (got {value!r})")
+        return value.rstrip("/")
+
+    @field_validator("benchmark")
+    @classmethod
+    def _check_benchmark(cls, value: str | None) -> str | None:
+        if value is not None and not _MODULE_FUNCTION.match(value):
+            raise ValueError(f"must look like package.module:function (got {value!r})")
+        return value
+
+    @field_validator("healthcheck_endpoint")
+    @classmethod
+    def _check_path(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("/"):
+            return "/" + value
+        return value
+
+    @model_validator(mode="after")
+    def _check_together(self) -> WorkerSettings:
+        if not self.backend_url:
+            raise ValueError("BACKEND_URL: required (the model server's base URL)")
+        if not (self.unsecured or self.report_addr or self.public_key_file):
+            raise ValueError(
+                "REPORT_ADDR: required to fetch the router's public key "
+                "(or set VESPID_PUBLIC_KEY_FILE, or UNSECURED=true for development)"
+            )
+        if self.model_log is None and (self.log_loaded or self.log_error):
+            raise ValueError("MODEL_LOG: required when VESPID_LOG_LOADED/ERROR are set")
+        if self.model_log is not None and not self.log_loaded:
+            raise ValueError(
+                "VESPID_LOG_LOADED: required with MODEL_LOG (the log text that means loaded)"
+            )
+        return self
+
+    @property
+    def public_url(self) -> str | None:
+        """The URL clients reach this worker at, if the public address is known."""
+        if not self.public_ipaddr:
+            return None
+        scheme = "https" if self.use_ssl else "http"
+        return f"{scheme}://{self.public_ipaddr}:{self.public_port or self.worker_port}"
+
+
+def env_name(field: str) -> str:
+    """The environment variable a field reads."""
+    extra = WorkerSettings.model_fields[field].json_schema_extra
+    assert isinstance(extra, dict)
+    return str(extra["env"])
+
+
+def format_validation_error(exc: ValidationError, names: Mapping[str, str]) -> str:
+    """One line per problem, naming the variable: ``MAX_WAIT_TIME: ... (got 'abc')``."""
+    lines = []
+    for err in exc.errors():
+        message = str(err["msg"]).removeprefix("Value error, ")
+        if not err["loc"]:
+            lines.append(message)  # a cross-field check: its message names the variable
+            continue
+        var = names.get(str(err["loc"][0]), str(err["loc"][0]))
+        got = err.get("input")
+        shown = isinstance(got, str | int | float) and repr(got) not in message
+        lines.append(f"{var}: {message}" + (f" (got {got!r})" if shown else ""))
+    return "; ".join(lines)
+
+
+def load_worker_settings(
+    environ: Mapping[str, str], overrides: Mapping[str, Any] | None = None
+) -> WorkerSettings:
+    """Settings from an environment and flag overrides (which win); ConfigError on a mistake."""
+    flags = {key: value for key, value in (overrides or {}).items() if value is not None}
+    port = flags.get("worker_port") or environ.get("WORKER_PORT", "3000")
+    names = {field: env_name(field) for field in WorkerSettings.model_fields}
+    names["public_port"] = f"VAST_TCP_PORT_{port}"
+    values: dict[str, Any] = {f: environ[n] for f, n in names.items() if n in environ}
+    values.update(flags)
+    try:
+        return WorkerSettings.model_validate(values)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, names)) from None
