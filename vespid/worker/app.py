@@ -42,6 +42,7 @@ from vespid.protocol.wire import (
     parse_worker_request,
 )
 from vespid.worker.admission import Admission
+from vespid.worker.benchmark import DEFAULT_BENCHMARK, load_benchmark
 from vespid.worker.books import Books, Outcome
 from vespid.worker.lifecycle import Lifecycle
 from vespid.worker.metrics import WorkerMetrics
@@ -83,6 +84,7 @@ class Worker:
         self._tasks: list[asyncio.Task[None]] = []
         self._aux: aiohttp.ClientSession | None = None
         self.lifecycle: Lifecycle
+        self._benchmark = load_benchmark(settings.benchmark or DEFAULT_BENCHMARK)
         self.reporter: Reporter
         if settings.public_key_file is not None:
             try:
@@ -112,7 +114,7 @@ class Worker:
 
     async def _on_startup(self, app: web.Application) -> None:
         self._aux = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
-        self.lifecycle = Lifecycle(self.settings, self._aux, self.metrics)
+        self.lifecycle = Lifecycle(self.settings, self._aux, self.metrics, self._benchmark)
         self.reporter = Reporter(
             self.settings, self.books, self.admission, self.lifecycle, self._aux
         )

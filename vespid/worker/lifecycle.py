@@ -21,7 +21,8 @@ from pathlib import Path
 import aiohttp
 
 from vespid.errors import BackendError, NotReady
-from vespid.worker.benchmark import DEFAULT_BENCHMARK, BenchmarkCache, load_benchmark, run_benchmark
+from vespid.types import BenchmarkFunction
+from vespid.worker.benchmark import DEFAULT_BENCHMARK, BenchmarkCache, run_benchmark
 from vespid.worker.metrics import WorkerMetrics
 from vespid.worker.settings import WorkerSettings
 
@@ -78,7 +79,11 @@ class Lifecycle:
     """State machine from start-up to ready, and the health watch after it."""
 
     def __init__(
-        self, settings: WorkerSettings, session: aiohttp.ClientSession, metrics: WorkerMetrics
+        self,
+        settings: WorkerSettings,
+        session: aiohttp.ClientSession,
+        metrics: WorkerMetrics,
+        benchmark: BenchmarkFunction,
     ) -> None:
         self.settings = settings
         self._session = session
@@ -91,13 +96,12 @@ class Lifecycle:
         self._ready = asyncio.Event()
         self._log_loaded = asyncio.Event()
         self.on_change: list[asyncio.Event] = []
-        spec = settings.benchmark or DEFAULT_BENCHMARK
-        self._benchmark = load_benchmark(spec)
+        self._benchmark = benchmark
         self._cache = BenchmarkCache(
             settings.cache_dir,
             model=settings.model_name,
             backend_url=settings.backend_url,
-            spec=spec,
+            spec=settings.benchmark or DEFAULT_BENCHMARK,
         )
 
     # -- state -------------------------------------------------------------

@@ -106,7 +106,9 @@ class Reporter:
                             return True
                         log.warning("report %s to %s answered %d", path, addr, r.status)
                 except (TimeoutError, aiohttp.ClientError) as exc:
-                    log.warning("report %s to %s failed: %s", path, addr, str(exc) or type(exc).__name__)
+                    log.warning(
+                        "report %s to %s failed: %s", path, addr, str(exc) or type(exc).__name__
+                    )
             await asyncio.sleep(0.2 * 2**attempt)
         self.failed += 1
         return False

@@ -1,0 +1,119 @@
+"""Worker fixtures: a worker in this process on a real port, its autoscaler, its backend."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from blockbuster import BlockBuster, blockbuster_ctx
+
+from tests.support.servers import Autoscaler, ScriptedBackend, start_app
+from vespid.worker.app import Worker
+from vespid.worker.lifecycle import WorkerState
+from vespid.worker.settings import load_worker_settings
+
+
+@pytest.fixture(autouse=True)
+def blockbuster() -> Iterator[BlockBuster]:
+    """Fail any test whose event loop makes a blocking call."""
+    with blockbuster_ctx(scanned_modules=["vespid", "tests"]) as bb:
+        yield bb
+
+
+@pytest.fixture(autouse=True)
+async def no_leaked_tasks() -> AsyncIterator[None]:
+    """Fail a test that leaves tasks running after its fixtures are torn down."""
+    yield
+    current = asyncio.current_task()
+    for _ in range(10):
+        leftover = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
+        if not leftover:
+            return
+        await asyncio.sleep(0)
+    raise AssertionError(f"tasks left running: {leftover}")
+
+
+@dataclass
+class RunningWorker:
+    worker: Worker
+    url: str
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
+    async def wait_state(self, state: WorkerState, timeout_s: float = 15.0) -> None:
+        life = self.worker.lifecycle
+        event = asyncio.Event()
+        life.on_change.append(event)
+        try:
+            async with asyncio.timeout(timeout_s):
+                while life.state is not state:
+                    event.clear()
+                    await event.wait()
+        finally:
+            life.on_change.remove(event)
+
+
+MakeWorker = Callable[..., Awaitable[RunningWorker]]
+
+
+@pytest.fixture
+async def autoscaler() -> AsyncIterator[tuple[Autoscaler, str]]:
+    scaler = Autoscaler()
+    async with start_app(scaler.app()) as url:
+        yield scaler, url
+
+
+@pytest.fixture
+async def backend() -> AsyncIterator[tuple[ScriptedBackend, str]]:
+    stand_in = ScriptedBackend()
+    async with start_app(stand_in.app(), handler_cancellation=True) as url:
+        yield stand_in, url
+        stand_in.release.set()
+
+
+@pytest.fixture
+async def make_worker(tmp_path: Path) -> AsyncIterator[MakeWorker]:
+    """Factory: start a worker with the given environment; waits for ready unless told not to."""
+    async with AsyncExitStack() as stack:
+
+        async def make(wait_ready: bool = True, **env: str) -> RunningWorker:
+            full_env = {
+                "WORKER_PORT": "0",
+                "VESPID_HOST": "127.0.0.1",
+                "VESPID_CACHE_DIR": str(tmp_path / "cache"),
+                "VESPID_LOG_LEVEL": "warning",
+                **env,
+            }
+            settings = load_worker_settings(full_env)
+            worker = Worker(settings)
+            runner = web.AppRunner(worker.build_app(), access_log=None, handler_cancellation=True)
+            await runner.setup()
+            stack.push_async_callback(runner.cleanup)
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            host, port = runner.addresses[0][:2]
+            running = RunningWorker(worker, f"http://{host}:{port}")
+            if wait_ready:
+                await running.wait_state(WorkerState.READY)
+            return running
+
+        yield make
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+def envelope(auth: dict[str, Any], payload: Any, **extra: Any) -> dict[str, Any]:
+    return {"auth_data": auth, "payload": payload, **extra}

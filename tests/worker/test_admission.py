@@ -1,0 +1,126 @@
+"""Queueing, load shedding and client disconnects, against a backend that holds requests."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from typing import Any
+
+import aiohttp
+
+from tests.support.servers import ScriptedBackend
+from tests.worker.conftest import MakeWorker, RunningWorker, envelope
+
+_idx = itertools.count(1)
+
+
+def body(n: int, cost: float = 1) -> dict[str, Any]:
+    i = next(_idx)
+    auth = {
+        "cost": cost,
+        "endpoint": "e",
+        "reqnum": i,
+        "request_idx": i,
+        "signature": "",
+        "url": "",
+    }
+    return envelope(auth, {"n": n})
+
+
+async def wait_until(predicate: Any, timeout_s: float = 10.0) -> None:
+    """Re-check ``predicate`` on every loop turn until it holds (deadline-bounded)."""
+    async with asyncio.timeout(timeout_s):
+        while not predicate():
+            await asyncio.sleep(0.005)
+
+
+async def hold_worker(make_worker: MakeWorker, backend_url: str, **env: str) -> RunningWorker:
+    return await make_worker(
+        BACKEND_URL=backend_url, UNSECURED="true", VESPID_MAX_PERF="100", **env
+    )
+
+
+async def test_one_at_a_time_in_arrival_order(
+    make_worker: MakeWorker, backend: tuple[ScriptedBackend, str], http: aiohttp.ClientSession
+) -> None:
+    stand_in, backend_url = backend
+    worker = await hold_worker(make_worker, backend_url, ALLOW_PARALLEL="false")
+    tasks = []
+    for n in range(4):
+        tasks.append(asyncio.create_task(http.post(worker.url + "/hold", json=body(n))))
+        await wait_until(lambda n=n: len(worker.worker.books.working) == n + 1)
+    await wait_until(lambda: stand_in.arrivals == [0])
+    assert worker.worker.admission.queue_depth == 3
+    stand_in.release.set()
+    responses = await asyncio.gather(*tasks)
+    assert [r.status for r in responses] == [200] * 4
+    for r in responses:
+        r.release()
+    assert stand_in.arrivals == [0, 1, 2, 3]
+    assert stand_in.max_active == 1
+
+
+async def test_concurrency_limit(
+    make_worker: MakeWorker, backend: tuple[ScriptedBackend, str], http: aiohttp.ClientSession
+) -> None:
+    stand_in, backend_url = backend
+    worker = await hold_worker(make_worker, backend_url, VESPID_MAX_CONCURRENCY="2")
+    tasks = [asyncio.create_task(http.post(worker.url + "/hold", json=body(n))) for n in range(5)]
+    await wait_until(
+        lambda: len(stand_in.arrivals) == 2 and worker.worker.admission.queue_depth == 3
+    )
+    stand_in.release.set()
+    for r in await asyncio.gather(*tasks):
+        assert r.status == 200
+        r.release()
+    assert stand_in.max_active == 2
+
+
+async def test_too_long_a_wait_is_429_at_once(
+    make_worker: MakeWorker, backend: tuple[ScriptedBackend, str], http: aiohttp.ClientSession
+) -> None:
+    stand_in, backend_url = backend
+    # max_perf 100 workload/s; 300 workload in progress -> 3 s estimated wait > 2 s.
+    worker = await make_worker(
+        BACKEND_URL=backend_url, UNSECURED="true", VESPID_MAX_PERF="100", MAX_WAIT_TIME="2"
+    )
+    first = asyncio.create_task(http.post(worker.url + "/hold", json=body(0, cost=300)))
+    await wait_until(lambda: stand_in.arrivals == [0])
+    async with http.post(worker.url + "/hold", json=body(1, cost=1)) as resp:
+        assert resp.status == 429
+        err = await resp.json()
+    assert err["code"] == "overloaded"
+    assert err["estimated_wait_s"] == 3.0
+    assert worker.worker.books.counters.rej_load == 1
+    stand_in.release.set()
+    (await first).release()
+    assert stand_in.arrivals == [0]
+
+
+async def test_client_going_away_cancels_backend_call_and_frees_its_place(
+    make_worker: MakeWorker, backend: tuple[ScriptedBackend, str]
+) -> None:
+    stand_in, backend_url = backend
+    worker = await hold_worker(make_worker, backend_url, ALLOW_PARALLEL="false")
+    w = worker.worker
+    async with aiohttp.ClientSession() as doomed:
+        running = asyncio.create_task(doomed.post(worker.url + "/hold", json=body(0, cost=5)))
+        await wait_until(lambda: stand_in.arrivals == [0])
+        queued = asyncio.create_task(doomed.post(worker.url + "/hold", json=body(1, cost=5)))
+        await wait_until(lambda: w.admission.queue_depth == 1)
+        running.cancel()
+        queued.cancel()
+    # Both clients are gone: the backend call is cancelled and the queue place freed.
+    await wait_until(lambda: stand_in.cancelled == [0] and not w.books.working)
+    assert w.admission.queue_depth == 0
+    assert w.admission.running == 0
+    assert w.admission.workload_ahead == 0
+    assert w.books.counters.new_load == 0  # both cancelled: nothing left as new load
+    assert w.metrics.requests.labels("499", "cancelled")._value.get() == 2
+    # The single slot is free for the next client.
+    stand_in.release.set()
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(worker.url + "/hold", json=body(2)) as resp,
+    ):
+        assert resp.status == 200
