@@ -24,7 +24,7 @@ import argparse
 import asyncio
 import contextlib
 import signal
-from typing import Final
+from typing import Final, cast
 
 TINY_BODY: Final = b'{"id":"bench","object":"text_completion","choices":[{"text":"ok"}]}'
 HEALTH_BODY: Final = b'{"status":"ok"}'
@@ -79,8 +79,8 @@ class BenchHTTP(asyncio.Protocol):
         self._streaming: asyncio.Task[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self._transport = cast(asyncio.Transport, transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 
 from tests.support.servers import ScriptedBackend
+from tests.support.waiting import wait_until
 from tests.worker.conftest import MakeWorker, RunningWorker, envelope
 
 _idx = itertools.count(1)
@@ -27,13 +29,6 @@ def body(n: int, cost: float = 1) -> dict[str, Any]:
     return envelope(auth, {"n": n})
 
 
-async def wait_until(predicate: Any, timeout_s: float = 10.0) -> None:
-    """Re-check ``predicate`` on every loop turn until it holds (deadline-bounded)."""
-    async with asyncio.timeout(timeout_s):
-        while not predicate():
-            await asyncio.sleep(0.005)
-
-
 async def hold_worker(make_worker: MakeWorker, backend_url: str, **env: str) -> RunningWorker:
     return await make_worker(
         BACKEND_URL=backend_url, UNSECURED="true", VESPID_MAX_PERF="100", **env
@@ -46,9 +41,14 @@ async def test_one_at_a_time_in_arrival_order(
     stand_in, backend_url = backend
     worker = await hold_worker(make_worker, backend_url, ALLOW_PARALLEL="false")
     tasks = []
-    for n in range(4):
+    books = worker.worker.books
+
+    def working_is(k: int) -> Callable[[], bool]:
+        return lambda: len(books.working) == k
+
+    for n in range(4):  # one by one, so the arrival order is known
         tasks.append(asyncio.create_task(http.post(worker.url + "/hold", json=body(n))))
-        await wait_until(lambda n=n: len(worker.worker.books.working) == n + 1)
+        await wait_until(working_is(n + 1))
     await wait_until(lambda: stand_in.arrivals == [0])
     assert worker.worker.admission.queue_depth == 3
     stand_in.release.set()

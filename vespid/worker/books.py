@@ -124,6 +124,15 @@ class Books:
         taken, self.counters = self.counters, ReportCounters()
         return taken
 
+    def restore_counters(self, taken: ReportCounters) -> None:
+        """Put back counters whose report failed, so no load goes unreported."""
+        c = self.counters
+        c.new_load += taken.new_load
+        c.rej_load += taken.rej_load
+        c.served_load += taken.served_load
+        c.received += taken.received
+        self.changed = True
+
     def take_finished(self) -> list[FinishedRequest]:
         taken = list(self.finished)
         self.finished.clear()

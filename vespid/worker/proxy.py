@@ -53,6 +53,9 @@ BACKEND_ERRORS: Final[tuple[tuple[type[BaseException], type[BackendError], str],
     (aiohttp.ClientPayloadError, BackendError, "backend sent a broken body"),
     (aiohttp.ClientResponseError, BackendError, "backend sent an invalid response"),
     (aiohttp.InvalidURL, BackendError, "backend URL is invalid"),
+    (aiohttp.NonHttpUrlClientError, BackendError, "backend URL is not http(s)"),
+    (aiohttp.RedirectClientError, BackendError, "backend redirected somewhere invalid"),
+    (aiohttp.UploadAbortedError, BackendError, "sending the body to the backend failed"),
     (aiohttp.ClientConnectionError, BackendUnavailable, "connection to the backend failed"),
 )
 

@@ -24,7 +24,7 @@ from vespid.protocol.wire import (
     WorkerStatusReport,
 )
 from vespid.worker.admission import Admission
-from vespid.worker.books import Books
+from vespid.worker.books import Books, ReportCounters
 from vespid.worker.lifecycle import Lifecycle, WorkerState
 from vespid.worker.settings import WorkerSettings
 
@@ -64,10 +64,11 @@ class Reporter:
         usage = await asyncio.to_thread(shutil.disk_usage, "/")
         return round(usage.used / 1e9, 3)
 
-    async def status_report(self) -> WorkerStatusReport:
+    async def status_report(self, counters: ReportCounters) -> WorkerStatusReport:
+        """The report body; ``counters`` are the changes since the last report."""
+        disk_usage = await self._disk_usage_gb()
         s = self.settings
         life = self.lifecycle
-        counters = self.books.take_counters()
         working = self.books.working
         loadtime = 0.0
         if life.loadtime_s is not None and not self._loadtime_sent:
@@ -86,7 +87,7 @@ class Reporter:
             "num_requests_working": len(working),
             "num_requests_recieved": counters.received,
             "additional_disk_usage": 0.0,
-            "disk_usage": await self._disk_usage_gb(),
+            "disk_usage": disk_usage,
             "working_request_idxs": sorted(t.request_idx for t in working),
             "cur_capacity": 0,
             "max_capacity": 0,
@@ -127,12 +128,15 @@ class Reporter:
         if self._due(now):
             self.books.changed = False
             state = self.lifecycle.state
-            report = await self.status_report()
+            counters = self.books.take_counters()
+            report = await self.status_report(counters)
             self._last_sent = now
             if await self.post(WORKER_STATUS_PATH, report):
                 self._last_state = state
                 if report["loadtime"]:
                     self._loadtime_sent = True
+            else:
+                self.books.restore_counters(counters)  # the next report carries them
         finished = self.books.take_finished()
         if finished:
             body: DeleteRequestsReport = {

@@ -270,7 +270,7 @@ def format_validation_error(exc: ValidationError, names: Mapping[str, str]) -> s
             continue
         var = names.get(str(err["loc"][0]), str(err["loc"][0]))
         got = err.get("input")
-        shown = isinstance(got, str | int | float) and repr(got) not in message
+        shown = isinstance(got, str | int | float) and "(got " not in message
         lines.append(f"{var}: {message}" + (f" (got {got!r})" if shown else ""))
     return "; ".join(lines)
 

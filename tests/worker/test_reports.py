@@ -1,0 +1,162 @@
+"""Reports to the autoscaler stand-in: fields, cadence, failover, the public key."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from typing import Any
+
+import aiohttp
+
+from tests.support.servers import Autoscaler, ScriptedBackend, start_app
+from tests.support.waiting import wait_until
+from tests.worker.conftest import MakeWorker, envelope
+from vespid.servers.process import free_port
+from vespid.worker.books import MAX_FINISHED
+
+_idx = itertools.count(1)
+
+STATUS_FIELDS = {
+    "id", "mtoken", "version", "loadtime", "new_load", "cur_load", "rej_load", "max_perf",
+    "cur_perf", "error_msg", "num_requests_working", "num_requests_recieved",
+    "additional_disk_usage", "disk_usage", "working_request_idxs", "cur_capacity",
+    "max_capacity", "url",
+}  # fmt: skip
+
+
+def signed(scaler: Autoscaler, url: str, cost: float) -> dict[str, Any]:
+    n = next(_idx)
+    return scaler.signer.auth_data(url=url, cost=cost, endpoint="e", reqnum=n, request_idx=n)
+
+
+async def test_status_and_finished_requests_are_reported(
+    make_worker: MakeWorker,
+    autoscaler: tuple[Autoscaler, str],
+    backend: tuple[ScriptedBackend, str],
+    http: aiohttp.ClientSession,
+) -> None:
+    scaler, scaler_url = autoscaler
+    _, backend_url = backend
+    worker = await make_worker(
+        BACKEND_URL=backend_url,
+        REPORT_ADDR=scaler_url,
+        VESPID_MAX_PERF="50",
+        CONTAINER_ID="17",
+        MASTER_TOKEN="tok",
+        PUBLIC_IPADDR="127.0.0.1",
+        VAST_TCP_PORT_0="40000",
+    )
+    url = "http://127.0.0.1:40000"
+    await scaler.wait_for(lambda s: any(r["loadtime"] > 0 for r in s.status_reports))
+    ready = next(r for r in scaler.status_reports if r["loadtime"] > 0)
+    assert set(ready) == STATUS_FIELDS
+    assert (ready["id"], ready["mtoken"], ready["url"], ready["max_perf"]) == (17, "tok", url, 50)
+    assert (ready["cur_capacity"], ready["max_capacity"]) == (0, 0)
+    auths = [signed(scaler, url, cost) for cost in (3, 4)]
+    for auth in auths:
+        async with http.post(worker.url + "/echo", json=envelope(auth, {})) as resp:
+            assert resp.status == 200
+    async with http.post(
+        worker.url + "/status/500", json=envelope(signed(scaler, url, 5), {})
+    ) as r:
+        assert r.status == 500
+
+    def served(s: Autoscaler) -> bool:
+        return (
+            sum(r["cur_perf"] for r in s.status_reports) == 7
+            and sum(len(d["requests"]) for d in s.delete_reports) == 3
+        )
+
+    await scaler.wait_for(served)
+    assert sum(r["new_load"] for r in scaler.status_reports) == 12
+    assert sum(r["num_requests_recieved"] for r in scaler.status_reports) == 3
+    assert [r["loadtime"] > 0 for r in scaler.status_reports].count(True) == 1
+    done = [req for d in scaler.delete_reports for req in d["requests"]]
+    assert [(r["request_idx"], r["success"], r["status"]) for r in done] == [
+        (auths[0]["request_idx"], True, 200),
+        (auths[1]["request_idx"], True, 200),
+        (auths[1]["request_idx"] + 1, False, 500),
+    ]
+    assert all(
+        r["entered_queue_at"] <= r["work_started_at"] <= r["work_completed_at"] for r in done
+    )
+    assert scaler.delete_reports[0]["worker_id"] == 17
+    assert scaler.delete_reports[0]["mtoken"] == "tok"
+    assert not worker.worker.books.finished  # trimmed once reported
+
+
+async def test_in_progress_work_is_reported_as_cur_load(
+    make_worker: MakeWorker,
+    autoscaler: tuple[Autoscaler, str],
+    backend: tuple[ScriptedBackend, str],
+    http: aiohttp.ClientSession,
+) -> None:
+    scaler, scaler_url = autoscaler
+    stand_in, backend_url = backend
+    worker = await make_worker(
+        BACKEND_URL=backend_url, REPORT_ADDR=scaler_url, VESPID_MAX_PERF="50"
+    )
+    auth = signed(scaler, worker.url, 9)
+    held = asyncio.create_task(http.post(worker.url + "/hold", json=envelope(auth, {"n": 1})))
+    await scaler.wait_for(
+        lambda s: any(r["working_request_idxs"] == [auth["request_idx"]] for r in s.status_reports)
+    )
+    report = next(r for r in scaler.status_reports if r["working_request_idxs"])
+    assert (report["cur_load"], report["num_requests_working"]) == (9, 1)
+    stand_in.release.set()
+    (await held).release()
+
+
+async def test_public_key_fetched_with_backoff_and_reports_fail_over(
+    make_worker: MakeWorker, backend: tuple[ScriptedBackend, str], http: aiohttp.ClientSession
+) -> None:
+    _, backend_url = backend
+    scaler = Autoscaler(serve_key=False)
+    dead = f"http://127.0.0.1:{free_port()}"
+    async with start_app(scaler.app()) as scaler_url:
+        worker = await make_worker(
+            wait_ready=False,
+            BACKEND_URL=backend_url,
+            REPORT_ADDR=f"{dead},{scaler_url}",
+            VESPID_MAX_PERF="50",
+        )
+        await wait_until(lambda: scaler.pubkey_requests >= 2)  # refused once, asked again
+        scaler.serve_key = True
+        auth = signed(scaler, worker.url, 1)
+        async with http.post(worker.url + "/echo", json=envelope(auth, {})) as resp:
+            assert resp.status == 200  # waited for the key, then verified
+        await scaler.wait_for(lambda s: len(s.delete_reports) == 1)
+        assert worker.worker.reporter.failed == 0
+
+
+async def test_errored_worker_reports_error_msg(
+    make_worker: MakeWorker,
+    autoscaler: tuple[Autoscaler, str],
+    backend: tuple[ScriptedBackend, str],
+) -> None:
+    scaler, scaler_url = autoscaler
+    stand_in, backend_url = backend
+    await make_worker(
+        BACKEND_URL=backend_url,
+        REPORT_ADDR=scaler_url,
+        VESPID_MAX_PERF="50",
+        HEALTHCHECK_ENDPOINT="/health",
+        VESPID_HEALTH_INTERVAL_S="0.05",
+    )
+    stand_in.healthy = False
+    await scaler.wait_for(lambda s: any(r["error_msg"] for r in s.status_reports))
+    msg = next(r["error_msg"] for r in scaler.status_reports if r["error_msg"])
+    assert "health check failed" in msg
+
+
+async def test_finished_books_are_bounded() -> None:
+    from vespid.worker.books import Books
+    from vespid.worker.metrics import WorkerMetrics
+
+    books = Books(WorkerMetrics())
+    for i in range(MAX_FINISHED + 500):
+        books.finish(books.receive(i, 1.0), 200)
+    assert len(books.finished) == MAX_FINISHED
+    assert not books.working
+    assert len(books.take_finished()) == MAX_FINISHED
+    assert not books.finished
