@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import aiohttp
+import pytest
 
 from tests.support.servers import ScriptedBackend
 from tests.support.waiting import wait_until
@@ -124,3 +125,22 @@ async def test_client_going_away_cancels_backend_call_and_frees_its_place(
         http.post(worker.url + "/hold", json=body(2)) as resp,
     ):
         assert resp.status == 200
+
+
+async def test_cancelled_waiter_dropped_by_the_handover_leaves_no_trace() -> None:
+    """Regression: a waiter cancelled just before the slot is handed on used to leak its
+    workload (5 left in workload_ahead instead of 0) and raise ValueError."""
+    from vespid.worker.admission import Admission
+    from vespid.worker.books import Ticket
+    from vespid.worker.metrics import WorkerMetrics
+
+    admission = Admission(limit=1, max_wait_s=100, metrics=WorkerMetrics())
+    first, second = Ticket(1, 5.0), Ticket(2, 5.0)
+    await admission.enter(first)
+    waiting = asyncio.create_task(admission.enter(second))
+    await wait_until(lambda: admission.queue_depth == 1)
+    waiting.cancel()  # cancels the waiter future...
+    admission.leave(first)  # ...which the handover then finds done and drops
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert (admission.workload_ahead, admission.running, admission.queue_depth) == (0, 0, 0)
