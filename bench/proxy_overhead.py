@@ -40,6 +40,7 @@ import orjson
 import vespid
 from vespid.protocol.signing import Signer, generate_private_key, public_key_pem
 from vespid.servers.process import ChildProcess, free_port, wait_http
+from vespid.worker.settings import WorkerSettings, env_name
 
 HERE: Final = Path(__file__).resolve().parent
 JSON_HEADERS: Final = {"Content-Type": "application/json"}
@@ -51,6 +52,8 @@ READY_TIMEOUT_S: Final = 30.0
 PHASE_TIMEOUT_S: Final = 120.0
 REQUEST_TIMEOUT_S: Final = 30.0
 CLK_TCK: Final = os.sysconf("SC_CLK_TCK")
+
+WORKER_VARS: Final = frozenset(env_name(f) for f in WorkerSettings.model_fields)
 
 DIRECT: Final = "direct"
 MINIMAL: Final = "minimal"
@@ -70,6 +73,14 @@ def proc_cpu_s(pid: int) -> float:
     return (utime + stime) / CLK_TCK
 
 
+def proc_rss_mib(pid: int) -> float:
+    """Resident memory of process ``pid``, in MiB (VmRSS of /proc/<pid>/status)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def percentile(sorted_values: Sequence[float], q: float) -> float:
     """Linear-interpolated percentile (q in 0..100) of already sorted values."""
     if not sorted_values:
@@ -78,6 +89,10 @@ def percentile(sorted_values: Sequence[float], q: float) -> float:
     lo = int(pos)
     hi = min(lo + 1, len(sorted_values) - 1)
     return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
+
+
+def _div(a: float, b: float) -> float:
+    return a / b if b else float("nan")
 
 
 def split_evenly(total: int, parts: int) -> list[int]:
@@ -108,6 +123,8 @@ class Tally:
     backend_cpu_s: float = 0.0
     client_cpu_s: float = 0.0
     round_rps: list[float] = field(default_factory=list)
+    cpu_measured: bool = False  # CPU is read in the concurrency phase only
+    has_proxy: bool = False  # direct calls have no proxy CPU to report
 
     def add(self, batch: Batch) -> None:
         self.latencies_s.extend(batch.latencies_s)
@@ -120,20 +137,23 @@ class Tally:
 
     def summary(self) -> dict[str, Any]:
         lat = sorted(self.latencies_s)
-        per_req = 1e6 / self.requests if self.requests else float("nan")
+        nan = float("nan")
+        per_req = 1e6 / self.requests if self.requests else nan
+        cpu, proxy = self.cpu_measured, self.cpu_measured and self.has_proxy
         return {
             "requests": self.requests,
             "errors": self.errors,
             "first_error": self.first_error,
-            "rps": self.requests / self.wall_s if self.wall_s else float("nan"),
+            "rps": _div(self.requests, self.wall_s),
             "round_rps": [round(r, 1) for r in self.round_rps],
             "p50_ms": percentile(lat, 50) * 1e3,
             "p90_ms": percentile(lat, 90) * 1e3,
             "p99_ms": percentile(lat, 99) * 1e3,
-            "max_ms": (lat[-1] if lat else float("nan")) * 1e3,
-            "proxy_cpu_us_per_req": self.proxy_cpu_s * per_req,
-            "backend_cpu_us_per_req": self.backend_cpu_s * per_req,
-            "client_cpu_us_per_req": self.client_cpu_s * per_req,
+            "max_ms": (lat[-1] if lat else nan) * 1e3,
+            "proxy_cpu_us_per_req": self.proxy_cpu_s * per_req if proxy else nan,
+            "proxy_busy_pct": _div(100.0 * self.proxy_cpu_s, self.wall_s) if proxy else nan,
+            "backend_cpu_us_per_req": self.backend_cpu_s * per_req if cpu else nan,
+            "client_cpu_us_per_req": self.client_cpu_s * per_req if cpu else nan,
         }
 
 
@@ -339,123 +359,173 @@ async def interleaved(
             await run(targets[(r + k) % len(targets)], n)
 
 
-async def measure(
-    opts: Options, targets: Sequence[Target], backend_pid: int, log: Callable[[str], None]
-) -> dict[str, Any]:
-    connector = aiohttp.TCPConnector(limit=2 * opts.concurrency, keepalive_timeout=120)
-    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
-    async with aiohttp.ClientSession(
-        connector=connector,
-        timeout=timeout,
-        cookie_jar=aiohttp.DummyCookieJar(),
-        auto_decompress=False,
-        skip_auto_headers=("User-Agent", "Accept-Encoding"),
-    ) as session:
-        # Smoke check: every target answers what the backend answers, byte for byte.
-        direct = targets[0]
-        async with session.post(
-            direct.base_url + "/tiny", data=direct_body(TINY_PAYLOAD, "/tiny")
-        ) as resp:
-            tiny_expect = await resp.read()
-            tiny_ctype = resp.headers.get("Content-Type")
-        async with session.post(
-            direct.base_url + "/stream", data=direct_body(STREAM_PAYLOAD, "/stream")
-        ) as resp:
-            stream_expect = await resp.read()
-        for t in targets:
-            [body] = t.bodies(TINY_PAYLOAD, "/tiny", 1)
-            async with session.post(t.base_url + "/tiny", data=body, headers=JSON_HEADERS) as r:
-                got = await r.read()
-                ctype = r.headers.get("Content-Type")
-            if r.status != 200 or got != tiny_expect or ctype != tiny_ctype:
-                raise RuntimeError(f"{t.name}: smoke check failed: {r.status} {ctype} {got!r}")
+class Bench:
+    """The measuring itself, over one client session shared by every phase."""
 
-        # Idle CPU: a proxy that burns CPU doing nothing would skew the per-request figure.
-        idle_s = 1.0
-        before = {t.name: proc_cpu_s(t.pid) for t in targets if t.pid is not None}
-        await asyncio.sleep(idle_s)
-        idle_ms_per_s = {
-            name: (proc_cpu_s(t.pid) - before[name]) * 1e3 / idle_s
-            for t in targets
-            if t.pid is not None
-            for name in [t.name]
+    def __init__(
+        self,
+        opts: Options,
+        session: aiohttp.ClientSession,
+        targets: Sequence[Target],
+        backend_pid: int,
+    ) -> None:
+        self.opts = opts
+        self.session = session
+        self.targets = targets
+        self.backend_pid = backend_pid
+        self.tiny_expect = b""
+        self.stream_expect = b""
+        self.replay_status = 0
+
+    async def smoke_check(self) -> None:
+        """Every target answers exactly what the backend answers (status, type, body)."""
+        direct = self.targets[0]
+        url = direct.base_url
+        body = direct_body(TINY_PAYLOAD, "/tiny")
+        async with self.session.post(url + "/tiny", data=body, headers=JSON_HEADERS) as resp:
+            self.tiny_expect = await resp.read()
+            expect_ctype = resp.headers.get("Content-Type")
+        body = direct_body(STREAM_PAYLOAD, "/stream")
+        async with self.session.post(url + "/stream", data=body, headers=JSON_HEADERS) as resp:
+            self.stream_expect = await resp.read()
+            if resp.headers.get("Content-Type") != "text/event-stream":
+                raise RuntimeError(f"backend /stream answered {resp.headers.get('Content-Type')}")
+        for t in self.targets:
+            [body] = t.bodies(TINY_PAYLOAD, "/tiny", 1)
+            async with self.session.post(
+                t.base_url + "/tiny", data=body, headers=JSON_HEADERS
+            ) as r:
+                got, ctype = await r.read(), r.headers.get("Content-Type")
+            if r.status != 200 or got != self.tiny_expect or ctype != expect_ctype:
+                raise RuntimeError(f"{t.name}: smoke check failed: {r.status} {ctype} {got!r}")
+            if t.name == WORKER:
+                # Signatures are checked for real: the same signed body again is a replay.
+                async with self.session.post(
+                    t.base_url + "/tiny", data=body, headers=JSON_HEADERS
+                ) as r:
+                    self.replay_status = r.status
+                if r.status == 200:
+                    raise RuntimeError("the worker accepted a replayed signature")
+
+    async def idle_cpu(self, seconds: float = 1.0) -> dict[str, float]:
+        """CPU ms per second each proxy spends with no traffic (should be about 0)."""
+        proxies = [(t.name, t.pid) for t in self.targets if t.pid is not None]
+        before = {name: proc_cpu_s(pid) for name, pid in proxies}
+        await asyncio.sleep(seconds)
+        return {name: (proc_cpu_s(pid) - before[name]) * 1e3 / seconds for name, pid in proxies}
+
+    async def warm(self, t: Target, n: int, concurrency: int) -> None:
+        """Untimed requests that open connections and warm caches; any error stops the run."""
+        if n <= 0:
+            return
+        bodies = t.bodies(TINY_PAYLOAD, "/tiny", n)
+        batch = await run_batch(
+            self.session, t.base_url + "/tiny", bodies, concurrency, self.tiny_expect
+        )
+        if batch.errors:
+            raise RuntimeError(f"{t.name}: {batch.errors} errors in warm-up: {batch.first_error}")
+
+    async def concurrent(self) -> dict[str, Tally]:
+        """Phase 1: throughput, latency and CPU per request at full concurrency."""
+        opts = self.opts
+        tallies = {
+            t.name: Tally(cpu_measured=True, has_proxy=t.pid is not None) for t in self.targets
         }
 
-        # Warm-up at full concurrency: opens every connection, warms every cache.
-        log(f"warm-up: {opts.warmup} requests per target at concurrency {opts.concurrency}")
-        for t in targets:
-            bodies = t.bodies(TINY_PAYLOAD, "/tiny", opts.warmup)
-            await run_batch(session, t.base_url + "/tiny", bodies, opts.concurrency, tiny_expect)
-
-        # 1. concurrency 32 (throughput, latency, CPU per request).
-        log(
-            f"phase 1: {opts.requests} requests per target at concurrency {opts.concurrency}, "
-            f"{opts.rounds} rounds"
-        )
-        conc = {t.name: Tally() for t in targets}
-
-        async def concurrent_turn(t: Target, n: int) -> None:
+        async def turn(t: Target, n: int) -> None:
             bodies = t.bodies(TINY_PAYLOAD, "/tiny", n)  # signed before the clock starts
-            warm = t.bodies(TINY_PAYLOAD, "/tiny", opts.concurrency)
-            await run_batch(session, t.base_url + "/tiny", warm, opts.concurrency, tiny_expect)
+            await self.warm(t, opts.concurrency, opts.concurrency)
             gc.collect()
             gc.disable()
             try:
                 proxy0 = proc_cpu_s(t.pid) if t.pid is not None else 0.0
-                backend0, client0 = proc_cpu_s(backend_pid), time.process_time()
+                backend0, client0 = proc_cpu_s(self.backend_pid), time.process_time()
                 batch = await run_batch(
-                    session, t.base_url + "/tiny", bodies, opts.concurrency, tiny_expect
+                    self.session, t.base_url + "/tiny", bodies, opts.concurrency, self.tiny_expect
                 )
-                client1, backend1 = time.process_time(), proc_cpu_s(backend_pid)
+                client1, backend1 = time.process_time(), proc_cpu_s(self.backend_pid)
                 proxy1 = proc_cpu_s(t.pid) if t.pid is not None else 0.0
             finally:
                 gc.enable()
-            tally = conc[t.name]
+            tally = tallies[t.name]
             tally.add(batch)
             tally.proxy_cpu_s += proxy1 - proxy0
             tally.backend_cpu_s += backend1 - backend0
             tally.client_cpu_s += client1 - client0
 
-        await interleaved(targets, opts.requests, opts.rounds, concurrent_turn)
+        await interleaved(self.targets, opts.requests, opts.rounds, turn)
+        return tallies
 
-        # 2. concurrency 1.
-        log(f"phase 2: {opts.sequential} sequential requests per target")
-        seq = {t.name: Tally() for t in targets}
+    async def sequential(self) -> dict[str, Tally]:
+        """Phase 2: one request at a time."""
+        opts, tallies = self.opts, {t.name: Tally() for t in self.targets}
 
-        async def sequential_turn(t: Target, n: int) -> None:
+        async def turn(t: Target, n: int) -> None:
             bodies = t.bodies(TINY_PAYLOAD, "/tiny", n)
-            warm = t.bodies(TINY_PAYLOAD, "/tiny", 10)
-            await run_batch(session, t.base_url + "/tiny", warm, 1, tiny_expect)
+            await self.warm(t, 10, 1)
             gc.collect()
             gc.disable()
             try:
-                batch = await run_batch(session, t.base_url + "/tiny", bodies, 1, tiny_expect)
+                batch = await run_batch(
+                    self.session, t.base_url + "/tiny", bodies, 1, self.tiny_expect
+                )
             finally:
                 gc.enable()
-            seq[t.name].add(batch)
+            tallies[t.name].add(batch)
 
-        await interleaved(targets, opts.sequential, opts.rounds, sequential_turn)
+        await interleaved(self.targets, opts.sequential, opts.rounds, turn)
+        return tallies
 
-        # 3. streaming time to first byte.
+    async def streaming(self) -> dict[str, StreamTally]:
+        """Phase 3: time to the first byte of an SSE answer, one stream at a time."""
+        opts, tallies = self.opts, {t.name: StreamTally() for t in self.targets}
+
+        async def turn(t: Target, n: int) -> None:
+            bodies = t.bodies(STREAM_PAYLOAD, "/stream", n + 1)
+            url, tally = t.base_url + "/stream", tallies[t.name]
+            warm = StreamTally()  # the first stream of a turn is not timed
+            await run_streams(self.session, url, bodies[:1], self.stream_expect, warm)
+            tally.errors += warm.errors
+            tally.first_error = tally.first_error or warm.first_error
+            await run_streams(self.session, url, bodies[1:], self.stream_expect, tally)
+
+        await interleaved(self.targets, opts.streams, opts.rounds, turn)
+        return tallies
+
+
+async def measure(
+    opts: Options, targets: Sequence[Target], backend_pid: int, log: Callable[[str], None]
+) -> dict[str, Any]:
+    connector = aiohttp.TCPConnector(limit=2 * opts.concurrency, keepalive_timeout=120)
+    async with aiohttp.ClientSession(
+        connector=connector,
+        timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S),
+        cookie_jar=aiohttp.DummyCookieJar(),
+        auto_decompress=False,
+        skip_auto_headers=("User-Agent", "Accept-Encoding"),
+    ) as session:
+        bench = Bench(opts, session, targets, backend_pid)
+        await bench.smoke_check()
+        idle = await bench.idle_cpu()
+        log(f"warm-up: {opts.warmup} requests per target at concurrency {opts.concurrency}")
+        for t in targets:
+            await bench.warm(t, opts.warmup, opts.concurrency)
+        log(
+            f"phase 1: {opts.requests} requests per target at concurrency {opts.concurrency}, "
+            f"{opts.rounds} rounds"
+        )
+        conc = await bench.concurrent()
+        log(f"phase 2: {opts.sequential} sequential requests per target")
+        seq = await bench.sequential()
         log(
             f"phase 3: {opts.streams} streams per target ({STREAM_EVENTS} SSE events, "
             f"{STREAM_INTERVAL_MS:g} ms apart)"
         )
-        streams = {t.name: StreamTally() for t in targets}
-
-        async def stream_turn(t: Target, n: int) -> None:
-            bodies = t.bodies(STREAM_PAYLOAD, "/stream", n + 1)
-            url, tally = t.base_url + "/stream", streams[t.name]
-            warm = StreamTally()
-            await run_streams(session, url, bodies[:1], stream_expect, warm)
-            tally.errors += warm.errors
-            tally.first_error = tally.first_error or warm.first_error
-            await run_streams(session, url, bodies[1:], stream_expect, tally)
-
-        await interleaved(targets, opts.streams, opts.rounds, stream_turn)
-
+        streams = await bench.streaming()
     return {
-        "idle_cpu_ms_per_s": idle_ms_per_s,
+        "worker_replay_status": bench.replay_status,
+        "idle_cpu_ms_per_s": idle,
+        "rss_mib_after": {t.name: proc_rss_mib(t.pid) for t in targets if t.pid is not None},
         "concurrent": {name: tally.summary() for name, tally in conc.items()},
         "sequential": {name: tally.summary() for name, tally in seq.items()},
         "streaming": {name: tally.summary() for name, tally in streams.items()},
@@ -510,26 +580,29 @@ async def run(opts: Options, out: Callable[[str], None]) -> int:
             backend_url,
             log_path=base / "minimal.log",
         )
+        worker_env = {
+            "BACKEND_URL": backend_url,
+            "WORKER_PORT": str(worker_port),
+            "VESPID_HOST": "127.0.0.1",
+            "PUBLIC_IPADDR": "127.0.0.1",
+            "VESPID_PUBLIC_KEY_FILE": str(key_file),
+            "VESPID_MAX_PERF": "1000000",
+            "MAX_WAIT_TIME": "1000",
+            "VESPID_LOG_LEVEL": "warning",
+            "HEALTHCHECK_ENDPOINT": "/health",
+            "UNSECURED": "false",
+            "VESPID_CACHE_DIR": str(base / "cache"),
+        }
         worker = ChildProcess.python(
-            "vespid worker",
-            "-m",
-            "vespid.worker",
-            env={
-                "BACKEND_URL": backend_url,
-                "WORKER_PORT": str(worker_port),
-                "VESPID_HOST": "127.0.0.1",
-                "PUBLIC_IPADDR": "127.0.0.1",
-                "VESPID_PUBLIC_KEY_FILE": str(key_file),
-                "VESPID_MAX_PERF": "1000000",
-                "MAX_WAIT_TIME": "1000",
-                "VESPID_LOG_LEVEL": "warning",
-                "HEALTHCHECK_ENDPOINT": "/health",
-                "UNSECURED": "false",
-                "REPORT_ADDR": "",
-                "VESPID_CACHE_DIR": str(base / "cache"),
-            },
-            log_path=base / "worker.log",
+            "vespid worker", "-m", "vespid.worker", env=worker_env, log_path=base / "worker.log"
         )
+        # Settings inherited from this shell (UNSECURED, VESPID_*) must not change what is
+        # measured: the worker sees only the bench's own worker settings.
+        worker.env = {
+            k: v
+            for k, v in worker.env.items()
+            if k in worker_env or not (k in WORKER_VARS or k.startswith("VAST_TCP_PORT"))
+        }
         procs = [backend, minimal, worker]
         try:
             for proc in procs:
@@ -553,7 +626,7 @@ async def run(opts: Options, out: Callable[[str], None]) -> int:
             started = time.monotonic()
             results = await measure(opts, targets, backend.pid, progress)
             results["duration_s"] = round(time.monotonic() - started, 1)
-        except (Exception, asyncio.CancelledError):
+        except Exception:
             for proc in procs:
                 if proc.log_path is not None and (tail := log_tail(proc.log_path)):
                     progress(f"--- last lines of {proc.name}'s log ---\n{tail}")
@@ -605,11 +678,12 @@ def _uvloop_version() -> str | None:
 def ratios(results: dict[str, Any]) -> dict[str, float]:
     conc, seq, st = results["concurrent"], results["sequential"], results["streaming"]
     return {
-        "worker_rps_over_direct": conc[WORKER]["rps"] / conc[DIRECT]["rps"],
-        "worker_rps_over_minimal": conc[WORKER]["rps"] / conc[MINIMAL]["rps"],
-        "minimal_rps_over_direct": conc[MINIMAL]["rps"] / conc[DIRECT]["rps"],
-        "worker_cpu_over_minimal_cpu": conc[WORKER]["proxy_cpu_us_per_req"]
-        / conc[MINIMAL]["proxy_cpu_us_per_req"],
+        "worker_rps_over_direct": _div(conc[WORKER]["rps"], conc[DIRECT]["rps"]),
+        "worker_rps_over_minimal": _div(conc[WORKER]["rps"], conc[MINIMAL]["rps"]),
+        "minimal_rps_over_direct": _div(conc[MINIMAL]["rps"], conc[DIRECT]["rps"]),
+        "worker_cpu_over_minimal_cpu": _div(
+            conc[WORKER]["proxy_cpu_us_per_req"], conc[MINIMAL]["proxy_cpu_us_per_req"]
+        ),
         "worker_c1_p50_minus_direct_ms": seq[WORKER]["p50_ms"] - seq[DIRECT]["p50_ms"],
         "minimal_c1_p50_minus_direct_ms": seq[MINIMAL]["p50_ms"] - seq[DIRECT]["p50_ms"],
         "worker_ttfb_p50_minus_direct_ms": st[WORKER]["ttfb_p50_ms"] - st[DIRECT]["ttfb_p50_ms"],
@@ -647,12 +721,14 @@ def render(results: dict[str, Any]) -> str:
         f"vespid proxy overhead -- {env['cpus']} CPUs, Python {env['python']}, "
         f"aiohttp {env['aiohttp']}, uvloop {env['uvloop']}, vespid {env['vespid']}; "
         f"run took {results['duration_s']} s",
+        "signatures checked: every worker request carries its own RSA signature; "
+        f"a replayed one was refused with {results['worker_replay_status']}",
         "",
         f"1. tiny JSON, {s['concurrency']} concurrent connections "
         f"({s['requests']} requests per target in {s['rounds']} rounds, after "
         f"{s['warmup']} warm-up)",
     ]
-    header = ["target", "req/s", "p50 ms", "p99 ms", "proxy CPU µs/req"]
+    header = ["target", "req/s", "p50 ms", "p99 ms", "proxy CPU µs/req", "proxy busy %"]
     header += ["backend CPU µs/req", "client CPU µs/req", "errors"]
     rows = [
         [
@@ -661,6 +737,7 @@ def render(results: dict[str, Any]) -> str:
             _f(conc[n]["p50_ms"]),
             _f(conc[n]["p99_ms"]),
             "-" if n == DIRECT else _f(conc[n]["proxy_cpu_us_per_req"], 0),
+            "-" if n == DIRECT else _f(conc[n]["proxy_busy_pct"], 0),
             _f(conc[n]["backend_cpu_us_per_req"], 0),
             _f(conc[n]["client_cpu_us_per_req"], 0),
             str(conc[n]["errors"]),
@@ -675,6 +752,9 @@ def render(results: dict[str, Any]) -> str:
         + f"±{cpu_err:.0f} µs/req)"
         + "; idle CPU before the run, ms per s: "
         + ", ".join(f"{LABELS[n]} {v:.1f}" for n, v in results["idle_cpu_ms_per_s"].items())
+        + "\n   proxy busy % = proxy CPU time / wall time of the phase (100 = one core saturated)"
+        + "; resident memory after the run, MiB: "
+        + ", ".join(f"{LABELS[n]} {v:.0f}" for n, v in results["rss_mib_after"].items())
     )
     lines += ["", f"2. concurrency 1 ({s['sequential']} sequential requests per target)"]
     header = ["target", "p50 ms", "p90 ms", "p99 ms", "p50 added vs direct µs", "errors"]
@@ -769,10 +849,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     opts = parse_args(argv)
     coro = run(opts, print)
     try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(coro)
-    return uvloop.run(coro)
+        try:
+            import uvloop
+        except ImportError:
+            return asyncio.run(coro)
+        return uvloop.run(coro)
+    except KeyboardInterrupt:
+        print("interrupted; every server was stopped", file=sys.stderr)
+        return 130
+    except asyncio.CancelledError:
+        print("terminated; every server was stopped", file=sys.stderr)
+        return 143
 
 
 if __name__ == "__main__":
