@@ -5,6 +5,7 @@
     VespidError
     ├── ConfigError                    bad setting; start-up stops with one line
     └── HTTPFacingError                has status_code and code; rendered as JSON
+        ├── BadRequest           400   unknown session at /session/end
         ├── RequestInvalid       422   malformed body or field
         ├── BodyTooLarge         413   body over the configured limit
         ├── SignatureInvalid     401   missing, forged, expired or replayed signature
@@ -29,6 +30,7 @@ __all__ = [
     "BackendError",
     "BackendTimeout",
     "BackendUnavailable",
+    "BadRequest",
     "BodyTooLarge",
     "ConfigError",
     "HTTPFacingError",
@@ -65,6 +67,11 @@ class HTTPFacingError(VespidError):
     def body(self) -> dict[str, Any]:
         """The JSON body sent to the caller."""
         return {"error": self.message, "code": self.code, **self.extra}
+
+
+class BadRequest(HTTPFacingError):
+    status_code = 400
+    code = "bad_request"
 
 
 class RequestInvalid(HTTPFacingError):

@@ -22,6 +22,7 @@ __all__ = [
     "PROTOCOL_VERSION",
     "PUBKEY_PATH",
     "ROUTE_PATH",
+    "SESSION_HEADER",
     "WORKER_STATUS_PATH",
     "AuthData",
     "DeleteRequestsReport",
@@ -45,6 +46,8 @@ ROUTE_PATH: Final = "/route/"
 # Methods other than POST carry their auth_data as JSON in this header (the body is
 # forwarded as-is).
 AUTH_HEADER: Final = "X-Vespid-Auth"
+# ... and the session they ride, if any, in this one.
+SESSION_HEADER: Final = "X-Vespid-Session"
 
 # Fields every auth_data must carry, with the JSON types accepted for each.
 AUTH_FIELDS: Final[dict[str, tuple[type, ...]]] = {

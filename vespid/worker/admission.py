@@ -24,6 +24,11 @@ from vespid.worker.metrics import WorkerMetrics
 __all__ = ["Admission"]
 
 
+def _counted(ticket: Ticket) -> float:
+    """The part of a ticket's workload that counts towards the wait estimate."""
+    return 0.0 if ticket.is_session else ticket.workload
+
+
 class Admission:
     """FIFO slots plus the wait estimate. Call from the event loop only."""
 
@@ -50,16 +55,20 @@ class Admission:
         return self.workload_ahead / self.max_perf
 
     async def enter(self, ticket: Ticket) -> None:
-        """Wait for a slot; raise Overloaded when the estimated wait is too long."""
+        """Wait for a slot; raise Overloaded when the estimated wait is too long.
+
+        A request riding a session is never shed (its session reserved the capacity)
+        and its workload stays out of the wait estimate, but it still takes a slot.
+        """
         wait_s = self.estimate_wait_s()
-        if wait_s > self.max_wait_s:
+        if wait_s > self.max_wait_s and not ticket.is_session:
             raise Overloaded(
                 f"estimated wait {wait_s:.2f} s exceeds MAX_WAIT_TIME {self.max_wait_s:g} s; "
                 "retry on another worker",
                 estimated_wait_s=round(wait_s, 3),
                 max_wait_s=self.max_wait_s,
             )
-        self.workload_ahead += ticket.workload
+        self.workload_ahead += _counted(ticket)
         if self.limit is not None and (self._running >= self.limit or self._waiters):
             waiter = asyncio.get_running_loop().create_future()
             self._waiters.append(waiter)
@@ -72,7 +81,7 @@ class Admission:
                     self._wake_next()
                 elif waiter in self._waiters:  # _wake_next may have dropped it already
                     self._waiters.remove(waiter)
-                self.workload_ahead -= ticket.workload
+                self.workload_ahead -= _counted(ticket)
                 self._metrics.queue_depth.set(len(self._waiters))
                 raise
             self._metrics.queue_depth.set(len(self._waiters))
@@ -83,7 +92,7 @@ class Admission:
 
     def leave(self, ticket: Ticket) -> None:
         """Release the slot taken by ``enter``."""
-        self.workload_ahead -= ticket.workload
+        self.workload_ahead -= _counted(ticket)
         if self.workload_ahead < 1e-9:
             self.workload_ahead = 0.0
         self._running -= 1

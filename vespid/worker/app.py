@@ -16,7 +16,7 @@ import logging
 import ssl
 import time
 from collections.abc import Coroutine
-from typing import Final
+from typing import Final, NamedTuple
 
 import aiohttp
 import orjson
@@ -25,9 +25,11 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from vespid.errors import (
     BackendUnavailable,
+    BadRequest,
     BodyTooLarge,
     ConfigError,
     HTTPFacingError,
+    NotFound,
     NotReady,
     RequestInvalid,
     SessionGone,
@@ -36,18 +38,21 @@ from vespid.protocol.signing import Verifier, load_public_key
 from vespid.protocol.wire import (
     AUTH_HEADER,
     PUBKEY_PATH,
+    SESSION_HEADER,
     AuthData,
     dumps,
     parse_auth_data,
     parse_worker_request,
 )
 from vespid.worker.admission import Admission
-from vespid.worker.benchmark import DEFAULT_BENCHMARK, load_benchmark
+from vespid.worker.benchmark import benchmark_spec, load_benchmark
 from vespid.worker.books import Books, Outcome
 from vespid.worker.lifecycle import Lifecycle
 from vespid.worker.metrics import WorkerMetrics
+from vespid.worker.null import CONTROL_HOST, build_control_app
 from vespid.worker.proxy import BackendProxy
 from vespid.worker.reporter import Reporter
+from vespid.worker.sessions import Session, SessionManager, parse_session_ref
 from vespid.worker.settings import WorkerSettings
 
 __all__ = ["Worker", "error_response", "serve"]
@@ -63,6 +68,15 @@ def error_response(exc: HTTPFacingError) -> web.Response:
     return web.Response(
         body=orjson.dumps(exc.body()), status=exc.status_code, content_type="application/json"
     )
+
+
+class Parsed(NamedTuple):
+    """A checked request: what to send the backend, and the session it rides."""
+
+    auth: AuthData
+    body: bytes
+    headers: dict[str, str]
+    session_id: str | None
 
 
 class Worker:
@@ -84,8 +98,12 @@ class Worker:
         self._tasks: list[asyncio.Task[None]] = []
         self._aux: aiohttp.ClientSession | None = None
         self.lifecycle: Lifecycle
-        self._benchmark = load_benchmark(settings.benchmark or DEFAULT_BENCHMARK)
+        self._benchmark = load_benchmark(benchmark_spec(settings.benchmark, settings.backend))
         self.reporter: Reporter
+        self.sessions = SessionManager(settings, self.books)
+        self._side_runners: list[web.AppRunner] = []
+        self.http_port: int | None = None  # where /session/end is served over plain HTTP
+        self.control_port: int | None = None  # the null worker's 127.0.0.1 control server
         if settings.public_key_file is not None:
             try:
                 pem = settings.public_key_file.read_bytes()
@@ -107,6 +125,10 @@ class Worker:
         app = web.Application(client_max_size=self.settings.max_body_bytes)
         app.router.add_get("/metrics", self.handle_metrics)
         app.router.add_get("/metrics/backend", self.handle_backend_metrics)
+        app.router.add_post("/session/create", self.handle_session_create)
+        app.router.add_post("/session/get", self.handle_session_get)
+        app.router.add_post("/session/health", self.handle_session_health)
+        app.router.add_post("/session/end", self.handle_session_end)
         app.router.add_route("*", "/{path:.*}", self.handle)
         app.on_startup.append(self._on_startup)
         app.on_cleanup.append(self._on_cleanup)
@@ -123,6 +145,26 @@ class Worker:
             self._spawn(self.reporter.run())
         if self.verifier is None and not self.settings.unsecured:
             self._spawn(self._fetch_key())
+        self._spawn(self.sessions.expire_forever())
+        end_only = web.Application(client_max_size=64 * 1024)
+        end_only.router.add_post("/session/end", self.handle_session_end)
+        self.http_port = await self._serve_side(
+            end_only, self.settings.host, self.settings.http_port
+        )
+        if self.settings.backend == "null":
+            control = build_control_app(self.sessions, self.settings)
+            self.control_port = await self._serve_side(
+                control, CONTROL_HOST, self.settings.null_control_port
+            )
+
+    async def _serve_side(self, app: web.Application, host: str, port: int) -> int:
+        """Serve a small extra app; returns the port it listens on."""
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        self._side_runners.append(runner)
+        await web.TCPSite(runner, host, port).start()
+        bound: int = runner.addresses[0][1]
+        return bound
 
     def _spawn(self, coro: Coroutine[None, None, None]) -> None:
         self._tasks.append(asyncio.create_task(coro))
@@ -134,6 +176,10 @@ class Worker:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        await self.sessions.shutdown()
+        for runner in self._side_runners:
+            await runner.cleanup()
+        self._side_runners.clear()
         await self.proxy.close()
         if self._aux is not None:
             await self._aux.close()
@@ -175,21 +221,23 @@ class Worker:
 
     # -- passthrough -------------------------------------------------------
 
-    async def _parse(self, request: web.Request) -> tuple[AuthData, bytes, dict[str, str]]:
-        """Read and check one request: its auth_data, the bytes for the backend, headers."""
+    async def _read(self, request: web.Request) -> bytes:
         try:
-            body = await request.read()
+            return await request.read()
         except web.HTTPRequestEntityTooLarge:
             raise BodyTooLarge(
                 f"request body is larger than VESPID_MAX_BODY_BYTES "
                 f"({self.settings.max_body_bytes} bytes)",
                 max_body_bytes=self.settings.max_body_bytes,
             ) from None
+
+    async def _parse(self, request: web.Request) -> Parsed:
+        """Read and check one request: auth_data, the bytes for the backend, headers,
+        and the session it rides, if any."""
+        body = await self._read(request)
         if request.method == "POST":
             parsed = parse_worker_request(body)
-            if parsed.session_id is not None:
-                raise SessionGone(f"unknown session_id {parsed.session_id!r}")
-            return parsed.auth, dumps(parsed.payload), JSON_HEADERS
+            return Parsed(parsed.auth, dumps(parsed.payload), JSON_HEADERS, parsed.session_id)
         raw = request.headers.get(AUTH_HEADER)
         if raw is None:
             raise RequestInvalid(
@@ -203,7 +251,8 @@ class Worker:
                 f"{AUTH_HEADER} header is not valid JSON", fields={AUTH_HEADER: "invalid JSON"}
             ) from None
         headers = {h: request.headers[h] for h in PASSED_REQUEST_HEADERS if h in request.headers}
-        return parse_auth_data(auth_value), body, headers
+        session_id = request.headers.get(SESSION_HEADER)
+        return Parsed(parse_auth_data(auth_value), body, headers, session_id)
 
     async def _check(self, auth: AuthData) -> None:
         if not self.settings.unsecured:
@@ -220,21 +269,38 @@ class Worker:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         started = time.monotonic()
+        session: Session | None = None
         try:
-            auth, body, headers = await self._parse(request)
-            await self._check(auth)
+            parsed = await self._parse(request)
+            await self._check(parsed.auth)
+            if parsed.session_id is not None:
+                session = self.sessions.ride(parsed.session_id)
+            elif self.settings.backend == "null":
+                raise NotFound(
+                    "this is a null worker: it has no model server; open a session with "
+                    "/session/create, then send requests with its session_id"
+                )
         except HTTPFacingError as exc:
             self.metrics.requests.labels(str(exc.status_code), "refused").inc()
             self._log(request, exc.status_code, "refused", None, started, exc.message)
             return error_response(exc)
-        ticket = self.books.receive(auth.request_idx, auth.cost)
+        auth = parsed.auth
+        if session is not None and self.settings.backend == "null":
+            self._log(request, 200, "session", auth, started, None)
+            return web.json_response(
+                {"session_id": session.session_id, "expiration": session.expiration}
+            )
+        ticket = self.books.receive(auth.request_idx, auth.cost, is_session=session is not None)
+        task = asyncio.current_task()
+        if session is not None and task is not None:
+            session.requests.add(task)
         status = 499
         outcome: Outcome | None = Outcome.CANCELLED
         try:
             await self.admission.enter(ticket)
             try:
                 result = await self.proxy.forward(
-                    request, request.method, request.path_qs, body, headers
+                    request, request.method, request.path_qs, parsed.body, parsed.headers
                 )
             finally:
                 self.admission.leave(ticket)
@@ -247,8 +313,57 @@ class Worker:
             status, outcome = exc.status_code, None
             return error_response(exc)
         finally:
+            if session is not None and task is not None:
+                session.requests.discard(task)
             recorded = self.books.finish(ticket, status, outcome)
             self._log(request, status, recorded.value, auth, started, None)
+
+    # -- sessions ----------------------------------------------------------
+
+    async def handle_session_create(self, request: web.Request) -> web.Response:
+        started = time.monotonic()
+        try:
+            parsed = parse_worker_request(await self._read(request))
+            await self._check(parsed.auth)
+            session = self.sessions.create(parsed.auth, parsed.payload)
+        except HTTPFacingError as exc:
+            self.metrics.requests.labels(str(exc.status_code), "refused").inc()
+            self._log(request, exc.status_code, "refused", None, started, exc.message)
+            return error_response(exc)
+        self._log(request, 201, "session", parsed.auth, started, None)
+        return web.json_response(
+            {"session_id": session.session_id, "expiration": session.expiration}, status=201
+        )
+
+    async def _session_ref(self, request: web.Request) -> tuple[str, Session | None]:
+        session_id, session_auth = parse_session_ref(await self._read(request))
+        return session_id, self.sessions.authorised(session_id, session_auth)
+
+    async def handle_session_get(self, request: web.Request) -> web.Response:
+        try:
+            session_id, session = await self._session_ref(request)
+            if session is None:
+                raise SessionGone(f"session {session_id!r} is unknown or closed")
+        except HTTPFacingError as exc:
+            return error_response(exc)
+        return web.json_response(session.describe())
+
+    async def handle_session_health(self, request: web.Request) -> web.Response:
+        try:
+            _, session = await self._session_ref(request)
+        except HTTPFacingError as exc:
+            return error_response(exc)
+        return web.json_response({"ok": session is not None})
+
+    async def handle_session_end(self, request: web.Request) -> web.Response:
+        try:
+            session_id, session = await self._session_ref(request)
+            if session is None:
+                raise BadRequest(f"session {session_id!r} is unknown or already ended")
+        except HTTPFacingError as exc:
+            return error_response(exc)
+        self.sessions.close(session, "ended")
+        return web.json_response({"ended": True, "removed_session": session_id})
 
     def _log(
         self,

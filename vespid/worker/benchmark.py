@@ -24,12 +24,20 @@ import aiohttp
 from vespid.errors import BackendError, ConfigError
 from vespid.types import BenchmarkFunction
 
-__all__ = ["BenchmarkCache", "load_benchmark", "run_benchmark"]
+__all__ = ["BenchmarkCache", "benchmark_spec", "load_benchmark", "run_benchmark"]
 
 log = logging.getLogger("vespid.worker")
 
 DEFAULT_BENCHMARK: Final = "vespid.benchmarks.auto:benchmark"
+NULL_BENCHMARK: Final = "vespid.benchmarks.null:benchmark"
 CONNECT_RETRIES: Final = 5
+
+
+def benchmark_spec(benchmark: str | None, backend: str) -> str:
+    """The benchmark a worker runs: BENCHMARK, else the null or the automatic one."""
+    if benchmark:
+        return benchmark
+    return NULL_BENCHMARK if backend == "null" else DEFAULT_BENCHMARK
 
 
 def load_benchmark(spec: str) -> BenchmarkFunction:

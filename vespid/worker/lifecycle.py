@@ -22,7 +22,7 @@ import aiohttp
 
 from vespid.errors import BackendError, NotReady
 from vespid.types import BenchmarkFunction
-from vespid.worker.benchmark import DEFAULT_BENCHMARK, BenchmarkCache, run_benchmark
+from vespid.worker.benchmark import BenchmarkCache, benchmark_spec, run_benchmark
 from vespid.worker.metrics import WorkerMetrics
 from vespid.worker.settings import WorkerSettings
 
@@ -101,7 +101,7 @@ class Lifecycle:
             settings.cache_dir,
             model=settings.model_name,
             backend_url=settings.backend_url,
-            spec=settings.benchmark or DEFAULT_BENCHMARK,
+            spec=benchmark_spec(settings.benchmark, settings.backend),
         )
 
     # -- state -------------------------------------------------------------
@@ -141,21 +141,26 @@ class Lifecycle:
 
     # -- probes ------------------------------------------------------------
 
-    async def _probe(self, path: str, *, need_200: bool) -> str | None:
+    async def _probe(self, url: str, *, need_200: bool) -> str | None:
         """None when the probe passes, else why it failed."""
         timeout = aiohttp.ClientTimeout(total=max(2.0, self.settings.ready_poll_s * 20))
         try:
-            async with self._session.get(self.settings.backend_url + path, timeout=timeout) as resp:
+            async with self._session.get(url, timeout=timeout) as resp:
                 await resp.read()
                 if need_200 and resp.status != 200:
-                    return f"{path} answered {resp.status}"
+                    return f"{url} answered {resp.status}"
                 return None
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            return f"{path} unreachable: {str(exc) or type(exc).__name__}"
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            return f"{url} unreachable: {str(exc) or type(exc).__name__}"
 
     async def _health(self) -> str | None:
-        endpoint = self.settings.healthcheck_endpoint
-        return await self._probe(endpoint or "/", need_200=endpoint is not None)
+        s = self.settings
+        if s.backend == "null":
+            if s.backend_health_url is None:
+                return None  # the stub /health on the control port always passes
+            return await self._probe(s.backend_health_url, need_200=True)
+        endpoint = s.healthcheck_endpoint
+        return await self._probe(s.backend_url + (endpoint or "/"), need_200=endpoint is not None)
 
     async def _watch_log(self, path: Path) -> None:
         s = self.settings

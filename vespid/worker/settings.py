@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -191,7 +191,57 @@ class WorkerSettings(BaseModel):
         description="debug, info, warning or error.",
     )
 
-    @field_validator("report_addr", "log_loaded", "log_error", "log_info", mode="before")
+    backend: Literal["generic", "null"] = Field(
+        "generic",
+        json_schema_extra={"env": "BACKEND"},
+        description="generic: proxy to BACKEND_URL; null: no model server, sessions only.",
+    )
+    max_sessions: int | None = Field(
+        None,
+        ge=1,
+        json_schema_extra={"env": "MAX_SESSIONS"},
+        description="Most sessions open at once (429 beyond); unlimited, or 1 with BACKEND=null.",
+    )
+    worker_http_port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        json_schema_extra={"env": "WORKER_HTTP_PORT"},
+        description="Plain-HTTP port serving /session/end; default WORKER_PORT+1 (0: any free).",
+    )
+    max_session_lifetime_s: float = Field(
+        24 * 3600.0,
+        gt=0,
+        json_schema_extra={"env": "VESPID_MAX_SESSION_LIFETIME_S"},
+        description="Cap on a session's lifetime (seconds); longer requests are refused with 422.",
+    )
+    on_close_hosts: list[str] = Field(
+        default_factory=list,
+        json_schema_extra={"env": "VESPID_ON_CLOSE_HOSTS"},
+        description="Hosts an on_close_route may name, comma-separated; empty allows any host.",
+    )
+    max_on_close_payload_bytes: int = Field(
+        64 * 1024,
+        ge=0,
+        json_schema_extra={"env": "VESPID_MAX_ON_CLOSE_PAYLOAD_BYTES"},
+        description="Largest on_close_payload accepted at /session/create (as JSON).",
+    )
+    null_control_port: int = Field(
+        18999,
+        ge=0,
+        le=65535,
+        json_schema_extra={"env": "NULL_CONTROL_PORT"},
+        description="BACKEND=null: 127.0.0.1 port of the control server (/release, /health).",
+    )
+    backend_health_url: str | None = Field(
+        None,
+        json_schema_extra={"env": "BACKEND_HEALTH_URL"},
+        description="BACKEND=null: absolute URL to health-check instead of the stub /health.",
+    )
+
+    @field_validator(
+        "report_addr", "log_loaded", "log_error", "log_info", "on_close_hosts", mode="before"
+    )
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -229,8 +279,15 @@ class WorkerSettings(BaseModel):
 
     @model_validator(mode="after")
     def _check_together(self) -> WorkerSettings:
-        if not self.backend_url:
+        if not self.backend_url and self.backend != "null":
             raise ValueError("BACKEND_URL: required (the model server's base URL)")
+        if self.backend_health_url is not None and not self.backend_health_url.startswith(
+            ("http://", "https://")
+        ):
+            raise ValueError(
+                "BACKEND_HEALTH_URL: must be an absolute http(s) URL "
+                f"(got {self.backend_health_url!r})"
+            )
         if not (self.unsecured or self.report_addr or self.public_key_file):
             raise ValueError(
                 "REPORT_ADDR: required to fetch the router's public key "
@@ -243,6 +300,20 @@ class WorkerSettings(BaseModel):
                 "VESPID_LOG_LOADED: required with MODEL_LOG (the log text that means loaded)"
             )
         return self
+
+    @property
+    def session_limit(self) -> int | None:
+        """MAX_SESSIONS, or 1 for the null worker when unset."""
+        if self.max_sessions is None and self.backend == "null":
+            return 1
+        return self.max_sessions
+
+    @property
+    def http_port(self) -> int:
+        """WORKER_HTTP_PORT, or WORKER_PORT+1 (0 when WORKER_PORT is 0: any free port)."""
+        if self.worker_http_port is not None:
+            return self.worker_http_port
+        return self.worker_port + 1 if self.worker_port else 0
 
     @property
     def public_url(self) -> str | None:
