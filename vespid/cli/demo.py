@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from vespid.cli.worker import _run
+from vespid.cli.worker import run_async
 
 __all__ = ["demo"]
 
@@ -24,4 +24,4 @@ def demo(max_tokens: int) -> None:
     async def main() -> None:
         await run_demo(out=out, max_tokens=max_tokens)
 
-    _run(main)
+    run_async(main)

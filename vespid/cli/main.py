@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from vespid import __version__
+from vespid.cli.control import control, endpoint
 from vespid.cli.demo import demo
 from vespid.cli.worker import worker
 
@@ -18,6 +19,8 @@ def cli() -> None:
 
 
 cli.add_command(worker)
+cli.add_command(control)
+cli.add_command(endpoint)
 cli.add_command(demo)
 
 

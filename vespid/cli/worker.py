@@ -6,16 +6,18 @@ import asyncio
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import click
+from pydantic import BaseModel
 
 from vespid.errors import ConfigError
 from vespid.logs import setup_logging
-from vespid.worker.settings import WorkerSettings, env_name, load_worker_settings
+from vespid.settings import env_name as settings_env_name
+from vespid.worker.settings import WorkerSettings, load_worker_settings
 
-__all__ = ["run_worker", "worker"]
+__all__ = ["run_async", "run_worker", "setting_options", "worker"]
 
 
 def run_worker(overrides: dict[str, Any]) -> None:
@@ -36,13 +38,13 @@ def run_worker(overrides: dict[str, Any]) -> None:
         await serve(settings, stop=stop)
 
     try:
-        _run(main)
+        run_async(main)
     except ConfigError as exc:
         click.echo(f"vespid worker: {exc}", err=True)
         sys.exit(2)
 
 
-def _run(main: Callable[[], Any]) -> None:
+def run_async(main: Callable[[], Any]) -> None:
     try:
         import uvloop
     except ImportError:
@@ -51,21 +53,28 @@ def _run(main: Callable[[], Any]) -> None:
         uvloop.run(main())
 
 
-def _add_setting_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    for name, field in reversed(WorkerSettings.model_fields.items()):
-        env = env_name(name) if name != "public_port" else "VAST_TCP_PORT_<WORKER_PORT>"
-        func = click.option(
-            "--" + name.replace("_", "-"),
-            name,
-            default=None,
-            metavar="VALUE",
-            help=f"{field.description} [env {env}]",
-        )(func)
-    return func
+def setting_options(
+    model: type[BaseModel], rename: Mapping[str, str] | None = None
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """One ``--flag VALUE`` per settings field, its help naming the variable."""
+
+    def add(func: Callable[..., Any]) -> Callable[..., Any]:
+        for name, field in reversed(model.model_fields.items()):
+            env = (rename or {}).get(name) or settings_env_name(model, name)
+            func = click.option(
+                "--" + name.replace("_", "-"),
+                name,
+                default=None,
+                metavar="VALUE",
+                help=f"{field.description} [env {env}]",
+            )(func)
+        return func
+
+    return add
 
 
 @click.command()
-@_add_setting_options
+@setting_options(WorkerSettings, {"public_port": "VAST_TCP_PORT_<WORKER_PORT>"})
 def worker(**flags: Any) -> None:
     """Run a worker beside a model server (see docs/worker.md)."""
     run_worker(flags)

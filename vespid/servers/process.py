@@ -19,6 +19,17 @@ import aiohttp
 __all__ = ["ChildProcess", "free_port", "wait_http"]
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux to SIGTERM it when its parent dies, so a
+    crashed control plane leaves no orphan (no-op elsewhere)."""
+    if sys.platform != "linux":
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago."""
     import socket
@@ -59,11 +70,13 @@ class ChildProcess:
         *,
         env: Mapping[str, str] | None = None,
         log_path: Path | None = None,
+        die_with_parent: bool = False,
     ) -> None:
         self.name = name
         self.argv = list(argv)
         self.env = {**os.environ, **(env or {})}
         self.log_path = log_path
+        self.die_with_parent = die_with_parent
         self._proc: asyncio.subprocess.Process | None = None
 
     @classmethod
@@ -73,6 +86,11 @@ class ChildProcess:
 
     @property
     def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    @property
+    def pgid(self) -> int | None:
+        """The child's process group (it leads its own session)."""
         return self._proc.pid if self._proc else None
 
     @property
@@ -89,6 +107,7 @@ class ChildProcess:
                 stdout=log or asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.STDOUT if log else asyncio.subprocess.DEVNULL,
                 start_new_session=True,
+                preexec_fn=_die_with_parent if self.die_with_parent else None,
             )
         finally:
             if log is not None:

@@ -12,11 +12,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from vespid.errors import ConfigError
+from vespid.settings import env_name as _env_name
+from vespid.settings import load_settings
 
-__all__ = ["WorkerSettings", "format_validation_error", "load_worker_settings"]
+__all__ = ["WorkerSettings", "env_name", "load_worker_settings"]
 
 _MODULE_FUNCTION = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
@@ -325,38 +326,15 @@ class WorkerSettings(BaseModel):
 
 
 def env_name(field: str) -> str:
-    """The environment variable a field reads."""
-    extra = WorkerSettings.model_fields[field].json_schema_extra
-    assert isinstance(extra, dict)
-    return str(extra["env"])
-
-
-def format_validation_error(exc: ValidationError, names: Mapping[str, str]) -> str:
-    """One line per problem, naming the variable: ``MAX_WAIT_TIME: ... (got 'abc')``."""
-    lines = []
-    for err in exc.errors():
-        message = str(err["msg"]).removeprefix("Value error, ")
-        if not err["loc"]:
-            lines.append(message)  # a cross-field check: its message names the variable
-            continue
-        var = names.get(str(err["loc"][0]), str(err["loc"][0]))
-        got = err.get("input")
-        shown = isinstance(got, str | int | float) and "(got " not in message
-        lines.append(f"{var}: {message}" + (f" (got {got!r})" if shown else ""))
-    return "; ".join(lines)
+    """The environment variable a worker setting reads."""
+    return _env_name(WorkerSettings, field)
 
 
 def load_worker_settings(
     environ: Mapping[str, str], overrides: Mapping[str, Any] | None = None
 ) -> WorkerSettings:
     """Settings from an environment and flag overrides (which win); ConfigError on a mistake."""
-    flags = {key: value for key, value in (overrides or {}).items() if value is not None}
-    port = flags.get("worker_port") or environ.get("WORKER_PORT", "3000")
-    names = {field: env_name(field) for field in WorkerSettings.model_fields}
-    names["public_port"] = f"VAST_TCP_PORT_{port}"
-    values: dict[str, Any] = {f: environ[n] for f, n in names.items() if n in environ}
-    values.update(flags)
-    try:
-        return WorkerSettings.model_validate(values)
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, names)) from None
+    port = (overrides or {}).get("worker_port") or environ.get("WORKER_PORT", "3000")
+    return load_settings(
+        WorkerSettings, environ, overrides, names={"public_port": f"VAST_TCP_PORT_{port}"}
+    )

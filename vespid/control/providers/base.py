@@ -1,0 +1,63 @@
+"""The provider interface: how the control plane starts, stops and watches workers.
+
+A provider turns "one more worker for endpoint E" into running processes somewhere
+(local processes, a Ray cluster, a cloud) and reports whether they still run. The
+control plane learns readiness and load from the worker's own reports, not from the
+provider.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+from vespid.control.models import EndpointConfig
+
+__all__ = ["Provider", "RunState", "WorkerHandle"]
+
+
+class RunState(enum.Enum):
+    RUNNING = "running"  # the worker's processes are alive
+    EXITED = "exited"  # they stopped or crashed on their own
+
+
+@dataclass
+class WorkerHandle:
+    """What a provider knows about one worker it started."""
+
+    worker_id: int
+    endpoint: str
+    url: str  # where clients reach the worker
+    started_at: float
+    gpus: tuple[str, ...] = ()
+    info: dict[str, Any] = field(default_factory=dict)  # provider-specific, kept in the store
+
+
+class Provider(abc.ABC):
+    """Starts and stops workers. Implementations must never block the event loop."""
+
+    name: str = "provider"
+
+    @abc.abstractmethod
+    async def start(
+        self, worker_id: int, endpoint: EndpointConfig, *, report_addr: str, master_token: str
+    ) -> WorkerHandle:
+        """Launch a worker; return once its processes are started (not ready)."""
+
+    @abc.abstractmethod
+    async def stop(self, handle: WorkerHandle) -> None:
+        """Stop a worker and everything it started; idempotent."""
+
+    @abc.abstractmethod
+    def state(self, handle: WorkerHandle) -> RunState:
+        """Whether the worker's processes still run."""
+
+    @abc.abstractmethod
+    async def cleanup(self, info: dict[str, Any]) -> None:
+        """Stop what a previous run of the control plane left (from ``WorkerHandle.info``)."""
+
+    async def close(self) -> None:
+        """Stop every worker this provider started."""
+        return

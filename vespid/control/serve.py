@@ -1,0 +1,56 @@
+"""Running the control plane: store, provider, HTTP server, autoscaler; clean stop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+
+from aiohttp import web
+
+from vespid.control.app import ControlPlane
+from vespid.control.providers.local import LocalProvider
+from vespid.control.settings import ControlSettings
+from vespid.control.store import SQLiteStore
+
+__all__ = ["running_control", "serve_control"]
+
+log = logging.getLogger("vespid.control")
+
+
+@asynccontextmanager
+async def running_control(
+    settings: ControlSettings, environ: Mapping[str, str]
+) -> AsyncIterator[ControlPlane]:
+    """A control plane serving on its port until the block exits (then all workers stop)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((settings.host, settings.port))
+    host, port = sock.getsockname()[:2]
+    control = ControlPlane(
+        settings,
+        SQLiteStore(settings.state_dir / "vespid.db"),
+        LocalProvider(settings.state_dir / "logs", environ),
+    )
+    await control.open(f"http://{host}:{port}")
+    runner = web.AppRunner(control.build_app(), access_log=None)
+    await runner.setup()
+    try:
+        await web.SockSite(runner, sock).start()
+        control.start_autoscaler()
+        yield control
+    finally:
+        await runner.cleanup()
+        await control.close()
+        sock.close()
+
+
+async def serve_control(
+    settings: ControlSettings, environ: Mapping[str, str], stop: asyncio.Event
+) -> None:
+    async with running_control(settings, environ) as control:
+        log.info("vespid control listening on %s (admin key in %s)", control.url,
+                 settings.state_dir / "admin.key")  # fmt: skip
+        await stop.wait()

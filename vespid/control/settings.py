@@ -1,0 +1,62 @@
+"""``vespid control`` settings: where it listens, where it keeps state, its limits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["ControlSettings"]
+
+
+class ControlSettings(BaseModel):
+    """Everything ``vespid control`` can be told (environment variable or flag)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    host: str = Field(
+        "127.0.0.1", json_schema_extra={"env": "VESPID_CONTROL_HOST"}, description="Listen address."
+    )
+    port: int = Field(
+        8080, ge=0, le=65535, json_schema_extra={"env": "VESPID_CONTROL_PORT"},
+        description="Listen port (0: any free port).",
+    )  # fmt: skip
+    state_dir: Path = Field(
+        Path.home() / ".vespid",
+        json_schema_extra={"env": "VESPID_STATE_DIR"},
+        description="Where the state database, keys and worker logs live.",
+    )
+    endpoints_file: Path | None = Field(
+        None,
+        json_schema_extra={"env": "VESPID_ENDPOINTS_FILE"},
+        description="YAML file of endpoints, applied at start.",
+    )
+    public_url: str | None = Field(
+        None,
+        json_schema_extra={"env": "VESPID_PUBLIC_URL"},
+        description="URL workers report to; default http://HOST:PORT.",
+    )
+    admin_key: str | None = Field(
+        None,
+        min_length=8,
+        json_schema_extra={"env": "VESPID_ADMIN_KEY"},
+        description="Key for the endpoint admin API; generated and kept in STATE_DIR if unset.",
+    )
+    max_queued: int = Field(
+        1000, ge=0, json_schema_extra={"env": "VESPID_MAX_QUEUED"},
+        description="Requests an endpoint may hold in the router's queue; beyond, 429.",
+    )  # fmt: skip
+    scale_interval_s: float = Field(
+        0.5, gt=0, json_schema_extra={"env": "VESPID_SCALE_INTERVAL_S"},
+        description="Seconds between autoscaler decisions.",
+    )  # fmt: skip
+    signature_ttl_s: int = Field(
+        120, ge=5, le=600, json_schema_extra={"env": "VESPID_SIGNATURE_TTL_S"},
+        description="How long a signed route stays valid.",
+    )  # fmt: skip
+    log_level: str = Field(
+        "INFO",
+        pattern=r"^(?i:debug|info|warning|error)$",
+        json_schema_extra={"env": "VESPID_LOG_LEVEL"},
+        description="debug, info, warning or error.",
+    )

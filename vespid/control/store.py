@@ -1,0 +1,131 @@
+"""The control plane's state: endpoints, keys, counters and the workers it started.
+
+``Store`` is the interface; ``SQLiteStore`` keeps everything in one SQLite file
+(the default), so a restart keeps endpoints, the router's signing key, the request
+counters, and the list of worker processes to clean up. SQLite calls run in a
+worker thread, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from vespid.control.models import EndpointConfig
+
+__all__ = ["SQLiteStore", "Store"]
+
+
+class Store(abc.ABC):
+    """Where the control plane keeps what must survive a restart."""
+
+    @abc.abstractmethod
+    async def endpoints(self) -> list[EndpointConfig]: ...
+
+    @abc.abstractmethod
+    async def put_endpoint(self, endpoint: EndpointConfig) -> None: ...
+
+    @abc.abstractmethod
+    async def delete_endpoint(self, name: str) -> bool: ...
+
+    @abc.abstractmethod
+    async def get_meta(self, key: str) -> str | None: ...
+
+    @abc.abstractmethod
+    async def set_meta(self, key: str, value: str) -> None: ...
+
+    @abc.abstractmethod
+    async def put_worker(self, worker_id: str, endpoint: str, info: dict[str, Any]) -> None: ...
+
+    @abc.abstractmethod
+    async def delete_worker(self, worker_id: str) -> None: ...
+
+    @abc.abstractmethod
+    async def workers(self) -> list[tuple[str, str, dict[str, Any]]]: ...
+
+    async def close(self) -> None:
+        return None
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS endpoints (name TEXT PRIMARY KEY, config TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS workers (
+    worker_id TEXT PRIMARY KEY, endpoint TEXT NOT NULL, info TEXT NOT NULL
+);
+"""
+
+
+class SQLiteStore(Store):
+    """One SQLite file; one connection used from one thread at a time."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._conn: sqlite3.Connection | None = None
+        self._lock = asyncio.Lock()
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.executescript(_SCHEMA)
+            self._conn = conn
+        return self._conn
+
+    async def _run(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        def work() -> list[tuple[Any, ...]]:
+            return self._connect().execute(sql, args).fetchall()
+
+        async with self._lock:
+            return await asyncio.to_thread(work)
+
+    async def endpoints(self) -> list[EndpointConfig]:
+        rows = await self._run("SELECT config FROM endpoints ORDER BY name")
+        return [EndpointConfig.model_validate_json(row[0]) for row in rows]
+
+    async def put_endpoint(self, endpoint: EndpointConfig) -> None:
+        await self._run(
+            "INSERT INTO endpoints (name, config) VALUES (?, ?) "
+            "ON CONFLICT(name) DO UPDATE SET config = excluded.config",
+            (endpoint.name, endpoint.model_dump_json()),
+        )
+
+    async def delete_endpoint(self, name: str) -> bool:
+        rows = await self._run("DELETE FROM endpoints WHERE name = ? RETURNING name", (name,))
+        return bool(rows)
+
+    async def get_meta(self, key: str) -> str | None:
+        rows = await self._run("SELECT value FROM meta WHERE key = ?", (key,))
+        return str(rows[0][0]) if rows else None
+
+    async def set_meta(self, key: str, value: str) -> None:
+        await self._run(
+            "INSERT INTO meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    async def put_worker(self, worker_id: str, endpoint: str, info: dict[str, Any]) -> None:
+        await self._run(
+            "INSERT INTO workers (worker_id, endpoint, info) VALUES (?, ?, ?) "
+            "ON CONFLICT(worker_id) DO UPDATE SET info = excluded.info",
+            (worker_id, endpoint, json.dumps(info)),
+        )
+
+    async def delete_worker(self, worker_id: str) -> None:
+        await self._run("DELETE FROM workers WHERE worker_id = ?", (worker_id,))
+
+    async def workers(self) -> list[tuple[str, str, dict[str, Any]]]:
+        rows = await self._run("SELECT worker_id, endpoint, info FROM workers")
+        return [(str(r[0]), str(r[1]), json.loads(r[2])) for r in rows]
+
+    async def close(self) -> None:
+        async with self._lock:
+            if self._conn is not None:
+                conn, self._conn = self._conn, None
+                await asyncio.to_thread(conn.close)
