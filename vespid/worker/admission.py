@@ -70,7 +70,7 @@ class Admission:
                 if waiter.done() and not waiter.cancelled():
                     self._running -= 1  # the slot was handed over as we were cancelled
                     self._wake_next()
-                else:
+                elif waiter in self._waiters:  # _wake_next drops cancelled waiters itself
                     self._waiters.remove(waiter)
                 self.workload_ahead -= ticket.workload
                 self._metrics.queue_depth.set(len(self._waiters))
