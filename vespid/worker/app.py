@@ -6,6 +6,9 @@ Every other path and method is passed through to ``BACKEND_URL`` + the same path
 and query: ``POST`` bodies are the ``{"auth_data", "payload", "session_id"?}``
 envelope and the backend gets ``payload``; other methods carry auth_data as JSON in
 the ``X-Vespid-Auth`` header and the backend gets the body as sent.
+
+With ``VESPID_TASKS`` the backend is the task server (``vespid.tasks.server``), which
+the worker starts on 127.0.0.1 before anything else and stops last.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import logging
 import ssl
 import time
 from collections.abc import Coroutine
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import aiohttp
 import orjson
@@ -49,6 +52,9 @@ from vespid.worker.metrics import WorkerMetrics
 from vespid.worker.proxy import BackendProxy
 from vespid.worker.reporter import Reporter
 from vespid.worker.settings import WorkerSettings
+
+if TYPE_CHECKING:
+    from vespid.tasks.server import TaskServer
 
 __all__ = ["Worker", "error_response", "serve"]
 
@@ -86,6 +92,7 @@ class Worker:
         self.lifecycle: Lifecycle
         self._benchmark = load_benchmark(settings.benchmark or DEFAULT_BENCHMARK)
         self.reporter: Reporter
+        self.tasks: TaskServer | None = None
         if settings.public_key_file is not None:
             try:
                 pem = settings.public_key_file.read_bytes()
@@ -113,6 +120,11 @@ class Worker:
         return app
 
     async def _on_startup(self, app: web.Application) -> None:
+        if self.settings.tasks is not None:
+            from vespid.tasks.server import start_task_backend
+
+            self.tasks, self.settings = await start_task_backend(self.settings)
+            self.proxy.base_url = self.settings.backend_url
         self._aux = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
         self.lifecycle = Lifecycle(self.settings, self._aux, self.metrics, self._benchmark)
         self.reporter = Reporter(
@@ -137,6 +149,8 @@ class Worker:
         await self.proxy.close()
         if self._aux is not None:
             await self._aux.close()
+        if self.tasks is not None:
+            await self.tasks.stop()
 
     async def _fetch_key(self) -> None:
         """Fetch the router's public key from REPORT_ADDR/pubkey/, with backoff."""
@@ -303,7 +317,7 @@ async def serve(settings: WorkerSettings, *, stop: asyncio.Event | None = None) 
             "fields": {
                 "host": settings.host,
                 "port": settings.worker_port,
-                "backend": settings.backend_url,
+                "backend": worker.settings.backend_url,
             }
         },
     )
