@@ -357,9 +357,12 @@ class GpuPool:
     def busy(self) -> int:
         return len(self.devices) - len(self._free) - len(self._idle)
 
-    def _what(self) -> str:
+    def _busy(self) -> tuple[str, str]:
+        """What a slot is called here, and how to say that all are busy."""
+        if self.devices == (None,):
+            return "task slot", "the one task slot (no GPUs) is busy"
         n = len(self.devices)
-        return f"{n} GPU{'s' if n != 1 else ''}" if self.devices != (None,) else "1 task slot"
+        return "GPU", f"all {n} GPUs are busy" if n > 1 else "the one GPU is busy"
 
     async def acquire(self, model: str) -> Lease:
         """A slot for ``model``, first come first served; Overloaded (429) when the queue
@@ -369,7 +372,7 @@ class GpuPool:
         if len(self._waiters) >= self.queue_size:
             self._metrics.refused.labels("queue_full").inc()
             raise Overloaded(
-                f"all {self._what()} are busy and the task queue is full "
+                f"{self._busy()[1]} and the task queue is full "
                 f"(VESPID_TASK_QUEUE_SIZE={self.queue_size}); retry later or on another worker",
                 queue_size=self.queue_size,
             )
@@ -386,9 +389,10 @@ class GpuPool:
                 self._waiters.remove(waiter)
             if isinstance(exc, TimeoutError):
                 self._metrics.refused.labels("wait_limit").inc()
+                slot, busy = self._busy()
                 raise Overloaded(
-                    f"no GPU came free within MAX_WAIT_TIME ({self.max_wait_s:g} s; all "
-                    f"{self._what()} busy); retry later or on another worker",
+                    f"no {slot} came free within MAX_WAIT_TIME ({self.max_wait_s:g} s; {busy}); "
+                    "retry later or on another worker",
                     max_wait_s=self.max_wait_s,
                 ) from None
             raise
@@ -676,10 +680,6 @@ class RunningTask:
         self._started = 0.0
         self._deadline = 0.0
 
-    @property
-    def device(self) -> str | None:
-        return None if self._lease is None else self._lease.device
-
     async def __aenter__(self) -> RunningTask:
         runner = self._runner
         if runner.runs_as(self.preset) is None:
@@ -704,7 +704,7 @@ class RunningTask:
                 self.process = await runner.spawn(self.preset, lease.device, self)
             self.process.send(self.payload, last=not self.preset.inference.session)
         except BaseException:
-            await asyncio.shield(runner.track(self._clean(ok=False)))
+            await asyncio.shield(runner.track(self._clean()))
             raise
         return self
 
@@ -715,7 +715,7 @@ class RunningTask:
         tb: TracebackType | None,
     ) -> None:
         # Shielded: a second cancellation cannot leave the program running or the GPU taken.
-        await asyncio.shield(self._runner.track(self._clean(ok=exc_type is None)))
+        await asyncio.shield(self._runner.track(self._clean()))
 
     async def next_event(self) -> TaskEvent | None:
         """The next event, ending with the finish (the program's or vespid's); then None."""
@@ -737,7 +737,8 @@ class RunningTask:
                     status="failed",
                     reason="timeout",
                     message=f"no finish within {timeout_s:g} s; the task was killed",
-                )
+                ),
+                reason="timeout",
             )
         if event is None:
             fields: dict[str, Any] = {"exit_code": code} if code is not None else {}
@@ -748,17 +749,19 @@ class RunningTask:
                     reason="exited",
                     message=f"the task {_exit_description(code)} before its finish event",
                     **fields,
-                )
+                ),
+                reason="exited",
             )
         if event.is_finish:
             self._finished_by_program = True
             return self._end(event)
         return event
 
-    def _end(self, finish: TaskEvent) -> TaskEvent:
+    def _end(self, finish: TaskEvent, *, reason: str = "") -> TaskEvent:
+        """Record the finish; ``reason`` is vespid's (a program's own stays out of the
+        metric labels, which must stay few)."""
         self.finish = finish
-        status = str(finish.data.get("status"))
-        reason = str(finish.data.get("reason", ""))
+        status = str(finish.data["status"])
         seconds = time.monotonic() - self._started
         self._runner.metrics.tasks.labels(self.preset.name, status, reason).inc()
         self._runner.metrics.duration.labels(self.preset.name).observe(seconds)
@@ -776,7 +779,8 @@ class RunningTask:
         )
         return finish
 
-    async def _clean(self, *, ok: bool) -> None:
+    async def _clean(self) -> None:
+        """Park a session program that finished, else stop the program; free the slot."""
         runner, process, lease = self._runner, self.process, self._lease
         if lease is None:
             return
@@ -787,7 +791,7 @@ class RunningTask:
                 await self._evicting
             runner.pool.release(lease.device)
             return
-        if ok and self._finished_by_program and process.alive:
+        if self._finished_by_program and process.alive:
             if self.preset.inference.session:
                 runner.pool.park(process)
                 return

@@ -97,12 +97,15 @@ class TaskServer:
 
     async def _stream(self, request: web.Request, task: RunningTask) -> web.StreamResponse:
         response = web.StreamResponse(headers={**SSE_HEADERS, TASK_ID_HEADER: task.id})
-        async with task:  # errors before this point are plain JSON answers
-            await response.prepare(request)
-            while (event := await task.next_event()) is not None:
-                await response.write(event.sse())
-        # The program has exited or is idle again, and its GPU is back in the pool.
-        await response.write_eof()
+        try:
+            async with task:  # errors before this point are plain JSON answers
+                await response.prepare(request)
+                while (event := await task.next_event()) is not None:
+                    await response.write(event.sse())
+            # The program has exited or is idle again, and its GPU is back in the pool.
+            await response.write_eof()
+        except ConnectionError:  # the client went away; the task was stopped on the way out
+            pass
         return response
 
     async def _collect(self, task: RunningTask) -> web.Response:
