@@ -14,7 +14,7 @@ from tests.tasks.conftest import program
 from tests.tasks.test_tasks_http import gone
 from vespid.tasks.metrics import TaskMetrics
 from vespid.tasks.presets import parse_presets
-from vespid.tasks.runner import GpuPool, RunningTask, TaskRunner
+from vespid.tasks.runner import GpuPool, RunningTask, TaskRunner, detect_docker, detect_gpus
 
 
 async def make_runner(models: dict[str, dict[str, Any]], **kwargs: Any) -> TaskRunner:
@@ -100,3 +100,19 @@ async def test_close_stops_running_and_idle_programs() -> None:
     assert gone(events[0]["pid"])
     assert gone(idle.pid)
     assert sorted(runner.pool.free, key=str) == ["0", "1"]
+
+
+async def test_gpus_are_what_nvidia_smi_lists_and_none_without_it(tmp_path: Path) -> None:
+    fake = tmp_path / "nvidia-smi"
+    await asyncio.to_thread(fake.write_text, "#!/bin/sh\nprintf '0\\n1\\n'\n")
+    await asyncio.to_thread(fake.chmod, 0o755)
+    assert await detect_gpus(str(fake)) == ["0", "1"]
+    assert await detect_gpus(str(tmp_path / "missing")) == []
+
+
+async def test_docker_without_an_engine_says_why(tmp_path: Path) -> None:
+    fake = tmp_path / "docker"
+    script = "#!/bin/sh\necho 'Cannot connect to the Docker daemon' >&2\nexit 1\n"
+    await asyncio.to_thread(fake.write_text, script)
+    await asyncio.to_thread(fake.chmod, 0o755)
+    assert await detect_docker(str(fake)) == (False, "Cannot connect to the Docker daemon")
