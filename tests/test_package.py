@@ -20,6 +20,7 @@ PACKAGES = [
     "vespid.cli",
     "vespid.benchmarks",
     "vespid.servers",
+    "vespid.tasks",
 ]
 
 

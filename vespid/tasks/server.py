@@ -1,0 +1,214 @@
+"""The task server: a small HTTP app over the runner, which the worker uses as its backend.
+
+With ``VESPID_TASKS`` set, the worker starts this app in-process on 127.0.0.1 with
+an OS-chosen port and makes it its ``BACKEND_URL``, so signatures, admission,
+metrics and client-disconnect cancellation work as for any model server.
+
+Routes:
+
+- ``POST /tasks/<model>``: run one task; the JSON object posted is its input. The
+  answer is an SSE stream, one message per event (``event:`` its type, ``data:`` the
+  event as the program printed it), or, when the input has ``"stream": false``, one
+  JSON object with every event, the final status and text. 404 for an unknown model,
+  422 for an input that is not a JSON object, 429 when no GPU is free in time, 503
+  when the model needs Docker and there is none, 502 when the program cannot start.
+- ``GET /tasks``: the models, the GPUs and the queue. ``GET /health``: 200.
+  ``GET /metrics``: Prometheus text (the worker's ``/metrics/backend``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any, Final
+
+import orjson
+from aiohttp import web
+
+from vespid.errors import HTTPFacingError, NotFound, RequestInvalid
+from vespid.tasks.presets import load_presets
+from vespid.tasks.runner import RunningTask, TaskRunner
+from vespid.worker.app import error_response
+from vespid.worker.settings import WorkerSettings
+
+__all__ = ["TASK_ID_HEADER", "TaskServer", "start_task_backend"]
+
+TASK_ID_HEADER: Final = "X-Vespid-Task-Id"
+SSE_HEADERS: Final = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+SHUTDOWN_TIMEOUT_S: Final = 2.0
+
+
+class TaskServer:
+    """The app, its runner, and where it listens once started."""
+
+    def __init__(self, runner: TaskRunner) -> None:
+        self.runner = runner
+        self.url = ""
+        self._app_runner: web.AppRunner | None = None
+
+    def build_app(self) -> web.Application:
+        app = web.Application(client_max_size=1 << 30)  # the worker in front limits bodies
+        app.router.add_post("/tasks/{model}", self.handle_task)
+        app.router.add_get("/tasks", self.handle_list)
+        app.router.add_get("/health", self.handle_health)
+        app.router.add_get("/metrics", self.handle_metrics)
+        app.router.add_route("*", "/{path:.*}", self.handle_unknown)
+        return app
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        """Start the runner and listen; returns the base URL."""
+        await self.runner.start()
+        # handler_cancellation: a client that goes away cancels its handler, which stops
+        # the task's program and frees its GPU.
+        app_runner = web.AppRunner(
+            self.build_app(),
+            access_log=None,
+            handler_cancellation=True,
+            shutdown_timeout=SHUTDOWN_TIMEOUT_S,
+        )
+        await app_runner.setup()
+        self._app_runner = app_runner
+        site = web.TCPSite(app_runner, host, port)
+        await site.start()
+        bound_host, bound_port = app_runner.addresses[0][:2]
+        self.url = f"http://{bound_host}:{bound_port}"
+        return self.url
+
+    async def stop(self) -> None:
+        if self._app_runner is not None:
+            await self._app_runner.cleanup()
+            self._app_runner = None
+        await self.runner.close()
+
+    # -- routes ------------------------------------------------------------
+
+    async def handle_task(self, request: web.Request) -> web.StreamResponse:
+        try:
+            payload = await _read_input(request)
+            stream = payload.get("stream", True)
+            if not isinstance(stream, bool):
+                raise RequestInvalid("stream must be true or false", fields={"stream": "not bool"})
+            task = self.runner.task(request.match_info["model"], payload)
+            if stream:
+                return await self._stream(request, task)
+            return await self._collect(task)
+        except HTTPFacingError as exc:
+            return error_response(exc)
+
+    async def _stream(self, request: web.Request, task: RunningTask) -> web.StreamResponse:
+        response = web.StreamResponse(headers={**SSE_HEADERS, TASK_ID_HEADER: task.id})
+        try:
+            async with task:  # errors before this point are plain JSON answers
+                await response.prepare(request)
+                while (event := await task.next_event()) is not None:
+                    await response.write(event.sse())
+            # The program has exited or is idle again, and its GPU is back in the pool.
+            await response.write_eof()
+        except ConnectionError:  # the client went away; the task was stopped on the way out
+            pass
+        return response
+
+    async def _collect(self, task: RunningTask) -> web.Response:
+        events: list[dict[str, Any]] = []
+        deltas: list[str] = []
+        text: str | None = None
+        async with task:
+            while (event := await task.next_event()) is not None:
+                events.append(event.data)
+                if event.type == "text_delta":
+                    deltas.append(event.data["delta"])
+                elif event.type == "text":
+                    text = event.data["content"]
+        assert task.finish is not None
+        result = {
+            "task_id": task.id,
+            "model": task.preset.name,
+            "status": task.finish.data["status"],
+            "text": text if text is not None else "".join(deltas) if deltas else None,
+            "finish": task.finish.data,
+            "events": events,
+        }
+        return web.Response(
+            body=orjson.dumps(result),
+            content_type="application/json",
+            headers={TASK_ID_HEADER: task.id},
+        )
+
+    async def handle_list(self, request: web.Request) -> web.Response:
+        runner = self.runner
+        models = {
+            name: {"runs_as": runner.runs_as(preset), "session": preset.inference.session}
+            for name, preset in runner.presets.models.items()
+        }
+        pool = runner.pool
+        body = {
+            "models": models,
+            "gpus": runner.gpus,
+            "free": len(pool.free),
+            "busy": pool.busy,
+            "idle_sessions": len(pool.idle),
+            "queued": pool.queued,
+            "queue_size": pool.queue_size,
+            "docker": runner.docker,
+        }
+        return web.Response(body=orjson.dumps(body), content_type="application/json")
+
+    async def handle_health(self, request: web.Request) -> web.Response:
+        return web.Response(body=b'{"status":"ok"}', content_type="application/json")
+
+    async def handle_metrics(self, request: web.Request) -> web.Response:
+        pool, metrics = self.runner.pool, self.runner.metrics
+        metrics.busy.set(pool.busy)
+        metrics.idle_sessions.set(len(pool.idle))
+        metrics.queue_depth.set(pool.queued)
+        return web.Response(body=metrics.render(), content_type="text/plain")
+
+    async def handle_unknown(self, request: web.Request) -> web.Response:
+        return error_response(
+            NotFound(f"no route {request.method} {request.path}; tasks are POST /tasks/<model>")
+        )
+
+
+async def _read_input(request: web.Request) -> dict[str, Any]:
+    body = await request.read()
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise RequestInvalid(
+            "the task input is not valid JSON", fields={"payload": "JSON"}
+        ) from None
+    if not isinstance(payload, dict):
+        raise RequestInvalid(
+            "the task input must be a JSON object", fields={"payload": "not an object"}
+        )
+    return payload
+
+
+async def start_task_backend(settings: WorkerSettings) -> tuple[TaskServer, WorkerSettings]:
+    """Start the task server for a worker; returns it and the worker's settings pointed at it.
+
+    Unless told otherwise, the worker checks ``/health`` and takes the number of slots
+    as its throughput, so ``auth_data.cost`` reads as seconds of one GPU's time.
+    """
+    assert settings.tasks is not None
+    presets = await asyncio.to_thread(load_presets, settings.tasks)
+    runner = TaskRunner(
+        presets,
+        gpus=settings.gpus,
+        queue_size=settings.task_queue_size,
+        max_wait_s=settings.max_wait_time_s,
+        timeout_s=settings.task_timeout_s,
+        docker_cli=settings.docker,
+        environ=os.environ,  # only INHERITED_ENV passes on to the programs
+    )
+    server = TaskServer(runner)
+    url = await server.start()
+    slots = float(len(runner.pool.devices))
+    updated = settings.model_copy(
+        update={
+            "backend_url": url,
+            "healthcheck_endpoint": settings.healthcheck_endpoint or "/health",
+            "max_perf": settings.max_perf or (None if settings.benchmark else slots),
+        }
+    )
+    return server, updated
