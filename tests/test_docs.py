@@ -15,3 +15,12 @@ def test_every_worker_setting_is_in_the_docs() -> None:
         env = env_name(name) if name != "public_port" else "VAST_TCP_PORT_<WORKER_PORT>"
         assert f"`{env}`" in text, env
         assert f"`--{name.replace('_', '-')}`" in text, name
+
+
+def test_every_control_setting_is_in_the_docs() -> None:
+    from vespid.control.settings import ControlSettings
+    from vespid.settings import env_name as model_env
+
+    text = (ROOT / "docs" / "control.md").read_text()
+    for name in ControlSettings.model_fields:
+        assert f"`{model_env(ControlSettings, name)}`" in text, name
