@@ -18,6 +18,8 @@ PACKAGES = [
     "vespid.protocol",
     "vespid.worker",
     "vespid.cli",
+    "vespid.client",
+    "vespid.control",
     "vespid.benchmarks",
     "vespid.servers",
     "vespid.tasks",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from vespid import __version__
+from vespid.cli.call import call
 from vespid.cli.control import control, endpoint
 from vespid.cli.demo import demo
 from vespid.cli.worker import worker
@@ -19,6 +20,7 @@ def cli() -> None:
 
 
 cli.add_command(worker)
+cli.add_command(call)
 cli.add_command(control)
 cli.add_command(endpoint)
 cli.add_command(demo)

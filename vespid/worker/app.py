@@ -268,8 +268,10 @@ class Worker:
         session_id = request.headers.get(SESSION_HEADER)
         return Parsed(parse_auth_data(auth_value), body, headers, session_id)
 
-    async def _check(self, auth: AuthData) -> None:
-        if not self.settings.unsecured:
+    async def _check(self, auth: AuthData, *, presented_by_session: bool = False) -> None:
+        """Verify the signature (unless the auth_data is its session's own), then wait
+        until ready."""
+        if not self.settings.unsecured and not presented_by_session:
             if self.verifier is None:
                 try:
                     async with asyncio.timeout(self.settings.ready_wait_s):
@@ -286,10 +288,16 @@ class Worker:
         session: Session | None = None
         try:
             parsed = await self._parse(request)
-            await self._check(parsed.auth)
             if parsed.session_id is not None:
-                session = self.sessions.ride(parsed.session_id)
-            elif self.settings.backend == "null":
+                # A request may ride its session with the auth_data that opened it (already
+                # verified, then; its signature would otherwise count as a replay) or with a
+                # freshly signed one.
+                session = self.sessions.lookup(parsed.session_id)
+                await self._check(parsed.auth, presented_by_session=session.owns(parsed.auth))
+                self.sessions.touch(session)
+            else:
+                await self._check(parsed.auth)
+            if session is None and self.settings.backend == "null":
                 raise NotFound(
                     "this is a null worker: it has no model server; open a session with "
                     "/session/create, then send requests with its session_id"

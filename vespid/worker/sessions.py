@@ -59,6 +59,10 @@ class Session:
     created_at: float = field(default_factory=time.time)
     requests: set[asyncio.Task[Any]] = field(default_factory=set)
 
+    def owns(self, auth: AuthData) -> bool:
+        """Whether ``auth`` is the auth_data this session was opened with (constant time)."""
+        return hmac.compare_digest(_canonical(auth.raw), self.auth_key)
+
     def describe(self) -> dict[str, Any]:
         return {
             "session_id": self.session_id,
@@ -198,15 +202,19 @@ class SessionManager:
 
     # -- using ---------------------------------------------------------------
 
-    def ride(self, session_id: str) -> Session:
-        """The session a request names, its expiration pushed to now + lifetime; 410 if gone."""
+    def lookup(self, session_id: str) -> Session:
+        """The open session named ``session_id``; SessionGone (410) if unknown or closed."""
         session = self.sessions.get(session_id)
         if session is None:
             raise SessionGone(
                 f"session {session_id!r} is unknown or closed; open a new one with /session/create"
             )
-        session.expiration = max(session.expiration, time.time() + session.lifetime_s)
         return session
+
+    @staticmethod
+    def touch(session: Session) -> None:
+        """A request rode the session: its expiration moves to now + lifetime."""
+        session.expiration = max(session.expiration, time.time() + session.lifetime_s)
 
     def authorised(self, session_id: str, session_auth: Any) -> Session | None:
         """The session if ``session_auth`` matches; None if unknown; Unauthorized if not."""
