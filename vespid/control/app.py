@@ -4,6 +4,7 @@ Routes:
 
 - ``POST /route/`` (endpoint API key): route or queue a request (PROTOCOL.md section 5).
 - ``GET /pubkey/``: the router's public key (PEM), for workers.
+- ``GET /ca.pem``: the control plane's CA certificate (what Vast's client downloads first).
 - ``POST /worker_status/``, ``POST /delete_requests/`` (master token): worker reports.
 - ``GET /api/v0/endptjobs/`` and ``GET /api/v0/endptjobs/<id>/`` (endpoint API key or
   admin key): the console listing Vast's client uses.
@@ -36,6 +37,7 @@ from vespid.control.providers.base import Provider, RunState
 from vespid.control.router import Router
 from vespid.control.settings import ControlSettings
 from vespid.control.store import Store
+from vespid.control.tls import make_ca_pem
 from vespid.errors import (
     HTTPFacingError,
     NotFound,
@@ -99,6 +101,7 @@ class ControlPlane:
         self.master_token = ""
         self.admin_key = ""
         self.public_key_pem = b""
+        self.ca_pem = b""
         self.url = ""
         self.scaling_log: list[dict[str, Any]] = []
         self._next_worker_id = 1
@@ -130,6 +133,7 @@ class ControlPlane:
             max_queued=self.settings.max_queued,
         )
         self.master_token = await self._meta("master_token", lambda: secrets.token_urlsafe(24))
+        self.ca_pem = (await self._meta("ca_pem", make_ca_pem)).encode()
         self.admin_key = self.settings.admin_key or await self._meta(
             "admin_key", lambda: secrets.token_urlsafe(24)
         )
@@ -176,6 +180,7 @@ class ControlPlane:
         r = app.router
         r.add_post(ROUTE_PATH, self._wrap(self.handle_route))
         r.add_get(PUBKEY_PATH, self.handle_pubkey)
+        r.add_get("/ca.pem", self.handle_ca)
         r.add_post(WORKER_STATUS_PATH, self._wrap(self.handle_worker_status))
         r.add_post(DELETE_REQUESTS_PATH, self._wrap(self.handle_delete_requests))
         r.add_get("/api/v0/endptjobs/", self._wrap(self.handle_endptjobs))
@@ -254,6 +259,9 @@ class ControlPlane:
 
     async def handle_pubkey(self, request: web.Request) -> web.Response:
         return web.Response(body=self.public_key_pem, content_type="application/x-pem-file")
+
+    async def handle_ca(self, request: web.Request) -> web.Response:
+        return web.Response(body=self.ca_pem, content_type="application/x-pem-file")
 
     # -- worker reports --------------------------------------------------------
 

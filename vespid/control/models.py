@@ -83,6 +83,8 @@ class EndpointConfig(BaseModel):
             "max_queue_time": s.max_queue_time,
             "target_queue_time": s.target_queue_time,
             "endpoint_state": "active",
+            "user_id": 0,
+            "created_at": 0.0,
         }
 
 
