@@ -7,27 +7,28 @@ workload/s (PROTOCOL.md §6). The stages, each a function of its own:
 1. Perf. A worker's perf is its ``max_perf`` once benchmarked, else ``default_perf``;
    the fleet's perf is the mean ``max_perf`` of the benchmarked workers, else
    ``default_perf``.
-2. Queue time (PROTOCOL §6) = ``cur_load / perf``. A READY worker whose queue time
-   exceeds ``max_queue_time_s`` is *saturated*: the router sends it nothing. Only
-   unsaturated READY workers are routable.
+2. Routing (PROTOCOL §6): queue time = ``cur_load / perf``; a READY worker whose queue
+   time exceeds ``max_queue_time_s`` is *saturated* and the router sends it nothing.
+   ``max_queue_time_s`` steers routing only: what it holds back shows up here as
+   queued load.
 3. Demand, in workload/s::
 
-       load     = Σ cur_load of READY and STARTING workers (requests in progress + sessions)
-       flow     = max(load, arrival_rate)
-       headroom = Σ over routable workers of max(0, perf × target_util − cur_load)
-       queue    = max(0, queued_load − headroom × target_queue_time_s)
-                  / max(target_queue_time_s, 1 s)
-       demand   = flow + queue + rejected_load_rate
+       occupancy = Σ cur_load of live workers holding sessions
+       backlog   = Σ cur_load of the other live workers + queued_load
+       horizon   = max(target_queue_time_s, 1 s)
+       demand    = max(arrival_rate, occupancy + backlog / horizon) + rejected_load_rate
 
-   Load counts in full, the convention of Vast's engine: a load of W occupies W
-   workload/s of capacity, so a session of cost = max_perf fills one worker. A
-   worker's ``cur_load`` already holds its open sessions (PROTOCOL §3), so session
-   occupancy is counted there, for as long as the session is open. The arrival rate
-   is a floor, not a term: in a steady state load and arrivals measure the same flow.
-   Queued load is what the routable workers cannot take within
-   ``target_queue_time_s``, spread over that time (over 1 s at least, so that with
-   ``target_queue_time_s = 0`` it counts in full, like load). Load refused with 429
-   is demand too: that is what makes a fleet of occupied workers grow.
+   Live workers are READY and STARTING ones. A session reserves its cost for as long
+   as it is open, so occupancy counts in full (``cur_load`` holds the sessions,
+   PROTOCOL §3, and a worker's requests ride in the same figure). Requests drain, so
+   the backlog (requests on workers and in the router's queue) asks only for the rate
+   that clears it within ``target_queue_time_s``: a fleet of capacity C serves C × T
+   within T, and backlog beyond that adds capacity. Under a 1 s horizon it counts in
+   full, Vast's convention (a load of W needs W/s), which ``target_queue_time_s = 0``
+   selects. The arrival rate is a floor, not a term: in a steady state it and the
+   backlog measure the same flow, and a session's creation cost, already in
+   occupancy, would be counted twice. Load refused with 429 is demand too: that is
+   what grows a fleet of occupied workers.
 4. Active workers wanted = ``ceil(demand / target_util / perf)``, at least
    ``ceil(min_load / target_util / perf)``, at least 1 until the endpoint is inactive,
    at most ``max_workers``. The ceiling forgives float noise of 1e-9 (3.0000000000000004
@@ -46,15 +47,13 @@ workload/s (PROTOCOL.md §6). The stages, each a function of its own:
    STARTING workers first (newest first), then idle READY ones (slowest, then
    newest, first); never a worker with requests in flight, sessions or load.
 
-Worked example: target_util 0.8, target_queue_time 10 s, max_queue_time 30 s, perf
-100; worker A READY with cur_load 150 (a session of 100 and 50 of requests), B READY
-with 20, C STARTING; queued_load 1000, rejected 30/s, arrival 120/s. load = 170,
-flow = max(170, 120) = 170; headroom = max(0, 80 − 150) + max(0, 80 − 20) = 60;
-queue = (1000 − 60 × 10) / 10 = 40; demand = 170 + 40 + 30 = 240; 240 / 0.8 = 300 ->
-3 workers, as many as now. With max_queue_time 0.1 s, B (0.2 s) is saturated too:
-headroom 0, queue 100, demand 300, 375 -> 4 workers, started at once. With
-cold_mult 0.5, cold_workers 1, max_workers 5: cold = max(1, ceil(4 × 0.5)) = 2, but
-only 5 − 4 = 1 fits.
+Worked example: target_util 0.8, target_queue_time 10 s, perf 100; worker A READY
+with cur_load 150 and a session, B READY with 250, C STARTING; queued_load 550,
+rejected 30/s, arrival 120/s. occupancy = 150; backlog = 250 + 550 = 800, over 10 s
+= 80; demand = max(120, 150 + 80) + 30 = 260; 260 / 0.8 = 325 -> 4 workers: one more
+than the 3 live, started at once. With cold_mult 0.5, cold_workers 1, max_workers 5:
+cold = max(1, ceil(4 × 0.5)) = 2, but only 5 − 4 = 1 fits. With target_queue_time 0
+the backlog counts in full: max(120, 150 + 800) + 30 = 980 -> 1225 -> 13, cut to 5.
 """
 
 from __future__ import annotations
@@ -96,8 +95,8 @@ __all__ = [
     "workers_for",
 ]
 
-# Queued load is spread over target_queue_time_s, but never over less than a second:
-# with target_queue_time_s = 0 it then counts in full, as load does.
+# The backlog drains over target_queue_time_s, but never over less than a second: with
+# target_queue_time_s = 0 it counts in full, Vast's convention (a load of W needs W/s).
 MIN_QUEUE_HORIZON_S: Final = 1.0
 # Float noise forgiven when rounding up to whole workers.
 ROUNDING_SLACK: Final = 1e-9
@@ -218,30 +217,31 @@ class Decision:
     from the moment it is launched or the next decision starts it again.
     """
 
-    target_active: int
-    target_cold: int
-    stop: tuple[str, ...]
-    start: int
-    reason: str
+    target_active: int  # active workers once this is carried out (busy ones kept count)
+    target_cold: int  # cold workers to keep
+    stop: tuple[str, ...]  # errored workers, then those chosen for a scale-down
+    start: int  # workers to start or activate
+    reason: str  # the figures behind it, for logs
 
 
 @dataclass(frozen=True, slots=True)
 class Demand:
-    """The terms of the demand formula, in workload/s."""
+    """The terms of the demand formula; ``total`` is in workload/s."""
 
-    load: float  # Σ cur_load of READY and STARTING workers
-    arrival: float
-    headroom: float  # spare capacity of routable workers at target_util
-    queue: float  # queued load the routable workers cannot take within target_queue_time
-    rejected: float
+    occupancy: float  # Σ cur_load of live workers holding sessions: counted in full
+    backlog: float  # Σ cur_load of the other live workers + queued_load: it drains
+    horizon_s: float  # max(target_queue_time_s, 1 s): the backlog should drain within it
+    arrival: float  # workload/s arriving
+    rejected: float  # workload/s refused with 429
 
     @property
-    def flow(self) -> float:
-        return max(self.load, self.arrival)
+    def held(self) -> float:
+        """Occupancy plus the rate that drains the backlog within the horizon."""
+        return self.occupancy + self.backlog / self.horizon_s
 
     @property
     def total(self) -> float:
-        return self.flow + self.queue + self.rejected
+        return max(self.arrival, self.held) + self.rejected
 
 
 # -- workers -----------------------------------------------------------------
@@ -274,10 +274,14 @@ def queue_time_s(worker: WorkerView, params: ScalingParams) -> float:
 
 
 def is_saturated(worker: WorkerView, params: ScalingParams) -> bool:
-    """A READY worker whose queue time exceeds max_queue_time_s: the router skips it."""
-    return worker.state is WorkerPhase.READY and queue_time_s(worker, params) > (
-        params.max_queue_time_s
-    )
+    """A READY worker whose queue time exceeds max_queue_time_s: the router skips it.
+
+    Example: 3100 workload at 100/s is 31 s > 30 s; an occupied null worker (100 at
+    100/s, 1 s) is saturated at max_queue_time 0 but not at 30 s.
+    """
+    if worker.state is not WorkerPhase.READY:
+        return False
+    return queue_time_s(worker, params) > params.max_queue_time_s
 
 
 def is_routable(worker: WorkerView, params: ScalingParams) -> bool:
@@ -300,20 +304,17 @@ def live_workers(snapshot: ScalingSnapshot) -> tuple[WorkerView, ...]:
 
 def measure_demand(snapshot: ScalingSnapshot) -> Demand:
     """The demand formula's terms (see the module docstring for the worked example)."""
-    params = snapshot.params
-    live = live_workers(snapshot)
-    headroom = sum(
-        max(0.0, worker_perf(w, params) * params.target_util - w.cur_load)
-        for w in live
-        if is_routable(w, params)
-    )
-    wait_s = params.target_queue_time_s
-    unserved = max(0.0, snapshot.queued_load - headroom * wait_s)
+    occupancy = backlog = 0.0
+    for worker in live_workers(snapshot):
+        if worker.sessions > 0:
+            occupancy += worker.cur_load
+        else:
+            backlog += worker.cur_load
     return Demand(
-        load=sum(w.cur_load for w in live),
+        occupancy=occupancy,
+        backlog=backlog + snapshot.queued_load,
+        horizon_s=max(snapshot.params.target_queue_time_s, MIN_QUEUE_HORIZON_S),
         arrival=snapshot.arrival_rate,
-        headroom=headroom,
-        queue=unserved / max(wait_s, MIN_QUEUE_HORIZON_S),
         rejected=snapshot.rejected_load_rate,
     )
 
@@ -448,9 +449,9 @@ def _num(value: float) -> str:
 def _explain_demand(demand: Demand, params: ScalingParams, perf: float, desired: int) -> str:
     capacity = demand.total / params.target_util
     text = (
-        f"demand {_num(demand.total)} = flow {_num(demand.flow)} (load {_num(demand.load)}, "
-        f"arrival {_num(demand.arrival)}) + queue {_num(demand.queue)} + rejected "
-        f"{_num(demand.rejected)} workload/s; {_num(capacity)} at util "
+        f"demand {_num(demand.total)} = max(arrival {_num(demand.arrival)}, occupancy "
+        f"{_num(demand.occupancy)} + backlog {_num(demand.backlog)} / {_num(demand.horizon_s)} s)"
+        f" + rejected {_num(demand.rejected)} workload/s; {_num(capacity)} at util "
         f"{_num(params.target_util)} / perf {_num(perf)} -> {desired} wanted"
     )
     by_demand = workers_for(capacity, perf)
