@@ -36,6 +36,7 @@ class WorkerRecord:
     max_perf: float | None = None
     error_msg: str = ""
     in_flight: int = 0
+    sessions: int = 0
     routed_load: float = 0.0  # routed since its last report (not yet in cur_load)
     loadtime_s: float | None = None
     served_total: float = 0.0
@@ -60,8 +61,8 @@ class WorkerRecord:
             state=self.phase,
             cur_load=self.cur_load + self.routed_load,
             max_perf=self.max_perf,
-            sessions=0,
-            in_flight=self.in_flight,
+            sessions=self.sessions,
+            in_flight=max(0, self.in_flight - self.sessions),
             started_at=self.handle.started_at,
         )
 
@@ -74,6 +75,7 @@ class WorkerRecord:
             "cur_load": self.cur_load,
             "max_perf": self.max_perf,
             "in_flight": self.in_flight,
+            "sessions": self.sessions,
             "error_msg": self.error_msg,
             "loadtime_s": self.loadtime_s,
             "served_total": self.served_total,
@@ -128,7 +130,13 @@ class Fleet:
         record.last_report_at = now
         record.cur_load = float(report.get("cur_load", 0.0))
         record.routed_load = 0.0
+        # Sessions are tickets in num_requests_working too; num_sessions tells them apart.
         record.in_flight = int(report.get("num_requests_working", 0))
+        record.sessions = int(report.get("num_sessions", 0))
+        rejected = float(report.get("rej_load", 0.0))
+        if rejected > 0:  # refused by the worker with 429: demand the fleet did not meet
+            books = self._books(record.handle.endpoint)
+            books.rejections.append((now, rejected))
         record.served_total += float(report.get("cur_perf", 0.0))
         max_perf = float(report.get("max_perf", 0.0))
         record.max_perf = max_perf if max_perf > 0 else record.max_perf

@@ -190,6 +190,7 @@ class WorkerStatusReport(TypedDict):
     cur_capacity: int
     max_capacity: int
     url: str
+    num_sessions: int  # vespid's addition: open sessions (occupancy, not backlog)
 
 
 class FinishedRequest(TypedDict):

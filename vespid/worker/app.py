@@ -150,7 +150,12 @@ class Worker:
         self._aux = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
         self.lifecycle = Lifecycle(self.settings, self._aux, self.metrics, self._benchmark)
         self.reporter = Reporter(
-            self.settings, self.books, self.admission, self.lifecycle, self._aux
+            self.settings,
+            self.books,
+            self.admission,
+            self.lifecycle,
+            self._aux,
+            self.sessions.sessions,
         )
         self._spawn(self.lifecycle.run())
         if self.settings.report_addr:

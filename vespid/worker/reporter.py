@@ -12,6 +12,7 @@ import asyncio
 import logging
 import shutil
 import time
+from collections.abc import Sized
 from typing import Any, Final
 
 import aiohttp
@@ -48,12 +49,14 @@ class Reporter:
         admission: Admission,
         lifecycle: Lifecycle,
         session: aiohttp.ClientSession,
+        sessions: Sized = (),
     ) -> None:
         self.settings = settings
         self.books = books
         self.admission = admission
         self.lifecycle = lifecycle
         self._session = session
+        self.sessions = sessions  # the worker's open sessions (only their count is read)
         self._loadtime_sent = False
         self._last_state: WorkerState | None = None
         self._last_sent = float("-inf")
@@ -92,6 +95,7 @@ class Reporter:
             "cur_capacity": 0,
             "max_capacity": 0,
             "url": s.public_url or "",
+            "num_sessions": len(self.sessions),
         }
 
     async def post(self, path: str, body: Any) -> bool:
