@@ -43,7 +43,10 @@ class WorkerTemplate(BaseModel):
     """How to start one worker: its model server and the vespid worker before it.
 
     ``model_command`` may use ``{model_port}``, ``{worker_port}`` and ``{gpus}``; the
-    worker gets ``BACKEND_URL=http://127.0.0.1:{model_port}`` and ``env``.
+    worker gets ``BACKEND_URL=http://127.0.0.1:{model_port}`` and ``env``. Without a
+    ``model_command``, or with ``BACKEND: null`` in ``env``, workers are null workers;
+    a ``model_command`` then runs beside each as a sidecar and may use
+    ``{control_port}`` (the worker's 127.0.0.1 control server, for ``/release``).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")

@@ -73,25 +73,32 @@ class LocalProvider(Provider):
         }
         procs: list[ChildProcess] = []
         await asyncio.to_thread(self.log_dir.mkdir, parents=True, exist_ok=True)
+        fill = {"worker_port": worker_port, "gpus": ",".join(gpus)}
+        null = template.model_command is None or template.env.get("BACKEND") == "null"
+        if null:
+            # A null worker; a model_command then runs beside it as a sidecar (e.g. a
+            # queue consumer) that releases sessions on the worker's control port.
+            control_port = free_port()
+            env["BACKEND"] = "null"
+            env["NULL_CONTROL_PORT"] = str(control_port)
+            fill["control_port"] = control_port
+        else:
+            fill["model_port"] = free_port()
+            env["BACKEND_URL"] = f"http://127.0.0.1:{fill['model_port']}"
         if template.model_command:
-            model_port = free_port()
-            fill = {"model_port": model_port, "worker_port": worker_port, "gpus": ",".join(gpus)}
             argv = [part.format(**fill) for part in template.model_command]
             if argv[0] in ("python", "python3"):
                 argv[0] = sys.executable
+            role = "sidecar" if null else "model server"
             procs.append(
                 ChildProcess(
-                    f"model server {worker_id}",
+                    f"{role} {worker_id}",
                     argv,
                     env={**template.model_env, **gpu_env},
                     log_path=self.log_dir / f"model-{worker_id}.log",
                     die_with_parent=True,
                 )
             )
-            env["BACKEND_URL"] = f"http://127.0.0.1:{model_port}"
-        else:
-            env["BACKEND"] = "null"
-            env["NULL_CONTROL_PORT"] = str(free_port())
         procs.append(
             ChildProcess.python(
                 f"worker {worker_id}",
