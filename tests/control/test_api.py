@@ -77,7 +77,7 @@ async def route(
 
 
 async def test_route_refusals(make_control: MakeControl, http: aiohttp.ClientSession) -> None:
-    control = await make_control(max_queued=2)
+    control = await make_control(max_queued=2, route_hold_s=0)
     _, ep = await admin(http, control, "POST", "/api/v0/endpoints", {"name": "e", "scaling": IDLE})
     key = ep["api_key"]
     status, err = await route(http, control.url, None, raw=b"{nope")

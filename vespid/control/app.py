@@ -109,6 +109,7 @@ class ControlPlane:
         self._busy: set[asyncio.Task[None]] = set()
         self._starting: dict[str, int] = {}
         self._kick = asyncio.Event()  # set to decide now rather than at the next tick
+        self._capacity: dict[str, asyncio.Condition] = {}  # held /route/ calls wait here
 
     # -- start-up ------------------------------------------------------------
 
@@ -252,10 +253,30 @@ class ControlPlane:
         except HTTPFacingError:
             self.metrics.route_decisions.labels("rejected").inc()
             raise
-        self.metrics.route_decisions.labels("routed" if "url" in answer else "queued").inc()
         if "url" not in answer:
             self._wake()  # a queued request may need a worker started now
+            answer = await self._hold_queued(endpoint, float(cost), answer)
+        self.metrics.route_decisions.labels("routed" if "url" in answer else "queued").inc()
         return _json(answer)
+
+    async def _hold_queued(
+        self, endpoint: EndpointConfig, cost: float, answer: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Long-poll: hold a queued /route/ call up to ``route_hold_s`` (5 s, under the 10 s
+        Vast's client allows the call), answering as soon as a worker can take it, so a cold
+        start is not lengthened by the client's poll backoff. Clients see only a slower
+        'queued' answer, which the protocol allows."""
+        condition = self._capacity.setdefault(endpoint.name, asyncio.Condition())
+        try:
+            async with asyncio.timeout(self.settings.route_hold_s), condition:
+                while "url" not in answer:
+                    await condition.wait()
+                    if endpoint.name not in self.endpoints:
+                        break
+                    answer = self.router.route(endpoint, cost, answer["request_idx"])
+        except TimeoutError:
+            pass
+        return answer
 
     async def handle_pubkey(self, request: web.Request) -> web.Response:
         return web.Response(body=self.public_key_pem, content_type="application/x-pem-file")
@@ -282,6 +303,10 @@ class ControlPlane:
         record = self.fleet.ingest(body)
         if record is None:
             raise NotFound(f"worker {body['id']} is not one of this control plane's")
+        condition = self._capacity.get(record.handle.endpoint)
+        if condition is not None:  # a report may free capacity: wake held /route/ calls
+            async with condition:
+                condition.notify_all()
         return _json({"ok": True})
 
     async def handle_delete_requests(self, request: web.Request) -> web.Response:

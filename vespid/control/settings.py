@@ -50,6 +50,10 @@ class ControlSettings(BaseModel):
         0.5, gt=0, json_schema_extra={"env": "VESPID_SCALE_INTERVAL_S"},
         description="Seconds between autoscaler decisions.",
     )  # fmt: skip
+    route_hold_s: float = Field(
+        5.0, ge=0, le=9, json_schema_extra={"env": "VESPID_ROUTE_HOLD_S"},
+        description="How long a queued /route/ call is held for a worker before 'queued'.",
+    )  # fmt: skip
     signature_ttl_s: int = Field(
         120, ge=5, le=600, json_schema_extra={"env": "VESPID_SIGNATURE_TTL_S"},
         description="How long a signed route stays valid.",
