@@ -469,11 +469,13 @@ class ControlPlane:
             for _ in range(max(0, decision.start - starting)):
                 self._spawn_start(endpoint, decision.reason)
 
-    def _log_action(self, endpoint: str, action: str, worker_id: int, reason: str) -> None:
+    def _log_action(
+        self, endpoint: str, action: str, worker_id: int, reason: str, took_s: float
+    ) -> None:
         self.metrics.scaling_actions.labels(endpoint, action).inc()
         self.scaling_log.append(
             {"time": time.time(), "endpoint": endpoint, "action": action,
-             "worker_id": worker_id, "reason": reason}
+             "worker_id": worker_id, "reason": reason, "provider_s": round(took_s, 4)}
         )  # fmt: skip
         del self.scaling_log[:-200]
         log.info("%s worker %d of %s: %s", action, worker_id, endpoint, reason)
@@ -495,10 +497,11 @@ class ControlPlane:
                 handle = await self.provider.start(
                     worker_id, endpoint, report_addr=self.url, master_token=self.master_token
                 )
-                self.metrics.provider_seconds.labels("start").observe(time.monotonic() - began)
+                took_s = time.monotonic() - began
+                self.metrics.provider_seconds.labels("start").observe(took_s)
                 self.fleet.add(handle)
+                self._log_action(endpoint.name, "start", worker_id, reason, took_s)
                 await self.store.put_worker(str(worker_id), endpoint.name, handle.info)
-                self._log_action(endpoint.name, "start", worker_id, reason)
             except Exception:
                 log.exception("starting a worker for %s failed", endpoint.name)
             finally:
@@ -514,8 +517,9 @@ class ControlPlane:
         async def stop() -> None:
             began = time.monotonic()
             await self.provider.stop(record.handle)
-            self.metrics.provider_seconds.labels("stop").observe(time.monotonic() - began)
+            took_s = time.monotonic() - began
+            self.metrics.provider_seconds.labels("stop").observe(took_s)
             await self.store.delete_worker(str(worker_id))
-            self._log_action(record.handle.endpoint, "stop", worker_id, reason)
+            self._log_action(record.handle.endpoint, "stop", worker_id, reason, took_s)
 
         self._track(stop())

@@ -118,7 +118,12 @@ class LocalProvider(Provider):
             url=f"http://127.0.0.1:{worker_port}",
             started_at=time.time(),
             gpus=gpus,
-            info={"pgids": [p.pgid for p in procs], "gpus": list(gpus)},
+            info={
+                "pgids": [p.pgid for p in procs],
+                "gpus": list(gpus),
+                "worker_port": worker_port,
+                "model_port": fill.get("model_port"),
+            },
         )
         log.info("started worker %d for %s at %s", worker_id, endpoint.name, handle.url)
         return handle
