@@ -24,6 +24,7 @@ from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from vespid.errors import (
+    BackendError,
     BackendUnavailable,
     BodyTooLarge,
     ConfigError,
@@ -167,11 +168,10 @@ class Worker:
 
     async def handle_backend_metrics(self, request: web.Request) -> web.Response:
         try:
-            async with self.proxy.session.get(self.settings.backend_url + "/metrics") as resp:
-                body = await resp.read()
-                return web.Response(body=body, status=resp.status, content_type=resp.content_type)
-        except (TimeoutError, aiohttp.ClientError) as exc:
+            resp, body = await self.proxy.fetch("GET", "/metrics")
+        except BackendError as exc:
             return error_response(BackendUnavailable(f"backend /metrics unreachable: {exc}"))
+        return web.Response(body=body, status=resp.status, content_type=resp.content_type or None)
 
     # -- passthrough -------------------------------------------------------
 
