@@ -72,7 +72,7 @@ class Worker:
     def __init__(self, settings: WorkerSettings) -> None:
         self.settings = settings
         self.metrics = WorkerMetrics()
-        self.books = Books(self.metrics)
+        self.books = Books(self.metrics, keep_finished=bool(settings.report_addr))
         limit = 1 if not settings.allow_parallel else settings.max_concurrency
         self.admission = Admission(
             limit=limit, max_wait_s=settings.max_wait_time_s, metrics=self.metrics
@@ -224,7 +224,7 @@ class Worker:
             auth, body, headers = await self._parse(request)
             await self._check(auth)
         except HTTPFacingError as exc:
-            self.metrics.requests.labels(str(exc.status_code), "refused").inc()
+            self.metrics.count_request(exc.status_code, "refused")
             self._log(request, exc.status_code, "refused", None, started, exc.message)
             return error_response(exc)
         ticket = self.books.receive(auth.request_idx, auth.cost)
