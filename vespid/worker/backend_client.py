@@ -19,7 +19,8 @@ A keep-alive connection pool on asyncio Protocols (uvloop or the stock loop), wi
   it wait in arrival order;
 * timeouts: ``connect_timeout_s`` to open a connection, and ``read_timeout_s`` of
   silence from the backend while a response is awaited or read (not counted while
-  reading is paused for a slow reader).
+  reading is paused for a slow reader; checked every tenth of it, at most every
+  second).
 
 Failures raise ``BackendClientError`` subclasses; ``vespid.worker.proxy`` maps them
 to vespid's HTTP errors.
@@ -103,14 +104,12 @@ class _Connection(asyncio.Protocol):
     def __init__(self, client: BackendClient, loop: asyncio.AbstractEventLoop) -> None:
         self._client = client
         self.loop = loop
-        self._read_timeout_s = client.read_timeout_s
         self._parser = httptools.HttpResponseParser(self)
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.idle_since = 0.0
         self._paused = False
-        self._timer: asyncio.TimerHandle | None = None
-        self._last_read = 0.0
+        self.last_read = 0.0  # loop time of the request, or of the last bytes since
         self._waiter: asyncio.Future[None] | None = None
         self._wait_for = _HEADERS
         self.streaming = False  # the body is being taken piece by piece: flow control on
@@ -143,8 +142,8 @@ class _Connection(asyncio.Protocol):
         self.buffered = 0
         assert self.transport is not None
         self.transport.write(data)
-        self._last_read = self.loop.time()
-        self._arm_timer()
+        self.last_read = self.loop.time()
+        self._client._watch()
 
     async def wait(self, what: int) -> None:
         """Sleep until the condition ``what`` may hold, or an error."""
@@ -164,14 +163,13 @@ class _Connection(asyncio.Protocol):
             self._paused = False
             assert self.transport is not None
             self.transport.resume_reading()
-            self._last_read = self.loop.time()
-            self._arm_timer()
+            self.last_read = self.loop.time()
+            self._client._watch()
         return data
 
     def finished(self) -> None:
         """The response is over for the caller; no more reads will come."""
         self._busy = False
-        self._cancel_timer()
 
     @property
     def reusable(self) -> bool:
@@ -185,7 +183,6 @@ class _Connection(asyncio.Protocol):
         )
 
     def abort(self) -> None:
-        self._cancel_timer()
         if not self.closed:
             self.closed = True
             if self.transport is not None:
@@ -211,26 +208,16 @@ class _Connection(asyncio.Protocol):
         ):
             waiter.set_result(None)
 
-    # -- the read timeout: one timer per response, re-armed only when it fires --
+    # -- the read timeout (checked by the client's sweep) ----------------------
 
-    def _arm_timer(self) -> None:
-        if self._timer is None and not self.complete:
-            self._timer = self.loop.call_at(self._last_read + self._read_timeout_s, self._on_timer)
+    @property
+    def awaiting_bytes(self) -> bool:
+        """Whether silence from the backend counts now: a response is due and being read."""
+        return self._busy and not self.complete and not self._paused and not self.closed
 
-    def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        if not self._busy or self.complete or self._paused or self.closed:
-            return
-        if self.loop.time() < self._last_read + self._read_timeout_s:
-            self._arm_timer()  # data came in meanwhile
-            return
+    def timed_out(self, read_timeout_s: float) -> None:
         what = "a response body" if self.headers_done else "the response"
-        self.fail(ReadTimeout(f"no data from the backend for {self._read_timeout_s:g} s in {what}"))
+        self.fail(ReadTimeout(f"no data from the backend for {read_timeout_s:g} s in {what}"))
 
     # -- asyncio.Protocol ------------------------------------------------------
 
@@ -242,7 +229,7 @@ class _Connection(asyncio.Protocol):
             self.garbage = True
             self.abort()
             return
-        self._last_read = self.loop.time()
+        self.last_read = self.loop.time()
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -258,7 +245,6 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self._cancel_timer()
         self._client._forget(self)
         if self._busy and not self.complete and self.error is None:
             reason = f": {exc}" if exc is not None else ""
@@ -298,7 +284,6 @@ class _Connection(asyncio.Protocol):
             self.complete = True
             self.keep_alive = self._parser.should_keep_alive()
             self._renew_parser = True
-            self._cancel_timer()
 
     def on_body(self, body: bytes) -> None:
         if self.complete:  # a body on a HEAD answer
@@ -308,7 +293,6 @@ class _Connection(asyncio.Protocol):
         self.buffered += len(body)
         if self.buffered > HIGH_WATER and self.streaming and not self._paused:
             self._paused = True
-            self._cancel_timer()
             assert self.transport is not None
             self.transport.pause_reading()
 
@@ -320,7 +304,6 @@ class _Connection(asyncio.Protocol):
             return
         self.complete = True
         self.keep_alive = self._parser.should_keep_alive()
-        self._cancel_timer()
 
 
 def _is_delimited(headers: list[tuple[bytes, bytes]]) -> bool:
@@ -447,6 +430,7 @@ class BackendClient:
         self._in_use = 0
         self._waiters: deque[asyncio.Future[_Connection | None]] = deque()
         self._closed = False
+        self._sweep: asyncio.TimerHandle | None = None
 
     @property
     def connections(self) -> int:
@@ -484,6 +468,9 @@ class BackendClient:
     async def close(self) -> None:
         """Close every connection; waiting callers get ClientClosed."""
         self._closed = True
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
         for conn in list(self._all):
             conn.fail(ClientClosed("the backend client was closed"))
         self._all.clear()
@@ -600,6 +587,37 @@ class BackendClient:
 
     def _forget(self, conn: _Connection) -> None:
         self._all.discard(conn)
+
+    # -- the read timeout ----------------------------------------------------------
+    #
+    # One timer per client, not per request: arming and cancelling a timer for each
+    # response cost more than the rest of the response handling here. The sweep runs
+    # only while some response is awaited, every tenth of the timeout (at most 1 s),
+    # so a timeout fires between read_timeout_s and 1.1 x read_timeout_s of silence.
+
+    def _watch(self) -> None:
+        """A request went out: make sure the sweep is running."""
+        if self._sweep is None and self._loop is not None:
+            self._sweep = self._loop.call_later(self._sweep_interval_s, self._on_sweep)
+
+    @property
+    def _sweep_interval_s(self) -> float:
+        return min(1.0, self.read_timeout_s / 10)
+
+    def _on_sweep(self) -> None:
+        self._sweep = None
+        if self._loop is None or self._closed:
+            return
+        deadline = self._loop.time() - self.read_timeout_s
+        watching = False
+        for conn in list(self._all):
+            if conn.awaiting_bytes:
+                if conn.last_read <= deadline:
+                    conn.timed_out(self.read_timeout_s)
+                else:
+                    watching = True
+        if watching:
+            self._watch()
 
 
 def _unsafe(text: str) -> bool:
