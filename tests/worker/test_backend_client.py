@@ -13,12 +13,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import aiohttp
+import orjson
 import pytest
 import uvloop
 from aiohttp import web
 
-from tests.support.servers import start_app
+from tests.support.servers import ScriptedBackend, start_app
 from tests.support.waiting import wait_until
+from tests.worker.conftest import MakeWorker, envelope
 from vespid.servers.process import free_port
 from vespid.worker.backend_client import (
     HIGH_WATER,
@@ -522,6 +525,59 @@ async def test_unbounded_pool_opens_a_connection_per_concurrent_request() -> Non
         for resp in await asyncio.gather(*tasks):
             assert await resp.read() == b"ok"
         assert client.idle_connections == 20
+
+
+# -- through the worker --------------------------------------------------------------
+
+UNSIGNED = {"cost": 1, "endpoint": "e", "reqnum": 1, "request_idx": 1, "signature": "", "url": ""}
+
+
+async def test_worker_closes_the_backend_connection_when_its_client_leaves_mid_stream(
+    make_worker: MakeWorker,
+) -> None:
+    """The backend must learn at once that nobody listens any more, so it can stop."""
+    server: RawServer
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            head, _ = await read_request(reader)
+            if not head.startswith(b"POST /stream "):
+                writer.write(OK_2)  # the worker's health probe
+                continue
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                b"Transfer-Encoding: chunked\r\n\r\n9\r\ndata: 1\n\n\r\n"
+            )
+            await wait_eof(server, reader)
+            return
+
+    async with RawServer(handler).running() as server:
+        running = await make_worker(BACKEND_URL=server.url, UNSECURED="true", VESPID_MAX_PERF="100")
+        worker = running.worker
+        async with aiohttp.ClientSession() as http:
+            resp = await http.post(running.url + "/stream", json=envelope(UNSIGNED, {}))
+            assert await asyncio.wait_for(resp.content.readany(), 5) == b"data: 1\n\n"
+            resp.close()  # the client leaves mid-stream
+        await asyncio.wait_for(server.eof_seen.wait(), 5)
+        await wait_until(lambda: not worker.books.working)
+        assert worker.metrics.requests.labels("499", "cancelled")._value.get() == 1
+        assert worker.proxy.client.connections == 0
+
+
+async def test_worker_relays_head_answers_and_keeps_the_connection(
+    make_worker: MakeWorker, backend: tuple[ScriptedBackend, str]
+) -> None:
+    _, backend_url = backend
+    running = await make_worker(BACKEND_URL=backend_url, UNSECURED="true", VESPID_MAX_PERF="100")
+    header = {"X-Vespid-Auth": orjson.dumps(UNSIGNED).decode()}
+    async with aiohttp.ClientSession() as http:
+        for method in ("HEAD", "GET", "HEAD"):
+            async with http.request(method, running.url + "/echo", headers=header) as resp:
+                assert resp.status == 200
+                assert resp.content_type == "application/json"
+                body = await resp.read()
+            assert (body == b"") is (method == "HEAD")
+    assert running.worker.proxy.client.connections == 1
 
 
 # -- on uvloop --------------------------------------------------------------------
