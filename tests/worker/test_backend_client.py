@@ -411,6 +411,20 @@ async def test_invalid_response() -> None:
         await wait_until(lambda: client.connections == 0)
 
 
+async def test_endless_headers_are_an_invalid_response() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\n")
+        for n in range(10_000):
+            writer.write(b"X-Filler-%d: %s\r\n" % (n, b"y" * 100))
+            await writer.drain()
+        await reader.read()
+
+    async with RawServer(handler).running() as server, client_for(server.url) as client:
+        with pytest.raises(InvalidResponse, match="headers beyond"):
+            await client.request("GET", "/")
+
+
 async def test_read_timeout_is_silence_not_total_time() -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while True:

@@ -40,6 +40,7 @@ import httptools
 
 __all__ = [
     "HIGH_WATER",
+    "MAX_HEAD_BYTES",
     "BackendClient",
     "BackendClientError",
     "BackendResponse",
@@ -54,6 +55,7 @@ __all__ = [
 ]
 
 HIGH_WATER: Final = 64 * 1024  # bytes of a streamed body held before reading pauses
+MAX_HEAD_BYTES: Final = 256 * 1024  # status line and headers (1xx included), at most
 KEEPALIVE_S: Final = 30.0  # an idle connection older than this is closed, not reused
 
 # What a waiting reader needs before it is woken.
@@ -126,6 +128,7 @@ class _Connection(asyncio.Protocol):
         self.error: BackendClientError | None = None
         self.chunks: list[bytes] = []
         self.buffered = 0
+        self._head_bytes = 0  # bytes received while the headers were not complete
 
     # -- driving one request -------------------------------------------------
 
@@ -140,6 +143,7 @@ class _Connection(asyncio.Protocol):
         self.headers_done = self.complete = self.keep_alive = False
         self.chunks = []
         self.buffered = 0
+        self._head_bytes = 0
         assert self.transport is not None
         self.transport.write(data)
         self.last_read = self.loop.time()
@@ -241,6 +245,11 @@ class _Connection(asyncio.Protocol):
         if self._renew_parser:  # llhttp cannot be told that a HEAD answer has no body
             self._renew_parser = False
             self._parser = httptools.HttpResponseParser(self)
+        if not self.headers_done:  # all of these bytes were status line and headers
+            self._head_bytes += len(data)
+            if self._head_bytes > MAX_HEAD_BYTES:
+                self.fail(InvalidResponse(f"response headers beyond {MAX_HEAD_BYTES} bytes"))
+                return
         self._wake()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -527,7 +536,7 @@ class BackendClient:
             expired = loop.time() - self.keepalive_s
             while idle:
                 conn = idle.pop()
-                if conn.closed:
+                if conn.closed or conn.transport is None or conn.transport.is_closing():
                     continue
                 if conn.idle_since < expired:
                     conn.abort()
