@@ -5,12 +5,19 @@ from __future__ import annotations
 import importlib
 import inspect
 
-import aiohttp
 import pytest
 
 import vespid.errors
-from vespid.errors import BackendError, HTTPFacingError, VespidError
-from vespid.worker.proxy import BACKEND_ERRORS
+from vespid.errors import (
+    BackendError,
+    BackendTimeout,
+    BackendUnavailable,
+    HTTPFacingError,
+    VespidError,
+)
+from vespid.worker import backend_client
+from vespid.worker.backend_client import BackendClientError
+from vespid.worker.proxy import BACKEND_ERRORS, map_backend_errors
 
 PACKAGES = [
     "vespid",
@@ -56,8 +63,8 @@ def test_every_error_class_is_exported_and_http_errors_have_a_status() -> None:
 
 def _client_errors() -> list[type[BaseException]]:
     found: list[type[BaseException]] = []
-    for obj in vars(aiohttp).values():
-        if inspect.isclass(obj) and issubclass(obj, aiohttp.ClientError):
+    for obj in vars(backend_client).values():
+        if inspect.isclass(obj) and issubclass(obj, BackendClientError):
             found.append(obj)
     return found
 
@@ -66,14 +73,38 @@ def _client_errors() -> list[type[BaseException]]:
 def test_every_http_client_error_maps_to_a_specific_backend_error(
     exc_type: type[BaseException],
 ) -> None:
-    """Each of aiohttp's client exceptions has an entry (itself or a parent) in the table,
-    so none falls through to the generic fallback."""
-    if exc_type is aiohttp.ClientError:
+    """Each of the backend client's exceptions has an entry (itself or a parent) in the
+    table, so none falls through to the generic fallback."""
+    if exc_type is BackendClientError:
         pytest.skip("the root is what the table refines")
     entries = [t for t, _, _ in BACKEND_ERRORS]
     assert any(issubclass(exc_type, t) for t in entries), exc_type
     for _, error_type, _ in BACKEND_ERRORS:
         assert issubclass(error_type, BackendError)
+
+
+@pytest.mark.parametrize(
+    ("exc", "expected", "text"),
+    [
+        (backend_client.ConnectFailed("refused"), BackendUnavailable, "refused the connection"),
+        (backend_client.ConnectTimeout("slow"), BackendTimeout, "connecting"),
+        (backend_client.ReadTimeout("silent"), BackendTimeout, "did not answer in time"),
+        (TimeoutError(), BackendTimeout, "did not answer in time"),
+        (backend_client.ServerDisconnected("gone"), BackendUnavailable, "closed the connection"),
+        (backend_client.BrokenBody("cut"), BackendError, "broken body"),
+        (backend_client.InvalidResponse("junk"), BackendError, "invalid response"),
+    ],
+    ids=lambda v: type(v).__name__ if isinstance(v, BaseException) else None,
+)
+def test_client_errors_become_the_right_http_error(
+    exc: BaseException, expected: type[BackendError], text: str
+) -> None:
+    with pytest.raises(BackendError) as caught, map_backend_errors("http://b:1/x"):
+        raise exc
+    assert type(caught.value) is expected
+    assert text in caught.value.message
+    assert "(http://b:1/x)" in caught.value.message
+    assert caught.value.__cause__ is exc
 
 
 def test_wait_estimate_worked_example() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 
 import pytest
@@ -50,6 +51,24 @@ def test_changing_any_field_breaks_the_signature(field: str) -> None:
     auth[field] = auth[field] + 1 if isinstance(auth[field], int) else auth[field] + "0"
     with pytest.raises(SignatureInvalid, match="does not match"):
         verifier.verify(parse_auth_data(auth))
+
+
+def test_replay_in_another_base64_spelling_is_refused() -> None:
+    """Regression: the replay book was keyed by the base64 text, and base64 ignores the
+    unused low bits of the last character, so a re-spelled signature passed as new."""
+    clock = Clock(1000.0)
+    signer, verifier = make(clock)
+    auth = signer.auth_data(
+        url="http://w:1", cost=1, endpoint="e", reqnum=1, request_idx=1, now=1000
+    )
+    verifier.verify(parse_auth_data(auth))
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    sig = auth["signature"]
+    assert sig.endswith("==")  # 256 bytes: the last character carries 4 unused bits
+    respelled = sig[:-3] + alphabet[alphabet.index(sig[-3]) ^ 1] + "=="
+    assert base64.b64decode(respelled) == base64.b64decode(sig)
+    with pytest.raises(SignatureInvalid, match="replay"):
+        verifier.verify(parse_auth_data({**auth, "signature": respelled}))
 
 
 def test_replay_book_forgets_expired_signatures() -> None:

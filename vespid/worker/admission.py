@@ -40,6 +40,7 @@ class Admission:
         self._running = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
         self.workload_ahead = 0.0  # queued + running, sessions excluded
+        metrics.in_flight.set_function(lambda: self._running)  # read when scraped
 
     @property
     def queue_depth(self) -> int:
@@ -88,7 +89,6 @@ class Admission:
         else:
             self._running += 1
         ticket.work_started_at = time.time()
-        self._metrics.in_flight.set(self._running)
 
     def leave(self, ticket: Ticket) -> None:
         """Release the slot taken by ``enter``."""
@@ -97,7 +97,6 @@ class Admission:
             self.workload_ahead = 0.0
         self._running -= 1
         self._wake_next()
-        self._metrics.in_flight.set(self._running)
 
     def _wake_next(self) -> None:
         while self._waiters and (self.limit is None or self._running < self.limit):

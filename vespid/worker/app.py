@@ -27,6 +27,7 @@ from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from vespid.errors import (
+    BackendError,
     BackendUnavailable,
     BadRequest,
     BodyTooLarge,
@@ -91,7 +92,7 @@ class Worker:
     def __init__(self, settings: WorkerSettings) -> None:
         self.settings = settings
         self.metrics = WorkerMetrics()
-        self.books = Books(self.metrics)
+        self.books = Books(self.metrics, keep_finished=bool(settings.report_addr))
         limit = 1 if not settings.allow_parallel else settings.max_concurrency
         self.admission = Admission(
             limit=limit, max_wait_s=settings.max_wait_time_s, metrics=self.metrics
@@ -232,11 +233,10 @@ class Worker:
 
     async def handle_backend_metrics(self, request: web.Request) -> web.Response:
         try:
-            async with self.proxy.session.get(self.settings.backend_url + "/metrics") as resp:
-                body = await resp.read()
-                return web.Response(body=body, status=resp.status, content_type=resp.content_type)
-        except (TimeoutError, aiohttp.ClientError) as exc:
+            resp, body = await self.proxy.fetch("GET", "/metrics")
+        except BackendError as exc:
             return error_response(BackendUnavailable(f"backend /metrics unreachable: {exc}"))
+        return web.Response(body=body, status=resp.status, content_type=resp.content_type or None)
 
     # -- passthrough -------------------------------------------------------
 
@@ -308,7 +308,7 @@ class Worker:
                     "/session/create, then send requests with its session_id"
                 )
         except HTTPFacingError as exc:
-            self.metrics.requests.labels(str(exc.status_code), "refused").inc()
+            self.metrics.count_request(exc.status_code, "refused")
             self._log(request, exc.status_code, "refused", None, started, exc.message)
             return error_response(exc)
         auth = parsed.auth

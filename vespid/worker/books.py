@@ -67,8 +67,10 @@ class ReportCounters:
 class Books:
     """Single-threaded bookkeeping; call from the event loop only."""
 
-    def __init__(self, metrics: WorkerMetrics) -> None:
+    def __init__(self, metrics: WorkerMetrics, *, keep_finished: bool = True) -> None:
         self._metrics = metrics
+        # Finished requests are kept only for /delete_requests/ reports (REPORT_ADDR).
+        self._keep_finished = keep_finished
         self.working: set[Ticket] = set()
         self.counters = ReportCounters()
         self.finished: deque[FinishedRequest] = deque(maxlen=MAX_FINISHED)
@@ -89,7 +91,6 @@ class Books:
             return outcome
         self.working.discard(ticket)
         self.changed = True
-        now = time.time()
         c = self.counters
         m = self._metrics
         if outcome is Outcome.SUCCESS:
@@ -101,18 +102,20 @@ class Books:
             m.workload_rejected.inc(ticket.workload)
         elif outcome is Outcome.CANCELLED:
             c.new_load -= ticket.workload
-        m.requests.labels(str(status), outcome.value).inc()
+        m.count_request(status, outcome.value)
         m.latency.observe(time.monotonic() - ticket.started_monotonic)
-        self.finished.append(
-            {
-                "request_idx": ticket.request_idx,
-                "success": outcome is Outcome.SUCCESS,
-                "status": status,
-                "entered_queue_at": ticket.entered_queue_at,
-                "work_started_at": ticket.work_started_at or now,
-                "work_completed_at": now,
-            }
-        )
+        if self._keep_finished:
+            now = time.time()
+            self.finished.append(
+                {
+                    "request_idx": ticket.request_idx,
+                    "success": outcome is Outcome.SUCCESS,
+                    "status": status,
+                    "entered_queue_at": ticket.entered_queue_at,
+                    "work_started_at": ticket.work_started_at or now,
+                    "work_completed_at": now,
+                }
+            )
         return outcome
 
     @property

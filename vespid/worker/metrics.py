@@ -46,5 +46,17 @@ class WorkerMetrics:
             "vespid_worker_max_perf", "Benchmarked throughput, workload per second.", registry=r
         )
 
+        # The labelled children of ``requests``, by (status, outcome): labels() costs a
+        # lock and a tuple of strings per call, so each child is looked up once.
+        self._request_counters: dict[tuple[int, str], Counter] = {}
+
+    def count_request(self, status: int, outcome: str) -> None:
+        """One finished (or refused) request with that status and outcome."""
+        child = self._request_counters.get((status, outcome))
+        if child is None:
+            child = self.requests.labels(str(status), outcome)
+            self._request_counters[(status, outcome)] = child
+        child.inc()
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

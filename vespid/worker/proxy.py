@@ -1,63 +1,86 @@
 """Forwarding to the model server: one pooled HTTP client, streaming relay, error mapping.
 
-Non-streamed answers (with a Content-Length) are read whole and sent on; anything
-else (SSE, NDJSON, chunked) is relayed chunk by chunk as it arrives. The status,
-content type and body reach the client unchanged; only hop-by-hop headers are
-dropped. The mapping from the HTTP client's exceptions to vespid's errors lives
-in ``map_backend_errors`` and nowhere else.
+The client is ``vespid.worker.backend_client``: a keep-alive pool of HTTP/1.1
+connections to the backend. Non-streamed answers (with a Content-Length) are read
+whole and sent on; anything else (SSE, NDJSON, chunked) is relayed chunk by chunk as
+it arrives, and reading from the backend pauses while the client is slow to take
+it. The status, content type and body reach the client unchanged; only hop-by-hop
+headers are dropped. The mapping from the HTTP client's exceptions to vespid's
+errors lives in ``map_backend_errors`` and nowhere else.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import Iterator, Mapping
 from typing import Final
 
-import aiohttp
 from aiohttp import web
-from multidict import CIMultiDict
 
 from vespid.errors import BackendError, BackendTimeout, BackendUnavailable
+from vespid.worker.backend_client import (
+    BackendClient,
+    BackendClientError,
+    BackendResponse,
+    BrokenBody,
+    ClientClosed,
+    ConnectFailed,
+    ConnectTimeout,
+    InvalidRequest,
+    InvalidResponse,
+    ReadTimeout,
+    ServerDisconnected,
+)
 
-__all__ = ["BACKEND_ERRORS", "BackendProxy", "RelayResult", "map_backend_errors"]
+__all__ = [
+    "BACKEND_ERRORS",
+    "BackendProxy",
+    "RelayResult",
+    "backend_error_for",
+    "map_backend_errors",
+]
 
 log = logging.getLogger("vespid.worker")
 
+CONNECT_TIMEOUT_S: Final = 10.0
+
 HOP_BY_HOP: Final = frozenset(
     {
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "content-length",
-        "date",
-        "server",
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"content-length",
+        b"date",
+        b"server",
     }
 )
 
 # Most specific first: the first entry that matches decides.
 BACKEND_ERRORS: Final[tuple[tuple[type[BaseException], type[BackendError], str], ...]] = (
-    (aiohttp.ServerTimeoutError, BackendTimeout, "backend did not answer in time"),
-    (aiohttp.ConnectionTimeoutError, BackendTimeout, "connecting to the backend timed out"),
-    (aiohttp.SocketTimeoutError, BackendTimeout, "backend went silent"),
-    (asyncio.TimeoutError, BackendTimeout, "backend did not answer in time"),
-    (aiohttp.ClientConnectorError, BackendUnavailable, "backend refused the connection"),
-    (aiohttp.ServerDisconnectedError, BackendUnavailable, "backend closed the connection"),
-    (aiohttp.ClientOSError, BackendUnavailable, "connection to the backend failed"),
-    (aiohttp.ClientPayloadError, BackendError, "backend sent a broken body"),
-    (aiohttp.ClientResponseError, BackendError, "backend sent an invalid response"),
-    (aiohttp.InvalidURL, BackendError, "backend URL is invalid"),
-    (aiohttp.NonHttpUrlClientError, BackendError, "backend URL is not http(s)"),
-    (aiohttp.RedirectClientError, BackendError, "backend redirected somewhere invalid"),
-    (aiohttp.UploadAbortedError, BackendError, "sending the body to the backend failed"),
-    (aiohttp.ClientConnectionError, BackendUnavailable, "connection to the backend failed"),
+    (ConnectTimeout, BackendTimeout, "connecting to the backend timed out"),
+    (ReadTimeout, BackendTimeout, "backend did not answer in time"),
+    (TimeoutError, BackendTimeout, "backend did not answer in time"),
+    (ConnectFailed, BackendUnavailable, "backend refused the connection"),
+    (ServerDisconnected, BackendUnavailable, "backend closed the connection"),
+    (BrokenBody, BackendError, "backend sent a broken body"),
+    (InvalidResponse, BackendError, "backend sent an invalid response"),
+    (InvalidRequest, BackendError, "the request cannot be sent to the backend"),
+    (ClientClosed, BackendUnavailable, "the worker is shutting down"),
 )
+
+
+def backend_error_for(exc: BaseException, url: str = "") -> BackendError:
+    """The BackendError subclass, with a message, that stands for the client's ``exc``."""
+    for exc_type, error_type, text in BACKEND_ERRORS:
+        if isinstance(exc, exc_type):
+            return error_type(f"{text} ({url}): {exc}" if url else f"{text}: {exc}")
+    return BackendError(f"backend request failed: {exc!r}")
 
 
 @contextlib.contextmanager
@@ -65,15 +88,17 @@ def map_backend_errors(url: str = "") -> Iterator[None]:
     """Turn the HTTP client's exceptions into BackendError subclasses, keeping the cause."""
     try:
         yield
-    except (TimeoutError, aiohttp.ClientError) as exc:
-        for exc_type, error_type, text in BACKEND_ERRORS:
-            if isinstance(exc, exc_type):
-                raise error_type(f"{text} ({url}): {exc}" if url else f"{text}: {exc}") from exc
-        raise BackendError(f"backend request failed: {exc!r}") from exc
+    except (TimeoutError, BackendClientError) as exc:
+        raise backend_error_for(exc, url) from exc
 
 
-def relay_headers(headers: Mapping[str, str]) -> CIMultiDict[str]:
-    return CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in HOP_BY_HOP)
+def relay_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
+    """The backend's headers as the client gets them: hop-by-hop ones dropped."""
+    return [
+        (name.decode("latin-1"), value.decode("utf-8", "surrogateescape"))
+        for name, value in headers
+        if name.lower() not in HOP_BY_HOP
+    ]
 
 
 class RelayResult:
@@ -99,31 +124,36 @@ class BackendProxy:
     """One keep-alive connection pool to the backend, shared by every request."""
 
     def __init__(self, base_url: str, *, limit: int | None, read_timeout_s: float) -> None:
+        # The URL may be known only at start-up (the task server's port), and a null
+        # worker has none: the pool is made on first use.
         self.base_url = base_url
         self._limit = limit
         self._read_timeout_s = read_timeout_s
-        self._session: aiohttp.ClientSession | None = None
+        self._client: BackendClient | None = None
 
     @property
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(
-                    limit=self._limit or 0, keepalive_timeout=30, ttl_dns_cache=None
-                ),
-                cookie_jar=aiohttp.DummyCookieJar(),
-                auto_decompress=False,
-                skip_auto_headers=("User-Agent", "Accept-Encoding"),
-                timeout=aiohttp.ClientTimeout(
-                    total=None, sock_connect=10, sock_read=self._read_timeout_s
-                ),
+    def client(self) -> BackendClient:
+        if self._client is None:
+            self._client = BackendClient(
+                self.base_url,
+                limit=self._limit,
+                connect_timeout_s=CONNECT_TIMEOUT_S,
+                read_timeout_s=self._read_timeout_s,
             )
-        return self._session
+        return self._client
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._client is not None:
+            await self._client.close()
+
+    async def fetch(self, method: str, path_qs: str) -> tuple[BackendResponse, bytes]:
+        """One request without a body, read whole (for the worker's own use)."""
+        with map_backend_errors(self.base_url + path_qs):
+            resp = await self.client.request(method, path_qs)
+            try:
+                return resp, await resp.read()
+            finally:
+                resp.release()
 
     async def forward(
         self,
@@ -134,13 +164,16 @@ class BackendProxy:
         headers: Mapping[str, str],
     ) -> RelayResult:
         """Send one request to the backend and relay its answer to ``request``'s client."""
-        url = self.base_url + path_qs
-        with map_backend_errors(url):
-            resp = await self.session.request(method, url, data=body, headers=headers)
+        try:
+            resp = await self.client.request(method, path_qs, headers, body)
+        except (TimeoutError, BackendClientError) as exc:
+            raise backend_error_for(exc, self.base_url + path_qs) from exc
         try:
             if resp.content_length is not None or method == "HEAD":
-                with map_backend_errors(url):
+                try:
                     data = await resp.read()
+                except (TimeoutError, BackendClientError) as exc:
+                    raise backend_error_for(exc, self.base_url + path_qs) from exc
                 out = web.Response(
                     body=data, status=resp.status, headers=relay_headers(resp.headers)
                 )
@@ -149,18 +182,13 @@ class BackendProxy:
         finally:
             resp.release()
 
-    async def _stream(self, request: web.Request, resp: aiohttp.ClientResponse) -> RelayResult:
+    async def _stream(self, request: web.Request, resp: BackendResponse) -> RelayResult:
         out = web.StreamResponse(status=resp.status, headers=relay_headers(resp.headers))
         await out.prepare(request)
         try:
-            async for chunk in resp.content.iter_any():
-                await out.write(chunk)
-        except (
-            TimeoutError,
-            aiohttp.ClientPayloadError,
-            aiohttp.ClientOSError,
-            aiohttp.ServerDisconnectedError,
-        ) as exc:
+            while chunk := await resp.read_chunk():
+                await out.write(chunk)  # waits while the client's buffer is full
+        except (TimeoutError, BackendClientError) as exc:
             # Headers are gone already: tell an SSE client in-band, then cut the
             # connection without the final chunk so any HTTP client sees the break.
             log.warning("backend stream broke: %s", exc)

@@ -1,0 +1,633 @@
+"""A lean HTTP/1.1 client for the one backend a worker sits in front of.
+
+A keep-alive connection pool on asyncio Protocols (uvloop or the stock loop), with
+``httptools`` (llhttp) parsing the responses. It does only what the worker needs:
+
+* requests are built here: method, target, ``Host``, the given headers and a
+  ``Content-Length``; the body is sent in one piece, never chunked;
+* a response is handed over once its headers are in; its body is then either read
+  whole (``read``) or taken piece by piece as it arrives (``read_chunk``), with
+  flow control: when the reader falls behind, reading from the backend pauses, so
+  at most about ``HIGH_WATER`` bytes wait here;
+* bodies framed by ``Content-Length``, chunked, or delimited by the backend closing
+  the connection; ``HEAD`` and 1xx/204/304 answers carry none;
+* a connection goes back to the pool only after a complete response that allows
+  keep-alive; after any error, or if the caller stops early or is cancelled (the
+  client went away), it is closed at once, so the backend sees the disconnect and
+  can stop generating;
+* ``limit`` bounds the connections open at once (``None``: no bound); callers beyond
+  it wait in arrival order;
+* timeouts: ``connect_timeout_s`` to open a connection, and ``read_timeout_s`` of
+  silence from the backend while a response is awaited or read (not counted while
+  reading is paused for a slow reader; checked every tenth of it, at most every
+  second).
+
+Failures raise ``BackendClientError`` subclasses; ``vespid.worker.proxy`` maps them
+to vespid's HTTP errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import ssl
+from collections import deque
+from collections.abc import Mapping
+from typing import Final, cast
+from urllib.parse import unquote, urlsplit
+
+import httptools
+
+__all__ = [
+    "HIGH_WATER",
+    "MAX_HEAD_BYTES",
+    "BackendClient",
+    "BackendClientError",
+    "BackendResponse",
+    "BrokenBody",
+    "ClientClosed",
+    "ConnectFailed",
+    "ConnectTimeout",
+    "InvalidRequest",
+    "InvalidResponse",
+    "ReadTimeout",
+    "ServerDisconnected",
+]
+
+HIGH_WATER: Final = 64 * 1024  # bytes of a streamed body held before reading pauses
+MAX_HEAD_BYTES: Final = 256 * 1024  # status line and headers (1xx included), at most
+KEEPALIVE_S: Final = 30.0  # an idle connection older than this is closed, not reused
+
+# What a waiting reader needs before it is woken.
+_HEADERS: Final = 0
+_WHOLE: Final = 1
+_CHUNK: Final = 2
+
+
+class BackendClientError(Exception):
+    """The backend could not be reached or did not answer properly."""
+
+
+class ConnectFailed(BackendClientError):
+    """The connection could not be opened (refused, unreachable, TLS failure)."""
+
+
+class ConnectTimeout(BackendClientError, TimeoutError):
+    """Opening the connection took longer than the connect timeout."""
+
+
+class ReadTimeout(BackendClientError, TimeoutError):
+    """The backend stayed silent longer than the read timeout within a response."""
+
+
+class ServerDisconnected(BackendClientError):
+    """The backend closed or reset the connection before the response headers."""
+
+
+class BrokenBody(BackendClientError):
+    """The connection ended, or failed, in the middle of the response body."""
+
+
+class InvalidResponse(BackendClientError):
+    """The backend's bytes are not a valid HTTP/1.1 response."""
+
+
+class InvalidRequest(BackendClientError):
+    """The request cannot be sent as given (a control character in a header or target)."""
+
+
+class ClientClosed(BackendClientError):
+    """The client was closed while the request waited."""
+
+
+class _Connection(asyncio.Protocol):
+    """One connection to the backend; at most one request in flight on it."""
+
+    def __init__(self, client: BackendClient, loop: asyncio.AbstractEventLoop) -> None:
+        self._client = client
+        self.loop = loop
+        self._parser = httptools.HttpResponseParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.idle_since = 0.0
+        self._paused = False
+        self.last_read = 0.0  # loop time of the request, or of the last bytes since
+        self._waiter: asyncio.Future[None] | None = None
+        self._wait_for = _HEADERS
+        self.streaming = False  # the body is being taken piece by piece: flow control on
+        self._busy = False
+        self._head = False
+        self._interim = False
+        self._renew_parser = False
+        self.status = 0
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.headers_done = False
+        self.complete = False
+        self.keep_alive = False
+        self.garbage = False  # bytes beyond the response: never reuse
+        self.error: BackendClientError | None = None
+        self.chunks: list[bytes] = []
+        self.buffered = 0
+        self._head_bytes = 0  # bytes received while the headers were not complete
+
+    # -- driving one request -------------------------------------------------
+
+    def send(self, data: bytes, *, head: bool) -> None:
+        """Start a request: reset the response state and write ``data``."""
+        self._busy = True
+        self._head = head
+        self.streaming = False
+        self._interim = False
+        self.status = 0
+        self.headers = []
+        self.headers_done = self.complete = self.keep_alive = False
+        self.chunks = []
+        self.buffered = 0
+        self._head_bytes = 0
+        assert self.transport is not None
+        self.transport.write(data)
+        self.last_read = self.loop.time()
+        self._client._watch()
+
+    async def wait(self, what: int) -> None:
+        """Sleep until the condition ``what`` may hold, or an error."""
+        self._wait_for = what
+        waiter = self._waiter = self.loop.create_future()
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+
+    def take_chunks(self) -> bytes:
+        chunks = self.chunks
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        self.chunks = []
+        self.buffered = 0
+        if self._paused and not self.closed:
+            self._paused = False
+            assert self.transport is not None
+            self.transport.resume_reading()
+            self.last_read = self.loop.time()
+            self._client._watch()
+        return data
+
+    def finished(self) -> None:
+        """The response is over for the caller; no more reads will come."""
+        self._busy = False
+
+    @property
+    def reusable(self) -> bool:
+        return (
+            self.complete
+            and self.keep_alive
+            and not self.garbage
+            and self.error is None
+            and not self.closed
+            and not self._paused
+        )
+
+    def abort(self) -> None:
+        if not self.closed:
+            self.closed = True
+            if self.transport is not None:
+                self.transport.abort()
+
+    def fail(self, error: BackendClientError) -> None:
+        if self.error is None:
+            self.error = error
+        self.abort()
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return
+        what = self._wait_for
+        if (
+            self.error is not None
+            or self.closed
+            or (what == _HEADERS and self.headers_done)
+            or (what == _WHOLE and self.complete)
+            or (what == _CHUNK and (self.chunks or self.complete))
+        ):
+            waiter.set_result(None)
+
+    # -- the read timeout (checked by the client's sweep) ----------------------
+
+    @property
+    def awaiting_bytes(self) -> bool:
+        """Whether silence from the backend counts now: a response is due and being read."""
+        return self._busy and not self.complete and not self._paused and not self.closed
+
+    def timed_out(self, read_timeout_s: float) -> None:
+        what = "a response body" if self.headers_done else "the response"
+        self.fail(ReadTimeout(f"no data from the backend for {read_timeout_s:g} s in {what}"))
+
+    # -- asyncio.Protocol ------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+
+    def data_received(self, data: bytes) -> None:
+        if not self._busy:  # nothing was asked: the connection is out of step
+            self.garbage = True
+            self.abort()
+            return
+        self.last_read = self.loop.time()
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self.fail(InvalidResponse("the backend switched protocols, which was not asked for"))
+            return
+        except httptools.HttpParserError as exc:
+            self.fail(InvalidResponse(f"the backend's response is not valid HTTP/1.1: {exc}"))
+            return
+        if self._renew_parser:  # llhttp cannot be told that a HEAD answer has no body
+            self._renew_parser = False
+            self._parser = httptools.HttpResponseParser(self)
+        if not self.headers_done:  # all of these bytes were status line and headers
+            self._head_bytes += len(data)
+            if self._head_bytes > MAX_HEAD_BYTES:
+                self.fail(InvalidResponse(f"response headers beyond {MAX_HEAD_BYTES} bytes"))
+                return
+        self._wake()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._client._forget(self)
+        if self._busy and not self.complete and self.error is None:
+            reason = f": {exc}" if exc is not None else ""
+            if not self.headers_done:
+                self.error = ServerDisconnected(
+                    f"the backend closed the connection before answering{reason}"
+                )
+            elif exc is None and not _is_delimited(self.headers):
+                self.complete = True  # the body ran until the backend closed: it is whole
+            else:
+                self.error = BrokenBody(
+                    f"the backend closed the connection in the middle of the body{reason}"
+                )
+        self._wake()
+
+    # -- httptools callbacks ---------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        if self.complete:
+            self.garbage = True
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if not self.complete:
+            self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        if self.complete:
+            return
+        status = self._parser.get_status_code()
+        if status < 200:  # 100 Continue, 103 Early Hints: the real answer follows
+            self._interim = True
+            self.headers = []
+            return
+        self.status = status
+        self.headers_done = True
+        if self._head:
+            self.complete = True
+            self.keep_alive = self._parser.should_keep_alive()
+            self._renew_parser = True
+
+    def on_body(self, body: bytes) -> None:
+        if self.complete:  # a body on a HEAD answer
+            self.garbage = True
+            return
+        self.chunks.append(body)
+        self.buffered += len(body)
+        if self.buffered > HIGH_WATER and self.streaming and not self._paused:
+            self._paused = True
+            assert self.transport is not None
+            self.transport.pause_reading()
+
+    def on_message_complete(self) -> None:
+        if self._interim:
+            self._interim = False
+            return
+        if self.complete:
+            return
+        self.complete = True
+        self.keep_alive = self._parser.should_keep_alive()
+
+
+def _is_delimited(headers: list[tuple[bytes, bytes]]) -> bool:
+    """Whether the body has its own framing (Content-Length or chunked)."""
+    for name, value in headers:
+        lowered = name.lower()
+        if lowered == b"content-length":
+            return True
+        if lowered == b"transfer-encoding" and value.rsplit(b",", 1)[-1].strip().lower() == (
+            b"chunked"
+        ):
+            return True
+    return False
+
+
+class BackendResponse:
+    """A response whose headers are in; read its body, then ``release`` it (always)."""
+
+    __slots__ = ("_client", "_conn", "_released", "headers", "status")
+
+    def __init__(self, client: BackendClient, conn: _Connection) -> None:
+        self._client = client
+        self._conn = conn
+        self._released = False
+        self.status = conn.status
+        self.headers = conn.headers  # raw (name, value) pairs, in the order received
+
+    def header(self, name: bytes) -> bytes | None:
+        """The first value of header ``name`` (lower case), or None."""
+        for key, value in self.headers:
+            if key.lower() == name:
+                return value
+        return None
+
+    @property
+    def content_length(self) -> int | None:
+        value = self.header(b"content-length")
+        if value is None:
+            return None
+        try:
+            return int(value)
+        except ValueError:
+            return None
+
+    @property
+    def content_type(self) -> str:
+        """The media type, without parameters, lower case; '' when absent."""
+        value = self.header(b"content-type")
+        if value is None:
+            return ""
+        return value.split(b";", 1)[0].strip().lower().decode("latin-1")
+
+    async def read(self) -> bytes:
+        """The whole body; the connection goes back to the pool."""
+        conn = self._conn
+        try:
+            while not conn.complete:
+                if conn.error is not None:
+                    raise conn.error
+                await conn.wait(_WHOLE)
+            return conn.take_chunks() if conn.chunks else b""
+        finally:
+            self.release()  # pooled if complete, else closed
+
+    async def read_chunk(self) -> bytes:
+        """What has arrived of the body since the last call, waiting for some; b'' at the end."""
+        conn = self._conn
+        conn.streaming = True
+        while True:
+            if conn.chunks:
+                return conn.take_chunks()
+            if conn.error is not None:
+                raise conn.error
+            if conn.complete:
+                return b""
+            try:
+                await conn.wait(_CHUNK)
+            except BaseException:  # cancelled: the caller is gone, so is the connection
+                self.release()
+                raise
+
+    def release(self) -> None:
+        """Give the connection back: to the pool after a complete answer, else closed."""
+        if not self._released:
+            self._released = True
+            self._client._release(self._conn)
+
+
+class BackendClient:
+    """A keep-alive pool of connections to one backend base URL."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        limit: int | None = None,
+        connect_timeout_s: float = 10.0,
+        read_timeout_s: float = 600.0,
+        keepalive_s: float = KEEPALIVE_S,
+    ) -> None:
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"the backend URL must be http(s)://host[:port] (got {base_url!r})")
+        self.base_url = base_url
+        self.limit = limit
+        self.connect_timeout_s = connect_timeout_s
+        self.read_timeout_s = read_timeout_s
+        self.keepalive_s = keepalive_s
+        self._host = parts.hostname
+        self._port = parts.port or (443 if parts.scheme == "https" else 80)
+        self._ssl: ssl.SSLContext | None = (
+            ssl.create_default_context() if parts.scheme == "https" else None
+        )
+        self._prefix = parts.path.rstrip("/")
+        host_header = parts.netloc.rsplit("@", 1)[-1]
+        extra = f"Host: {host_header}\r\n"
+        if parts.username is not None:
+            user_pass = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+            extra += f"Authorization: Basic {base64.b64encode(user_pass.encode()).decode()}\r\n"
+        self._fixed_headers = extra
+        self._loop: asyncio.AbstractEventLoop | None = None  # the running loop, from first use
+        self._idle: list[_Connection] = []
+        self._all: set[_Connection] = set()
+        self._in_use = 0
+        self._waiters: deque[asyncio.Future[_Connection | None]] = deque()
+        self._closed = False
+        self._sweep: asyncio.TimerHandle | None = None
+
+    @property
+    def connections(self) -> int:
+        """Connections open now, idle or busy."""
+        return len(self._all)
+
+    @property
+    def idle_connections(self) -> int:
+        return sum(1 for conn in self._idle if not conn.closed)
+
+    async def request(
+        self,
+        method: str,
+        target: str,
+        headers: Mapping[str, str] | None = None,
+        body: bytes = b"",
+    ) -> BackendResponse:
+        """Send one request; returns once the response headers are in.
+
+        ``target`` is the path and query, appended to the base URL's path.
+        """
+        data = self._encode(method, target, headers, body)
+        conn = await self._acquire()
+        try:
+            conn.send(data, head=method == "HEAD")
+            while not conn.headers_done:
+                if conn.error is not None:
+                    raise conn.error
+                await conn.wait(_HEADERS)
+        except BaseException:
+            self._release(conn)
+            raise
+        return BackendResponse(self, conn)
+
+    async def close(self) -> None:
+        """Close every connection; waiting callers get ClientClosed."""
+        self._closed = True
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
+        for conn in list(self._all):
+            conn.fail(ClientClosed("the backend client was closed"))
+        self._all.clear()
+        self._idle.clear()
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(ClientClosed("the backend client was closed"))
+        await asyncio.sleep(0)  # let the transports finish closing
+
+    # -- building the request ------------------------------------------------------
+
+    def _encode(
+        self, method: str, target: str, headers: Mapping[str, str] | None, body: bytes
+    ) -> bytes:
+        if not target.startswith("/"):
+            target = "/" + target
+        if _unsafe(method) or " " in method or _unsafe(target) or " " in target:
+            raise InvalidRequest(f"cannot send {method!r} {target!r} to the backend")
+        lines = [f"{method} {self._prefix}{target} HTTP/1.1\r\n{self._fixed_headers}"]
+        if headers:
+            for name, value in headers.items():
+                if _unsafe(name) or _unsafe(value) or ":" in name:
+                    raise InvalidRequest(f"cannot send header {name!r}: {value!r} to the backend")
+                lines.append(f"{name}: {value}\r\n")
+        lines.append(f"Content-Length: {len(body)}\r\n\r\n")
+        head = "".join(lines).encode("utf-8", "surrogateescape")
+        return head + body if len(body) < 65536 else b"".join((head, body))
+
+    # -- the pool ------------------------------------------------------------------
+
+    async def _acquire(self) -> _Connection:
+        if self._closed:
+            raise ClientClosed("the backend client is closed")
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        if self.limit is not None and (self._in_use >= self.limit or self._waiters):
+            waiter: asyncio.Future[_Connection | None] = loop.create_future()
+            self._waiters.append(waiter)
+            try:
+                handed = await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    self._hand_on(waiter.result())  # we were given the slot: pass it on
+                elif waiter in self._waiters:
+                    self._waiters.remove(waiter)
+                raise
+            if handed is not None and not handed.closed:
+                return handed
+        else:
+            self._in_use += 1
+            idle = self._idle
+            expired = loop.time() - self.keepalive_s
+            while idle:
+                conn = idle.pop()
+                if conn.closed or conn.transport is None or conn.transport.is_closing():
+                    continue
+                if conn.idle_since < expired:
+                    conn.abort()
+                    continue
+                return conn
+        try:
+            return await self._connect(loop)
+        except BaseException:
+            self._hand_on(None)
+            raise
+
+    async def _connect(self, loop: asyncio.AbstractEventLoop) -> _Connection:
+        try:
+            async with asyncio.timeout(self.connect_timeout_s):
+                _, conn = await loop.create_connection(
+                    lambda: _Connection(self, loop),
+                    self._host,
+                    self._port,
+                    ssl=self._ssl,
+                    server_hostname=self._host if self._ssl is not None else None,
+                )
+        except TimeoutError:
+            raise ConnectTimeout(
+                f"connecting to {self._host}:{self._port} took longer than "
+                f"{self.connect_timeout_s:g} s"
+            ) from None
+        except OSError as exc:
+            raise ConnectFailed(
+                f"cannot connect to {self._host}:{self._port}: {exc.strerror or exc}"
+            ) from exc
+        if self._closed:
+            conn.abort()
+            raise ClientClosed("the backend client was closed while connecting")
+        self._all.add(conn)
+        return conn
+
+    def _release(self, conn: _Connection) -> None:
+        conn.finished()
+        if conn.reusable and not self._closed:
+            conn.idle_since = conn.loop.time()
+            self._hand_on(conn)
+        else:
+            conn.abort()
+            self._hand_on(None)
+
+    def _hand_on(self, conn: _Connection | None) -> None:
+        """A slot is free (with ``conn`` to reuse, if any): give it to the next waiter."""
+        waiters = self._waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(conn)
+                return
+        self._in_use -= 1
+        if conn is not None:
+            self._idle.append(conn)
+
+    def _forget(self, conn: _Connection) -> None:
+        self._all.discard(conn)
+
+    # -- the read timeout ----------------------------------------------------------
+    #
+    # One timer per client, not per request: arming and cancelling a timer for each
+    # response cost more than the rest of the response handling here. The sweep runs
+    # only while some response is awaited, every tenth of the timeout (at most 1 s),
+    # so a timeout fires between read_timeout_s and 1.1 x read_timeout_s of silence.
+
+    def _watch(self) -> None:
+        """A request went out: make sure the sweep is running."""
+        if self._sweep is None and self._loop is not None:
+            self._sweep = self._loop.call_later(self._sweep_interval_s, self._on_sweep)
+
+    @property
+    def _sweep_interval_s(self) -> float:
+        return min(1.0, self.read_timeout_s / 10)
+
+    def _on_sweep(self) -> None:
+        self._sweep = None
+        if self._loop is None or self._closed:
+            return
+        deadline = self._loop.time() - self.read_timeout_s
+        watching = False
+        for conn in list(self._all):
+            if conn.awaiting_bytes:
+                if conn.last_read <= deadline:
+                    conn.timed_out(self.read_timeout_s)
+                else:
+                    watching = True
+        if watching:
+            self._watch()
+
+
+def _unsafe(text: str) -> bool:
+    return "\r" in text or "\n" in text or "\0" in text
