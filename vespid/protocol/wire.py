@@ -23,6 +23,7 @@ __all__ = [
     "PUBKEY_PATH",
     "ROUTE_PATH",
     "SESSION_HEADER",
+    "UPDATE_PATH",
     "WORKER_STATUS_PATH",
     "AuthData",
     "DeleteRequestsReport",
@@ -40,6 +41,8 @@ PROTOCOL_VERSION: Final = "1.1.0"
 PUBKEY_PATH: Final = "/pubkey/"
 WORKER_STATUS_PATH: Final = "/worker_status/"
 DELETE_REQUESTS_PATH: Final = "/delete_requests/"
+# Asks a worker for a rolling update (Bearer MASTER_TOKEN).
+UPDATE_PATH: Final = "/pyworker/update"
 # Router route the client calls.
 ROUTE_PATH: Final = "/route/"
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 import ssl
 import time
@@ -37,12 +38,14 @@ from vespid.errors import (
     NotReady,
     RequestInvalid,
     SessionGone,
+    Unauthorized,
 )
 from vespid.protocol.signing import Verifier, load_public_key
 from vespid.protocol.wire import (
     AUTH_HEADER,
     PUBKEY_PATH,
     SESSION_HEADER,
+    UPDATE_PATH,
     AuthData,
     dumps,
     parse_auth_data,
@@ -108,6 +111,7 @@ class Worker:
         self._benchmark = load_benchmark(benchmark_spec(settings.benchmark, settings.backend))
         self.reporter: Reporter
         self.sessions = SessionManager(settings, self.books)
+        self.update = asyncio.Event()  # set by /pyworker/update: drain, then exit
         self._side_runners: list[web.AppRunner] = []
         self.http_port: int | None = None  # where /session/end is served over plain HTTP
         self.control_port: int | None = None  # the null worker's 127.0.0.1 control server
@@ -133,6 +137,7 @@ class Worker:
         app = web.Application(client_max_size=self.settings.max_body_bytes)
         app.router.add_get("/metrics", self.handle_metrics)
         app.router.add_get("/metrics/backend", self.handle_backend_metrics)
+        app.router.add_post(UPDATE_PATH, self.handle_update)
         app.router.add_post("/session/create", self.handle_session_create)
         app.router.add_post("/session/get", self.handle_session_get)
         app.router.add_post("/session/health", self.handle_session_health)
@@ -230,6 +235,22 @@ class Worker:
     async def handle_metrics(self, request: web.Request) -> web.Response:
         self.metrics.queue_depth.set(self.admission.queue_depth)
         return web.Response(body=self.metrics.render(), content_type="text/plain")
+
+    async def handle_update(self, request: web.Request) -> web.Response:
+        """``POST /pyworker/update`` with ``Authorization: Bearer $MASTER_TOKEN``: finish the
+        requests in flight, then exit, so the supervisor restarts the worker on new code.
+        Refused when MASTER_TOKEN is unset: never an open door."""
+        token = self.settings.master_token
+        given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        if not token or not hmac.compare_digest(given.encode(), token.encode()):
+            return error_response(
+                Unauthorized(
+                    "rolling updates need Authorization: Bearer <MASTER_TOKEN>"
+                    + ("" if token else " (this worker has no MASTER_TOKEN, so none is accepted)")
+                )
+            )
+        self.update.set()
+        return web.json_response({"updating": True}, status=202)
 
     async def handle_backend_metrics(self, request: web.Request) -> web.Response:
         try:
@@ -449,7 +470,13 @@ async def serve(settings: WorkerSettings, *, stop: asyncio.Event | None = None) 
             }
         },
     )
+    stop = stop or asyncio.Event()
+    waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(worker.update.wait())]
     try:
-        await (stop or asyncio.Event()).wait()
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        if worker.update.is_set():
+            log.info("rolling update asked for: finishing in-flight requests, then exiting")
     finally:
+        for wait in waits:
+            wait.cancel()
         await runner.cleanup()
