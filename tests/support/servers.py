@@ -7,6 +7,7 @@ Each speaks the exact wire format of what it stands in for. They are started wit
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from vespid.protocol.signing import Signer, generate_private_key, public_key_pem
 __all__ = ["Autoscaler", "ScriptedBackend", "start_app"]
 
 _KEY: rsa.RSAPrivateKey | None = None
+_request_numbers = itertools.count(1)
 
 
 def shared_key() -> rsa.RSAPrivateKey:
@@ -58,6 +60,13 @@ class Autoscaler:
     @property
     def signer(self) -> Signer:
         return Signer(self.key)
+
+    def sign_for(self, url: str, cost: float = 1, **over: Any) -> dict[str, Any]:
+        """A fresh vespid-signed auth_data for the worker at ``url`` (unique numbers)."""
+        n = next(_request_numbers)
+        return self.signer.auth_data(
+            url=url, cost=cost, endpoint="e", reqnum=n, request_idx=n, **over
+        )
 
     def app(self) -> web.Application:
         app = web.Application()

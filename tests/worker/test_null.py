@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import itertools
 import tracemalloc
 from typing import Any
 
@@ -16,12 +15,9 @@ from tests.worker.conftest import MakeWorker, RunningWorker, envelope
 from vespid.worker.lifecycle import WorkerState
 from vespid.worker.null import is_loopback
 
-_idx = itertools.count(1)
-
 
 def signed(scaler: Autoscaler, worker: RunningWorker, cost: float = 100) -> dict[str, Any]:
-    n = next(_idx)
-    return scaler.signer.auth_data(url=worker.url, cost=cost, endpoint="e", reqnum=n, request_idx=n)
+    return scaler.sign_for(worker.url, cost)
 
 
 @pytest.fixture

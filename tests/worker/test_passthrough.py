@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 from typing import Any
 
 import aiohttp
@@ -13,14 +12,9 @@ from aiohttp_sse_client2 import client as sse_client
 from tests.support.servers import Autoscaler, ScriptedBackend
 from tests.worker.conftest import MakeWorker, RunningWorker, envelope
 
-_idx = itertools.count(1)
-
 
 def auth(scaler: Autoscaler, worker: RunningWorker, cost: float = 10) -> dict[str, Any]:
-    n = next(_idx)
-    return scaler.signer.auth_data(
-        url=worker.url, cost=cost, endpoint="test", reqnum=n, request_idx=n
-    )
+    return scaler.sign_for(worker.url, cost)
 
 
 @pytest.fixture

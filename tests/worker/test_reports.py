@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 from typing import Any
 
 import aiohttp
@@ -14,8 +13,6 @@ from tests.worker.conftest import MakeWorker, envelope
 from vespid.servers.process import free_port
 from vespid.worker.books import MAX_FINISHED
 
-_idx = itertools.count(1)
-
 STATUS_FIELDS = {
     "id", "mtoken", "version", "loadtime", "new_load", "cur_load", "rej_load", "max_perf",
     "cur_perf", "error_msg", "num_requests_working", "num_requests_recieved",
@@ -25,8 +22,7 @@ STATUS_FIELDS = {
 
 
 def signed(scaler: Autoscaler, url: str, cost: float) -> dict[str, Any]:
-    n = next(_idx)
-    return scaler.signer.auth_data(url=url, cost=cost, endpoint="e", reqnum=n, request_idx=n)
+    return scaler.sign_for(url, cost)
 
 
 async def test_status_and_finished_requests_are_reported(

@@ -35,8 +35,7 @@ async def secured(
 
 
 def signed(scaler: Autoscaler, url: str, **over: Any) -> dict[str, Any]:
-    n = next(_idx)
-    return scaler.signer.auth_data(url=url, cost=1, endpoint="e", reqnum=n, request_idx=n, **over)
+    return scaler.sign_for(url, 1, **over)
 
 
 async def post(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -18,12 +17,9 @@ from tests.support.waiting import wait_until
 from tests.worker.conftest import MakeWorker, RunningWorker, envelope
 from vespid.servers.process import free_port
 
-_idx = itertools.count(1)
-
 
 def signed(scaler: Autoscaler, worker: RunningWorker, cost: float = 100) -> dict[str, Any]:
-    n = next(_idx)
-    return scaler.signer.auth_data(url=worker.url, cost=cost, endpoint="e", reqnum=n, request_idx=n)
+    return scaler.sign_for(worker.url, cost)
 
 
 @dataclass
