@@ -1,0 +1,57 @@
+"""``vespid endpoint ...`` and ``vespid control`` as real subprocesses."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from typing import Any
+
+from tests.control.conftest import MakeControl
+
+
+async def cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "vespid.cli.main", *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_endpoint_commands(make_control: MakeControl) -> None:
+    control = await make_control()
+    base = ["endpoint", "--url", control.url, "--admin-key", control.admin_key]
+    command = "python -m server --port {model_port}"
+    code, out, err = await cli(*base, "create", "llm", "--set", "max_workers=2",
+                               "--set", "min_load=0", "--env", "HEALTHCHECK_ENDPOINT=/health",
+                               "--model-command", command)  # fmt: skip
+    assert code == 0, err
+    created: dict[str, Any] = json.loads(out)
+    assert created["scaling"]["max_workers"] == 2
+    assert created["template"]["model_command"] == ["python", "-m", "server", "--port",
+                                                    "{model_port}"]  # fmt: skip
+    assert created["template"]["env"] == {"HEALTHCHECK_ENDPOINT": "/health"}
+    code, out, _ = await cli(*base, "update", "llm", "--set", "max_workers=3")
+    assert (code, json.loads(out)["scaling"]["max_workers"]) == (0, 3)
+    code, out, _ = await cli(*base, "list")
+    assert [e["name"] for e in json.loads(out)] == ["llm"]
+    code, _, err = await cli(*base, "create", "llm")
+    assert code == 1
+    assert "exists" in err
+    code, out, _ = await cli(*base, "delete", "llm")
+    assert (code, json.loads(out)) == (0, {"deleted": "llm"})
+    code, _, err = await cli("endpoint", "--url", control.url, "--admin-key", "wrong-key", "list")
+    assert code == 1
+    assert "401" in err
+
+
+async def test_control_config_error_is_one_line() -> None:
+    code, out, err = await cli("control", env={"VESPID_CONTROL_PORT": "http"})
+    assert code == 2
+    assert out == ""
+    assert err.splitlines() == [
+        "vespid control: VESPID_CONTROL_PORT: Input should be a valid integer, unable to parse "
+        "string as an integer (got 'http')"
+    ]
