@@ -48,7 +48,10 @@ def load_benchmark(spec: str) -> BenchmarkFunction:
     except ImportError as exc:
         raise ConfigError(f"BENCHMARK: cannot import {module_name!r} ({exc})") from None
     func = getattr(module, func_name, None)
-    if func is None or not inspect.iscoroutinefunction(func):
+    is_async = inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
+        getattr(type(func), "__call__", None)  # an instance with ``async def __call__``
+    )
+    if func is None or not is_async:
         raise ConfigError(
             f"BENCHMARK: {spec!r} is not an async function benchmark(backend_url, session)"
         )

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Final
 
 import aiohttp
@@ -21,7 +21,14 @@ from multidict import CIMultiDict
 
 from vespid.errors import BackendError, BackendTimeout, BackendUnavailable
 
-__all__ = ["BACKEND_ERRORS", "BackendProxy", "RelayResult", "map_backend_errors"]
+__all__ = [
+    "BACKEND_ERRORS",
+    "PREPARED_KEY",
+    "BackendProxy",
+    "RelayResult",
+    "map_backend_errors",
+    "relay_headers",
+]
 
 log = logging.getLogger("vespid.worker")
 
@@ -40,6 +47,9 @@ HOP_BY_HOP: Final = frozenset(
         "server",
     }
 )
+
+# Set on a request once its answer has started (by the worker's on_response_prepare hook).
+PREPARED_KEY: Final = "vespid.prepared"
 
 # Most specific first: the first entry that matches decides.
 BACKEND_ERRORS: Final[tuple[tuple[type[BaseException], type[BackendError], str], ...]] = (
@@ -132,12 +142,17 @@ class BackendProxy:
         path_qs: str,
         body: bytes,
         headers: Mapping[str, str],
+        respond: Callable[[web.Request, aiohttp.ClientResponse], Awaitable[web.StreamResponse]]
+        | None = None,
     ) -> RelayResult:
-        """Send one request to the backend and relay its answer to ``request``'s client."""
+        """Send one request to the backend and relay its answer to ``request``'s client,
+        or let ``respond`` (a handler's) make the answer from the backend's."""
         url = self.base_url + path_qs
         with map_backend_errors(url):
             resp = await self.session.request(method, url, data=body, headers=headers)
         try:
+            if respond is not None:
+                return await self._respond(request, resp, respond, url)
             if resp.content_length is not None or method == "HEAD":
                 with map_backend_errors(url):
                     data = await resp.read()
@@ -148,6 +163,31 @@ class BackendProxy:
             return await self._stream(request, resp)
         finally:
             resp.release()
+
+    async def _respond(
+        self,
+        request: web.Request,
+        resp: aiohttp.ClientResponse,
+        respond: Callable[[web.Request, aiohttp.ClientResponse], Awaitable[web.StreamResponse]],
+        url: str,
+    ) -> RelayResult:
+        """Run a handler's ``respond``; a failure before its answer started becomes an error
+        answer, one after it cuts the connection (the status is gone already)."""
+        try:
+            out = await respond(request, resp)
+        except ConnectionError:
+            started = request.get(PREPARED_KEY)
+            return RelayResult(started or web.Response(status=499), 499, cancelled=True)
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            started = request.get(PREPARED_KEY)
+            if started is None:
+                with map_backend_errors(url):
+                    raise
+            log.warning("backend answer broke while a handler relayed it: %s", exc)
+            if request.transport is not None:
+                request.transport.close()
+            return RelayResult(started, 502, broken=True)
+        return RelayResult(out, out.status)
 
     async def _stream(self, request: web.Request, resp: aiohttp.ClientResponse) -> RelayResult:
         out = web.StreamResponse(status=resp.status, headers=relay_headers(resp.headers))
