@@ -23,6 +23,9 @@ PACKAGES = [
     "vespid.benchmarks",
     "vespid.servers",
     "vespid.tasks",
+    "vespid.handlers",
+    "vespid.compat",
+    "vespid.testing",
 ]
 
 

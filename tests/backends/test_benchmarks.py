@@ -8,10 +8,12 @@ import random
 
 import pytest
 
-from tests.backends.conftest import ComfyUIStandIn, OllamaStandIn, TGIStandIn
 from tests.worker.conftest import MakeWorker
 from vespid.benchmarks.comfyui import image_workload
 from vespid.benchmarks.words import load_words, prompt, prompt_length
+from vespid.testing.comfyui import ComfyUIStandIn
+from vespid.testing.ollama import OllamaStandIn
+from vespid.testing.tgi import TGIStandIn
 from vespid.worker.lifecycle import WorkerState
 
 
@@ -32,7 +34,8 @@ async def test_openai_benchmark_on_llama_cpp(
         BENCHMARK="vespid.benchmarks.openai:benchmark",
     )
     max_perf = worker.worker.lifecycle.max_perf
-    assert max_perf is not None and max_perf > 0
+    assert max_perf is not None
+    assert max_perf > 0
     assert _completed(caplog) == [f"Benchmark complete: {max_perf:.1f} workload/s"]
     assert any("prompts now up to" in r.getMessage() for r in caplog.records)
 
@@ -56,7 +59,8 @@ async def test_benchmark_ramps_until_throughput_stops_rising(
     url = stand_ins[stand_in]
     worker = await make_worker(BACKEND_URL=url, UNSECURED="true", BENCHMARK=spec)
     max_perf = worker.worker.lifecycle.max_perf
-    assert max_perf is not None and max_perf > 0
+    assert max_perf is not None
+    assert max_perf > 0
     assert _completed(caplog) == [f"Benchmark complete: {max_perf:.1f} workload/s"]
     levels = [r.getMessage() for r in caplog.records if " -> " in r.getMessage()]
     assert len(levels) >= 2  # it climbed, then stopped when the gain fell under 10 %
@@ -73,7 +77,8 @@ async def test_tgi_and_ollama_figures_follow_their_engines_capacity(
             BACKEND_URL=url, UNSECURED="true", BENCHMARK=f"vespid.benchmarks.{spec}:benchmark"
         )
         max_perf = worker.worker.lifecycle.max_perf
-        assert max_perf is not None and 1200 < max_perf < 4000, (spec, max_perf)
+        assert max_perf is not None
+        assert 1200 < max_perf < 4000, (spec, max_perf)
 
 
 @pytest.mark.parametrize(
@@ -100,7 +105,8 @@ async def test_benchmark_against_the_wrong_server_errors_the_worker_with_the_rea
     worker = await make_worker(wait_ready=False, BACKEND_URL=url, UNSECURED="true", BENCHMARK=spec)
     await worker.wait_state(WorkerState.ERRORED)
     message = worker.worker.lifecycle.error_msg
-    assert "404" in message and reason in message, message
+    assert "404" in message, message
+    assert reason in message, message
 
 
 async def test_comfyui_benchmark_without_a_checkpoint_and_txt2img_refuses(
@@ -126,7 +132,8 @@ def test_prompts_vary_in_length_within_bounds_and_use_the_shipped_words() -> Non
     """Log-uniform in [16, 512]: the median is near sqrt(16 * 512) = 90.5 words."""
     rng = random.Random(7)
     lengths = sorted(prompt_length(rng, 16, 512) for _ in range(2001))
-    assert lengths[0] >= 16 and lengths[-1] <= 512
+    assert lengths[0] >= 16
+    assert lengths[-1] <= 512
     assert 70 <= lengths[1000] <= 110
     words = set(load_words())
     assert len(words) > 900

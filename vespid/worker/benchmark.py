@@ -48,8 +48,9 @@ def load_benchmark(spec: str) -> BenchmarkFunction:
     except ImportError as exc:
         raise ConfigError(f"BENCHMARK: cannot import {module_name!r} ({exc})") from None
     func = getattr(module, func_name, None)
+    # A function, or an instance whose class has ``async def __call__``.
     is_async = inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
-        getattr(type(func), "__call__", None)  # an instance with ``async def __call__``
+        vars(type(func)).get("__call__")
     )
     if func is None or not is_async:
         raise ConfigError(

@@ -49,7 +49,7 @@ HOP_BY_HOP: Final = frozenset(
 )
 
 # Set on a request once its answer has started (by the worker's on_response_prepare hook).
-PREPARED_KEY: Final = "vespid.prepared"
+PREPARED_KEY: Final = web.RequestKey("vespid.prepared", web.StreamResponse)
 
 # Most specific first: the first entry that matches decides.
 BACKEND_ERRORS: Final[tuple[tuple[type[BaseException], type[BackendError], str], ...]] = (
