@@ -49,8 +49,8 @@ def load_benchmark(spec: str) -> BenchmarkFunction:
         raise ConfigError(f"BENCHMARK: cannot import {module_name!r} ({exc})") from None
     func = getattr(module, func_name, None)
     # A function, or an instance whose class has ``async def __call__``.
-    is_async = inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
-        vars(type(func)).get("__call__")
+    is_async = inspect.iscoroutinefunction(func) or (
+        callable(func) and inspect.iscoroutinefunction(type(func).__call__)
     )
     if func is None or not is_async:
         raise ConfigError(
