@@ -200,7 +200,7 @@ class ComfyUIBenchmark:
                     if isinstance(entry, dict) and status.get("completed", True):
                         return entry
                     await asyncio.sleep(delay_s)
-                    delay_s = min(delay_s * 1.5, 0.25)
+                    delay_s = min(delay_s * 1.5, 0.1)
         except TimeoutError:
             raise BackendTimeout(
                 f"ComfyUI run {prompt_id} not finished after {self.image_timeout_s:g} s"
