@@ -35,7 +35,7 @@ $(COMFY_VENV)/.installed: scripts/comfyui_venv.sh
 		|| (tail -20 comfyui-install.log; exit 1)
 
 test-comfyui: $(STAMP) $(COMFY_VENV)/.installed
-	$(BIN)/pytest -p no:randomly tests/comfyui_real -s
+	VESPID_REAL_COMFYUI=1 $(BIN)/pytest tests/comfyui_real -s
 
 bench: $(STAMP)
 	$(BIN)/python bench/proxy_overhead.py
