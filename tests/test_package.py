@@ -30,6 +30,9 @@ PACKAGES = [
     "vespid.benchmarks",
     "vespid.servers",
     "vespid.tasks",
+    "vespid.handlers",
+    "vespid.compat",
+    "vespid.testing",
 ]
 
 

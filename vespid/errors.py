@@ -7,6 +7,7 @@
     └── HTTPFacingError                has status_code and code; rendered as JSON
         ├── BadRequest           400   unknown session at /session/end
         ├── RequestInvalid       422   malformed body or field
+        │   └── PayloadInvalid   422   a handler's parser refused the payload
         ├── BodyTooLarge         413   body over the configured limit
         ├── SignatureInvalid     401   missing, forged, expired or replayed signature
         ├── Unauthorized         401   wrong token
@@ -37,6 +38,7 @@ __all__ = [
     "NotFound",
     "NotReady",
     "Overloaded",
+    "PayloadInvalid",
     "RequestInvalid",
     "SessionGone",
     "SignatureInvalid",
@@ -77,6 +79,12 @@ class BadRequest(HTTPFacingError):
 class RequestInvalid(HTTPFacingError):
     status_code = 422
     code = "invalid_request"
+
+
+class PayloadInvalid(RequestInvalid):
+    """A handler's parser refused the payload; ``fields`` names each problem where known."""
+
+    code = "invalid_payload"
 
 
 class BodyTooLarge(HTTPFacingError):

@@ -1,70 +1,38 @@
-"""Benchmark for OpenAI-compatible servers (vLLM, llama.cpp, Ollama, TGI in OpenAI mode).
+"""Benchmark for OpenAI-compatible servers: vLLM, llama.cpp, Ollama and TGI in OpenAI mode.
 
-Workload is tokens generated (``usage.completion_tokens``, else ``max_tokens``).
-Concurrency doubles (1, 2, 4, ...) while throughput keeps rising by more than
-10 %; the best throughput seen is the result.
+``BENCHMARK=vespid.benchmarks.openai:benchmark``. Workload is tokens generated: each
+answer's ``usage.completion_tokens`` (``max_tokens`` when a server reports no usage), so
+clients should send ``cost = max_tokens``. Prompts and the ramp are described in
+``vespid.benchmarks.text`` and ``vespid.benchmarks.ramp``.
+
+For other settings, make an instance and name it in BENCHMARK::
+
+    # mybench.py
+    from vespid.benchmarks.openai import OpenAIBenchmark
+    benchmark = OpenAIBenchmark(max_tokens=128, chat=True)
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import random
-import time
+from dataclasses import dataclass
 from typing import Any, Final
 
 import aiohttp
 
-__all__ = ["benchmark", "measure_level", "pick_model"]
+from vespid.benchmarks.ramp import read_json
+from vespid.benchmarks.text import TextBenchmark, refusal
+from vespid.errors import BackendError
 
-log = logging.getLogger("vespid.benchmark")
+__all__ = ["DEFAULT", "OpenAIBenchmark", "benchmark", "pick_model"]
 
-WORDS: Final = [
-    "river",
-    "mountain",
-    "quiet",
-    "garden",
-    "letter",
-    "window",
-    "morning",
-    "engine",
-    "silver",
-    "orange",
-    "history",
-    "planet",
-    "question",
-    "market",
-    "story",
-    "winter",
-    "coffee",
-    "bridge",
-    "signal",
-    "forest",
-    "number",
-    "pattern",
-    "travel",
-    "kitchen",
-    "music",
-    "simple",
-    "ocean",
-    "system",
-    "little",
-    "library",
-    "yellow",
-    "theory",
-]
-MAX_TOKENS: Final = 32
-MAX_CONCURRENCY: Final = 16
-
-
-def _prompt(rng: random.Random) -> str:
-    return " ".join(rng.choices(WORDS, k=rng.randint(8, 48)))
+HINT: Final = "is BACKEND_URL an OpenAI-compatible server?"
 
 
 async def pick_model(backend_url: str, session: aiohttp.ClientSession) -> str | None:
     """The first model the server lists at /v1/models, if any."""
     async with session.get(f"{backend_url}/v1/models") as resp:
         if resp.status != 200:
+            await resp.read()
             return None
         data: Any = await resp.json(content_type=None)
     models = data.get("data") if isinstance(data, dict) else None
@@ -74,52 +42,51 @@ async def pick_model(backend_url: str, session: aiohttp.ClientSession) -> str | 
     return None
 
 
-async def _one(
-    backend_url: str, session: aiohttp.ClientSession, model: str | None, rng: random.Random
-) -> float:
-    body: dict[str, Any] = {"prompt": _prompt(rng), "max_tokens": MAX_TOKENS, "temperature": 0.8}
-    if model:
-        body["model"] = model
-    async with session.post(f"{backend_url}/v1/completions", json=body) as resp:
-        if resp.status != 200:
-            raise ValueError(f"/v1/completions answered {resp.status}: {await resp.text()}")
-        data: Any = await resp.json(content_type=None)
-    usage = data.get("usage") if isinstance(data, dict) else None
-    tokens = usage.get("completion_tokens") if isinstance(usage, dict) else None
-    return float(tokens) if isinstance(tokens, int | float) else float(MAX_TOKENS)
+@dataclass(frozen=True, slots=True)
+class OpenAIBenchmark(TextBenchmark):
+    """``/v1/completions`` (or ``/v1/chat/completions`` with ``chat=True``)."""
+
+    chat: bool = False
+
+    name = "openai"
+
+    @property
+    def path(self) -> str:
+        return "/v1/chat/completions" if self.chat else "/v1/completions"
+
+    def body(self, text: str, model: str | None) -> dict[str, Any]:
+        body: dict[str, Any] = {"max_tokens": self.max_tokens, "temperature": self.temperature}
+        if self.chat:
+            body["messages"] = [{"role": "user", "content": text}]
+        else:
+            body["prompt"] = text
+        if model:
+            body["model"] = model
+        return body
+
+    async def pick_model(self, backend_url: str, session: aiohttp.ClientSession) -> str | None:
+        return await pick_model(backend_url, session)
+
+    async def send(
+        self, backend_url: str, session: aiohttp.ClientSession, text: str, model: str | None
+    ) -> float:
+        what = f"POST {backend_url}{self.path}"
+        async with session.post(backend_url + self.path, json=self.body(text, model)) as resp:
+            if 400 <= resp.status < 500:
+                raise await refusal(resp, what, HINT)
+            data = await read_json(resp, what, HINT)
+        if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
+            raise BackendError(f"{what} answered without choices: {str(data)[:200]} ({HINT})")
+        usage = data.get("usage")
+        tokens = usage.get("completion_tokens") if isinstance(usage, dict) else None
+        if isinstance(tokens, int | float) and not isinstance(tokens, bool):
+            return float(tokens)
+        return float(self.max_tokens)
 
 
-async def measure_level(
-    backend_url: str,
-    session: aiohttp.ClientSession,
-    model: str | None,
-    concurrency: int,
-    rng: random.Random,
-) -> float:
-    """Throughput (tokens/s) of two waves of ``concurrency`` parallel requests."""
-    start = time.perf_counter()
-    total = 0.0
-    for _ in range(2):
-        results = await asyncio.gather(
-            *(_one(backend_url, session, model, rng) for _ in range(concurrency))
-        )
-        total += sum(results)
-    return total / (time.perf_counter() - start)
+DEFAULT: Final = OpenAIBenchmark()
 
 
 async def benchmark(backend_url: str, session: aiohttp.ClientSession) -> float:
-    rng = random.Random(0)
-    model = await pick_model(backend_url, session)
-    await _one(backend_url, session, model, rng)  # warm-up, not measured
-    best = 0.0
-    concurrency = 1
-    while concurrency <= MAX_CONCURRENCY:
-        throughput = await measure_level(backend_url, session, model, concurrency, rng)
-        log.info("benchmark: concurrency %d -> %.1f tokens/s", concurrency, throughput)
-        if throughput <= best * 1.1:
-            best = max(best, throughput)
-            break
-        best = throughput
-        concurrency *= 2
-    log.info("Benchmark complete: %.1f workload/s", best)
-    return best
+    """``BENCHMARK=vespid.benchmarks.openai:benchmark``: tokens generated per second."""
+    return await DEFAULT(backend_url, session)

@@ -1,11 +1,14 @@
 """The worker's HTTP server: the generic passthrough, its own routes, and start-up.
 
 Routes the worker answers itself: ``GET /metrics`` (Prometheus) and
-``GET /metrics/backend`` (the backend's own ``/metrics``, fetched on demand).
-Every other path and method is passed through to ``BACKEND_URL`` + the same path
-and query: ``POST`` bodies are the ``{"auth_data", "payload", "session_id"?}``
-envelope and the backend gets ``payload``; other methods carry auth_data as JSON in
-the ``X-Vespid-Auth`` header and the backend gets the body as sent.
+``GET /metrics/backend`` (the backend's own ``/metrics``, fetched on demand), plus any
+plain ``routes`` it is given. Routes with a handler (``vespid.handlers``) are parsed,
+weighed and shaped by it. Every other path and method is passed through to
+``BACKEND_URL`` + the same path and query: ``POST`` bodies are the ``{"auth_data",
+"payload", "session_id"?}`` envelope and the backend gets ``payload``; requests that
+carry auth_data as JSON in the ``X-Vespid-Auth`` header instead (any method) send the
+body as it came. With ``VESPID_RAW_REQUESTS`` (development, unsecured only) a POST body
+that is not an envelope is taken whole as the payload, with no auth_data at all.
 
 With ``VESPID_TASKS`` the backend is the task server (``vespid.tasks.server``), which
 the worker starts on 127.0.0.1 before anything else and stops last.
@@ -19,8 +22,8 @@ import hmac
 import logging
 import ssl
 import time
-from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Final, NamedTuple
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 import aiohttp
 import orjson
@@ -36,12 +39,16 @@ from vespid.errors import (
     HTTPFacingError,
     NotFound,
     NotReady,
+    PayloadInvalid,
     RequestInvalid,
     SessionGone,
     Unauthorized,
 )
+from vespid.handlers.base import Handler
+from vespid.handlers.loader import check_handlers, load_handlers
 from vespid.protocol.signing import Verifier, load_public_key
 from vespid.protocol.wire import (
+    AUTH_FIELDS,
     AUTH_HEADER,
     PUBKEY_PATH,
     SESSION_HEADER,
@@ -51,13 +58,14 @@ from vespid.protocol.wire import (
     parse_auth_data,
     parse_worker_request,
 )
+from vespid.types import BenchmarkFunction
 from vespid.worker.admission import Admission
 from vespid.worker.benchmark import benchmark_spec, load_benchmark
 from vespid.worker.books import Books, Outcome
 from vespid.worker.lifecycle import Lifecycle
 from vespid.worker.metrics import WorkerMetrics
 from vespid.worker.null import CONTROL_HOST, build_control_app
-from vespid.worker.proxy import BackendProxy
+from vespid.worker.proxy import PREPARED_KEY, BackendProxy
 from vespid.worker.reporter import Reporter
 from vespid.worker.sessions import Session, SessionManager, parse_session_ref
 from vespid.worker.settings import WorkerSettings
@@ -72,6 +80,9 @@ req_log = logging.getLogger("vespid.request")
 
 JSON_HEADERS: Final = {"Content-Type": "application/json"}
 PASSED_REQUEST_HEADERS: Final = ("Content-Type", "Accept")
+UNDECODED: Final = object()  # Parsed.payload when the body was not decoded as JSON
+PARSE_ERRORS: Final = (ValueError, TypeError, KeyError, IndexError)
+Respond = Callable[[web.Request, aiohttp.ClientResponse], Awaitable[web.StreamResponse]]
 
 
 def error_response(exc: HTTPFacingError) -> web.Response:
@@ -87,13 +98,48 @@ class Parsed(NamedTuple):
     body: bytes
     headers: dict[str, str]
     session_id: str | None
+    payload: object = UNDECODED  # the envelope's payload or a raw body, decoded
+
+
+class Call(NamedTuple):
+    """One request's backend call and its workload, as a handler (or passthrough) has it."""
+
+    workload: float
+    method: str
+    path_qs: str
+    body: bytes
+    headers: dict[str, str]
+    respond: Respond | None  # None: relay the backend's answer
+
+
+def _anonymous(path: str) -> AuthData:
+    """auth_data for a raw request on an unsecured worker: no signature, cost 0."""
+    raw: dict[str, Any] = {name: "" for name in AUTH_FIELDS}
+    raw.update(cost=0, endpoint=path, reqnum=0, request_idx=0)
+    return AuthData(raw=raw, cost=0.0, endpoint=path, reqnum=0, request_idx=0, signature="", url="")
+
+
+def _decode(body: bytes) -> object:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return UNDECODED
 
 
 class Worker:
     """One worker: the app, its books, and the tasks that run beside it."""
 
-    def __init__(self, settings: WorkerSettings) -> None:
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        *,
+        handlers: Sequence[Handler[Any]] = (),
+        routes: Sequence[web.RouteDef] = (),
+        benchmark: BenchmarkFunction | None = None,
+    ) -> None:
         self.settings = settings
+        self.handlers = check_handlers([*load_handlers(settings.handlers), *handlers])
+        self.routes = list(routes)
         self.metrics = WorkerMetrics()
         self.books = Books(self.metrics, keep_finished=bool(settings.report_addr))
         limit = 1 if not settings.allow_parallel else settings.max_concurrency
@@ -108,7 +154,9 @@ class Worker:
         self._tasks: list[asyncio.Task[None]] = []
         self._aux: aiohttp.ClientSession | None = None
         self.lifecycle: Lifecycle
-        self._benchmark = load_benchmark(benchmark_spec(settings.benchmark, settings.backend))
+        self._benchmark = benchmark or load_benchmark(
+            benchmark_spec(settings.benchmark, settings.backend)
+        )
         self.reporter: Reporter
         self.sessions = SessionManager(settings, self.books)
         self.update = asyncio.Event()  # set by /pyworker/update: drain, then exit
@@ -116,6 +164,7 @@ class Worker:
         self.http_port: int | None = None  # where /session/end is served over plain HTTP
         self.control_port: int | None = None  # the null worker's 127.0.0.1 control server
         self.tasks: TaskServer | None = None
+        self.on_cleanup: list[Callable[[], Awaitable[None]]] = []  # run last, at shutdown
         if settings.public_key_file is not None:
             try:
                 pem = settings.public_key_file.read_bytes()
@@ -142,6 +191,11 @@ class Worker:
         app.router.add_post("/session/get", self.handle_session_get)
         app.router.add_post("/session/health", self.handle_session_health)
         app.router.add_post("/session/end", self.handle_session_end)
+        app.router.add_routes(self.routes)
+        for handler in self.handlers:
+            app.router.add_route(handler.method, handler.path, self._handler_route(handler))
+        if any(h.custom_response for h in self.handlers):
+            app.on_response_prepare.append(_mark_prepared)
         app.router.add_route("*", "/{path:.*}", self.handle)
         app.on_startup.append(self._on_startup)
         app.on_cleanup.append(self._on_cleanup)
@@ -208,6 +262,8 @@ class Worker:
             await self._aux.close()
         if self.tasks is not None:
             await self.tasks.stop()
+        for callback in self.on_cleanup:
+            await callback()
 
     async def _fetch_key(self) -> None:
         """Fetch the router's public key from REPORT_ADDR/pubkey/, with backoff."""
@@ -275,9 +331,20 @@ class Worker:
         """Read and check one request: auth_data, the bytes for the backend, headers,
         and the session it rides, if any."""
         body = await self._read(request)
-        if request.method == "POST":
+        if request.method == "POST" and AUTH_HEADER not in request.headers:
+            if self.settings.raw_requests:
+                value = _decode(body)
+                if not (isinstance(value, dict) and "auth_data" in value and "payload" in value):
+                    headers = {
+                        h: request.headers[h]
+                        for h in PASSED_REQUEST_HEADERS
+                        if h in request.headers
+                    }
+                    return Parsed(_anonymous(request.path), body, headers, None, value)
             parsed = parse_worker_request(body)
-            return Parsed(parsed.auth, dumps(parsed.payload), JSON_HEADERS, parsed.session_id)
+            return Parsed(
+                parsed.auth, dumps(parsed.payload), JSON_HEADERS, parsed.session_id, parsed.payload
+            )
         raw = request.headers.get(AUTH_HEADER)
         if raw is None:
             raise RequestInvalid(
@@ -309,7 +376,44 @@ class Worker:
         await self.lifecycle.wait_ready()
         self.admission.max_perf = self.lifecycle.max_perf
 
-    async def handle(self, request: web.Request) -> web.StreamResponse:
+    def _handler_route(
+        self, handler: Handler[Any]
+    ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        async def route(request: web.Request) -> web.StreamResponse:
+            return await self.handle(request, handler)
+
+        return route
+
+    def _call(self, request: web.Request, parsed: Parsed, handler: Handler[Any] | None) -> Call:
+        """The backend call for a checked request: passthrough, or what its handler makes."""
+        if handler is None:
+            return Call(
+                parsed.auth.cost, request.method, request.path_qs, parsed.body, parsed.headers, None
+            )
+        payload = parsed.payload
+        if payload is UNDECODED:
+            payload = _decode(parsed.body)
+            if payload is UNDECODED:
+                raise PayloadInvalid(f"{request.path} takes a JSON payload; the body is not JSON")
+        try:
+            value = handler.parse(payload)
+        except PayloadInvalid:
+            raise
+        except PARSE_ERRORS as exc:
+            raise PayloadInvalid(f"invalid payload for {request.path}: {exc}") from None
+        workload = handler.workload(value, parsed.auth.cost)
+        call = handler.backend_call(value, request.path_qs)
+        respond: Respond | None = None
+        if handler.custom_response:
+
+            async def respond(req: web.Request, resp: aiohttp.ClientResponse) -> web.StreamResponse:
+                return await handler.respond(req, resp, value)
+
+        return Call(workload, call.method, call.path_qs, call.body, call.headers, respond)
+
+    async def handle(
+        self, request: web.Request, handler: Handler[Any] | None = None
+    ) -> web.StreamResponse:
         started = time.monotonic()
         session: Session | None = None
         try:
@@ -328,6 +432,7 @@ class Worker:
                     "this is a null worker: it has no model server; open a session with "
                     "/session/create, then send requests with its session_id"
                 )
+            call = self._call(request, parsed, handler)
         except HTTPFacingError as exc:
             self.metrics.count_request(exc.status_code, "refused")
             self._log(request, exc.status_code, "refused", None, started, exc.message)
@@ -338,7 +443,7 @@ class Worker:
             return web.json_response(
                 {"session_id": session.session_id, "expiration": session.expiration}
             )
-        ticket = self.books.receive(auth.request_idx, auth.cost, is_session=session is not None)
+        ticket = self.books.receive(auth.request_idx, call.workload, is_session=session is not None)
         task = asyncio.current_task()
         if session is not None and task is not None:
             session.requests.add(task)
@@ -348,7 +453,7 @@ class Worker:
             await self.admission.enter(ticket)
             try:
                 result = await self.proxy.forward(
-                    request, request.method, request.path_qs, parsed.body, parsed.headers
+                    request, call.method, call.path_qs, call.body, call.headers, call.respond
                 )
             finally:
                 self.admission.leave(ticket)
@@ -439,6 +544,12 @@ class Worker:
         req_log.info("request", extra={"fields": fields})
 
 
+async def _mark_prepared(request: web.Request, response: web.StreamResponse) -> None:
+    """Note that an answer has started, so a handler's failure after it cuts the
+    connection instead of sending a second answer."""
+    request[PREPARED_KEY] = response
+
+
 def _ssl_context(settings: WorkerSettings) -> ssl.SSLContext | None:
     if not settings.use_ssl:
         return None
@@ -447,13 +558,17 @@ def _ssl_context(settings: WorkerSettings) -> ssl.SSLContext | None:
     return ctx
 
 
-async def serve(settings: WorkerSettings, *, stop: asyncio.Event | None = None) -> None:
-    """Run a worker until ``stop`` is set (or forever)."""
+async def serve(
+    settings: WorkerSettings, *, stop: asyncio.Event | None = None, worker: Worker | None = None
+) -> None:
+    """Run a worker (``worker``, or one made from ``settings``) until ``stop`` is set."""
     if settings.unsecured:
         log.warning("!" * 72)
         log.warning("UNSECURED=true: signatures are NOT checked. Never expose this worker.")
+        if settings.raw_requests:
+            log.warning("VESPID_RAW_REQUESTS=true: any body is served, with no auth_data at all.")
         log.warning("!" * 72)
-    worker = Worker(settings)
+    worker = worker or Worker(settings)
     runner = web.AppRunner(worker.build_app(), access_log=None, handler_cancellation=True)
     await runner.setup()
     site = web.TCPSite(

@@ -48,7 +48,11 @@ def load_benchmark(spec: str) -> BenchmarkFunction:
     except ImportError as exc:
         raise ConfigError(f"BENCHMARK: cannot import {module_name!r} ({exc})") from None
     func = getattr(module, func_name, None)
-    if func is None or not inspect.iscoroutinefunction(func):
+    # A function, or an instance whose class has ``async def __call__``.
+    is_async = inspect.iscoroutinefunction(func) or (
+        callable(func) and inspect.iscoroutinefunction(type(func).__call__)
+    )
+    if func is None or not is_async:
         raise ConfigError(
             f"BENCHMARK: {spec!r} is not an async function benchmark(backend_url, session)"
         )

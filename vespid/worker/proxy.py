@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Final
 
+import aiohttp
 from aiohttp import web
+from multidict import CIMultiDict
 
 from vespid.errors import BackendError, BackendTimeout, BackendUnavailable
 from vespid.worker.backend_client import (
@@ -34,11 +36,16 @@ from vespid.worker.backend_client import (
 )
 
 __all__ = [
+    "AIOHTTP_ERRORS",
     "BACKEND_ERRORS",
+    "PREPARED_KEY",
     "BackendProxy",
     "RelayResult",
+    "Respond",
     "backend_error_for",
     "map_backend_errors",
+    "relay_aiohttp_headers",
+    "relay_headers",
 ]
 
 log = logging.getLogger("vespid.worker")
@@ -75,9 +82,26 @@ BACKEND_ERRORS: Final[tuple[tuple[type[BaseException], type[BackendError], str],
 )
 
 
+# Handlers that shape the answer themselves get an aiohttp response (the API PyWorker-style
+# code expects); its exceptions map here.
+AIOHTTP_ERRORS: Final[tuple[tuple[type[BaseException], type[BackendError], str], ...]] = (
+    (aiohttp.ServerTimeoutError, BackendTimeout, "backend did not answer in time"),
+    (aiohttp.ClientConnectorError, BackendUnavailable, "backend refused the connection"),
+    (aiohttp.ServerDisconnectedError, BackendUnavailable, "backend closed the connection"),
+    (aiohttp.ClientConnectionError, BackendUnavailable, "connection to the backend failed"),
+    (aiohttp.ClientPayloadError, BackendError, "backend sent a broken body"),
+    (aiohttp.ClientError, BackendError, "backend request failed"),
+)
+
+# A handler's own responder marks here the answer it started (see Worker).
+PREPARED_KEY: Final = web.RequestKey("vespid.prepared", web.StreamResponse)
+
+Respond = Callable[[web.Request, aiohttp.ClientResponse], Awaitable[web.StreamResponse]]
+
+
 def backend_error_for(exc: BaseException, url: str = "") -> BackendError:
     """The BackendError subclass, with a message, that stands for the client's ``exc``."""
-    for exc_type, error_type, text in BACKEND_ERRORS:
+    for exc_type, error_type, text in BACKEND_ERRORS + AIOHTTP_ERRORS:
         if isinstance(exc, exc_type):
             return error_type(f"{text} ({url}): {exc}" if url else f"{text}: {exc}")
     return BackendError(f"backend request failed: {exc!r}")
@@ -88,7 +112,7 @@ def map_backend_errors(url: str = "") -> Iterator[None]:
     """Turn the HTTP client's exceptions into BackendError subclasses, keeping the cause."""
     try:
         yield
-    except (TimeoutError, BackendClientError) as exc:
+    except (TimeoutError, BackendClientError, aiohttp.ClientError) as exc:
         raise backend_error_for(exc, url) from exc
 
 
@@ -99,6 +123,13 @@ def relay_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
         for name, value in headers
         if name.lower() not in HOP_BY_HOP
     ]
+
+
+def relay_aiohttp_headers(headers: Mapping[str, str]) -> CIMultiDict[str]:
+    """An aiohttp response's headers as the client gets them: hop-by-hop ones dropped."""
+    return CIMultiDict(
+        (k, v) for k, v in headers.items() if k.lower().encode("latin-1") not in HOP_BY_HOP
+    )
 
 
 class RelayResult:
@@ -130,6 +161,22 @@ class BackendProxy:
         self._limit = limit
         self._read_timeout_s = read_timeout_s
         self._client: BackendClient | None = None
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """An aiohttp session, for handlers that shape answers from an aiohttp response."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._limit or 0, keepalive_timeout=30),
+                cookie_jar=aiohttp.DummyCookieJar(),
+                auto_decompress=False,
+                skip_auto_headers=("User-Agent", "Accept-Encoding"),
+                timeout=aiohttp.ClientTimeout(
+                    total=None, sock_connect=CONNECT_TIMEOUT_S, sock_read=self._read_timeout_s
+                ),
+            )
+        return self._session
 
     @property
     def client(self) -> BackendClient:
@@ -145,6 +192,8 @@ class BackendProxy:
     async def close(self) -> None:
         if self._client is not None:
             await self._client.close()
+        if self._session is not None:
+            await self._session.close()
 
     async def fetch(self, method: str, path_qs: str) -> tuple[BackendResponse, bytes]:
         """One request without a body, read whole (for the worker's own use)."""
@@ -162,8 +211,12 @@ class BackendProxy:
         path_qs: str,
         body: bytes,
         headers: Mapping[str, str],
+        respond: Respond | None = None,
     ) -> RelayResult:
-        """Send one request to the backend and relay its answer to ``request``'s client."""
+        """Send one request to the backend and relay its answer to ``request``'s client,
+        or let ``respond`` (a handler's) make the answer from the backend's."""
+        if respond is not None:
+            return await self._forward_to_handler(request, method, path_qs, body, headers, respond)
         try:
             resp = await self.client.request(method, path_qs, headers, body)
         except (TimeoutError, BackendClientError) as exc:
@@ -181,6 +234,36 @@ class BackendProxy:
             return await self._stream(request, resp)
         finally:
             resp.release()
+
+    async def _forward_to_handler(
+        self,
+        request: web.Request,
+        method: str,
+        path_qs: str,
+        body: bytes,
+        headers: Mapping[str, str],
+        respond: Respond,
+    ) -> RelayResult:
+        """The handler path: an aiohttp response for ``respond``; a failure before its
+        answer started becomes an error answer, one after it cuts the connection."""
+        url = self.base_url + path_qs
+        with map_backend_errors(url):
+            resp = await self.session.request(method, url, data=body, headers=headers)
+        try:
+            out = await respond(request, resp)
+        except ConnectionError:
+            started = request.get(PREPARED_KEY)
+            return RelayResult(started or web.Response(status=499), 499, cancelled=True)
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            if request.get(PREPARED_KEY) is None:
+                raise backend_error_for(exc, url) from exc
+            log.warning("backend answer broke while a handler relayed it: %s", exc)
+            if request.transport is not None:
+                request.transport.close()
+            return RelayResult(request[PREPARED_KEY], 502, broken=True)
+        finally:
+            resp.release()
+        return RelayResult(out, out.status)
 
     async def _stream(self, request: web.Request, resp: BackendResponse) -> RelayResult:
         out = web.StreamResponse(status=resp.status, headers=relay_headers(resp.headers))

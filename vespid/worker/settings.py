@@ -38,6 +38,16 @@ class WorkerSettings(BaseModel):
         json_schema_extra={"env": "BENCHMARK"},
         description="module:function of an async benchmark(backend_url, session) -> workload/s.",
     )
+    handlers: list[str] = Field(
+        default_factory=list,
+        json_schema_extra={"env": "VESPID_HANDLERS"},
+        description="module:attribute of handlers (vespid.handlers), comma-separated.",
+    )
+    raw_requests: bool = Field(
+        False,
+        json_schema_extra={"env": "VESPID_RAW_REQUESTS"},
+        description="With UNSECURED: take a POST body that is no envelope as the payload.",
+    )
     model_name: str | None = Field(
         None,
         json_schema_extra={"env": "MODEL_NAME"},
@@ -275,6 +285,7 @@ class WorkerSettings(BaseModel):
         "log_info",
         "on_close_hosts",
         "gpus",
+        "handlers",
         mode="before",
     )
     @classmethod
@@ -317,6 +328,14 @@ class WorkerSettings(BaseModel):
             raise ValueError(f"must look like package.module:function (got {value!r})")
         return value
 
+    @field_validator("handlers")
+    @classmethod
+    def _check_handlers(cls, value: list[str]) -> list[str]:
+        for spec in value:
+            if not _MODULE_FUNCTION.match(spec):
+                raise ValueError(f"each must look like package.module:attribute (got {spec!r})")
+        return value
+
     @field_validator("healthcheck_endpoint")
     @classmethod
     def _check_path(cls, value: str | None) -> str | None:
@@ -341,6 +360,11 @@ class WorkerSettings(BaseModel):
             raise ValueError(
                 "REPORT_ADDR: required to fetch the router's public key "
                 "(or set VESPID_PUBLIC_KEY_FILE, or UNSECURED=true for development)"
+            )
+        if self.raw_requests and not self.unsecured:
+            raise ValueError(
+                "VESPID_RAW_REQUESTS: needs UNSECURED=true (a raw body carries no signature); "
+                "signed clients put auth_data in the X-Vespid-Auth header instead"
             )
         if self.model_log is None and (self.log_loaded or self.log_error):
             raise ValueError("MODEL_LOG: required when VESPID_LOG_LOADED/ERROR are set")
