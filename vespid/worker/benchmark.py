@@ -61,7 +61,11 @@ def load_benchmark(spec: str) -> BenchmarkFunction:
 
 
 class BenchmarkCache:
-    """Benchmark results on disk, one small JSON file per (model, backend, benchmark)."""
+    """Benchmark results on disk, one small JSON file per (model, backend, benchmark).
+
+    The backend is its URL, or ``VESPID_BENCHMARK_KEY`` where the URL changes on every
+    start although the backend does not (the control plane's local workers).
+    """
 
     def __init__(self, directory: Path, *, model: str | None, backend_url: str, spec: str) -> None:
         key = json.dumps([model, backend_url, spec]).encode()

@@ -100,7 +100,7 @@ class Lifecycle:
         self._cache = BenchmarkCache(
             settings.cache_dir,
             model=settings.model_name,
-            backend_url=settings.backend_url,
+            backend_url=settings.benchmark_key or settings.backend_url,
             spec=benchmark_spec(settings.benchmark, settings.backend),
         )
 

@@ -185,6 +185,11 @@ class WorkerSettings(BaseModel):
         json_schema_extra={"env": "VESPID_MAX_PERF"},
         description="Known throughput (workload/s); skips the benchmark.",
     )
+    benchmark_key: str | None = Field(
+        None,
+        json_schema_extra={"env": "VESPID_BENCHMARK_KEY"},
+        description="Stands for BACKEND_URL in the benchmark cache key (for URLs that change).",
+    )
     cache_dir: Path = Field(
         Path.home() / ".cache" / "vespid",
         json_schema_extra={"env": "VESPID_CACHE_DIR"},

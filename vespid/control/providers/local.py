@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import json
 import logging
 import os
 import signal
@@ -29,6 +31,11 @@ from vespid.servers.process import ChildProcess, free_port
 __all__ = ["LocalProvider"]
 
 log = logging.getLogger("vespid.control")
+
+
+def _template_key(endpoint: EndpointConfig) -> str:
+    spec = json.dumps(endpoint.template.model_dump(mode="json"), sort_keys=True)
+    return f"{endpoint.name}:{hashlib.sha256(spec.encode()).hexdigest()[:16]}"
 
 
 class LocalProvider(Provider):
@@ -58,8 +65,11 @@ class LocalProvider(Provider):
         worker_port, http_port = free_port(), free_port()
         gpu_env = {"CUDA_VISIBLE_DEVICES": ",".join(gpus)} if gpus else {}
         env = {
-            # The endpoint's max_queue_time is the worker's MAX_WAIT_TIME, unless set.
+            # The endpoint's max_queue_time is the worker's MAX_WAIT_TIME unless the template
+            # says; workers of one template share one cached benchmark though their model
+            # servers get new ports.
             "MAX_WAIT_TIME": str(endpoint.scaling.max_queue_time),
+            "VESPID_BENCHMARK_KEY": _template_key(endpoint),
             **template.env,
             "WORKER_PORT": str(worker_port),
             "WORKER_HTTP_PORT": str(http_port),
