@@ -23,6 +23,7 @@ PACKAGES = [
     "vespid.benchmarks",
     "vespid.servers",
     "vespid.tasks",
+    "vespid.loadtest",
 ]
 
 
