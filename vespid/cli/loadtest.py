@@ -134,6 +134,13 @@ def _positive(min_open: bool = True) -> click.FloatRange:
     help="Seconds for the whole run; then what is in flight is cancelled.",
 )
 @click.option(
+    "--poll-interval",
+    type=_positive(),
+    default=5.0,
+    show_default=True,
+    help="Longest wait between two polls of a queued request (the client's cap).",
+)
+@click.option(
     "--json",
     "json_path",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -223,8 +230,9 @@ def _run(o: dict[str, Any]) -> dict[str, Any]:
 
         async def main() -> dict[str, Any]:
             return await session_test(
-                url=o["url"], api_key=o["api_key"], plan=plan_s, stop=_interrupts(), watch=show
-            )
+                url=o["url"], api_key=o["api_key"], plan=plan_s, stop=_interrupts(), watch=show,
+                max_poll_interval_s=o["poll_interval"],
+            )  # fmt: skip
 
     else:
         plan, payloads, source = _request_plan(o)
@@ -233,6 +241,7 @@ def _run(o: dict[str, Any]) -> dict[str, Any]:
             return await load_test(
                 url=o["url"], api_key=o["api_key"], plan=plan, payloads=payloads,
                 source=source, stop=_interrupts(), watch=show,
+                max_poll_interval_s=o["poll_interval"],
             )  # fmt: skip
 
     return asyncio.run(main())

@@ -80,7 +80,7 @@ def request_report(run: RequestRun, *, source: str = "") -> dict[str, Any]:
         "description": run.plan.describe(),
         "source": source,
         "started_at": run.started_at,
-        "duration_s": round(elapsed, 3),
+        "duration_s": round(elapsed, 4),
         "stopped": run.stopped,
         "counts": {
             "requested": run.plan.requests,
@@ -119,7 +119,7 @@ def session_report(run: SessionRun) -> dict[str, Any]:
         "plan": run.plan.to_json(),
         "description": run.plan.describe(),
         "started_at": run.started_at,
-        "duration_s": round(run.elapsed_s, 3),
+        "duration_s": round(run.elapsed_s, 4),
         "stopped": run.stopped,
         "counts": {
             "requested": run.plan.sessions,

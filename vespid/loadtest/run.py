@@ -17,7 +17,7 @@ from vespid.client.client import Client
 from vespid.loadtest.payloads import PayloadSource
 from vespid.loadtest.plot import write_plot
 from vespid.loadtest.report import request_report, session_report, write_json
-from vespid.loadtest.runner import LoadPlan, Progress, RequestRun, Run
+from vespid.loadtest.runner import LoadPlan, Progress, RequestRun, Run, find_endpoint
 from vespid.loadtest.sessions import SessionPlan, SessionRun
 
 __all__ = ["Watch", "load_test", "save_outputs", "session_test"]
@@ -35,10 +35,11 @@ async def _execute(
     watch: Watch | None,
     sample_workers: bool,
 ) -> None:
+    endpoint = await find_endpoint(client, run.endpoint_name)  # no live view for a typo
     done = asyncio.Event()
     watcher = asyncio.create_task(watch(progress, done)) if watch is not None else None
     try:
-        await run.execute(client, stop=stop, sample_workers=sample_workers)
+        await run.execute(client, stop=stop, sample_workers=sample_workers, endpoint=endpoint)
     finally:
         done.set()
         if watcher is not None:

@@ -204,9 +204,12 @@ class Run:
         *,
         stop: asyncio.Event | None = None,
         sample_workers: bool = True,
+        endpoint: Endpoint | None = None,
     ) -> None:
-        """Run to the end, to ``max_time_s``, or until ``stop`` is set."""
-        endpoint = await find_endpoint(client, self.endpoint_name)
+        """Run to the end, to ``max_time_s``, or until ``stop`` is set; ``endpoint``
+        if already looked up, else it is looked up first."""
+        if endpoint is None:
+            endpoint = await find_endpoint(client, self.endpoint_name)
         self._t0 = asyncio.get_running_loop().time()
         self.started_at = time.time()
         stop = stop or asyncio.Event()
