@@ -88,6 +88,7 @@ async def test_requests_at_a_rate_through_the_cli_then_at_a_concurrency(
     assert workers["sampled"] >= 2
     assert workers["samples"][0]["ready"] == 0  # the first request found no worker ready
     assert workers["max_ready"] >= 1
+    assert 0 < workers["first_ready_s"] < report["duration_s"]
     times = [s["t_s"] for s in workers["samples"]]
     assert times == sorted(times)
     # The text on stdout, the plain progress lines on stderr (not a terminal).

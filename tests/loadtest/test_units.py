@@ -184,7 +184,8 @@ def test_request_report_counts_add_up_and_text_says_it() -> None:
     assert report["retries"] == {"retried": 1, "max_attempts": 5}
     workers = report["workers"]
     assert (workers["sampled"], workers["max_ready"], workers["max_total"]) == (5, 1, 2)
-    assert [ch["t_s"] for ch in workers["changes"]] == [0.0, 1.0, 2.0, 4.0]
+    assert [ch["t_s"] for ch in workers["changes"]] == [0.0, 1.0, 2.0, 4.0]  # states changed
+    assert (workers["first_ready_s"], workers["max_queued"]) == (2.0, 3)
     assert len(report["requests"]) == 8
     orjson.dumps(report)  # JSON-ready
 
@@ -195,6 +196,7 @@ def test_request_report_counts_add_up_and_text_says_it() -> None:
     assert "throughput   1.00 requests/s, 16.0 workload/s" in text
     assert "first error  #5: worker answered 503" in text
     assert "1 ready of 2 (starting 1)" in text
+    assert "3 queued at the router; first ready at 2.0 s" in text
     assert "0 ready of 0, 3 queued" in text
     text.encode("ascii")  # plain for any terminal
 

@@ -87,13 +87,26 @@ def _buckets(times: list[tuple[float, float]], duration: float) -> tuple[float, 
     return size, [c / size for c in counts]
 
 
-def _worker_series(report: dict[str, Any]) -> list[Series]:
+def _worker_panels(report: dict[str, Any]) -> list[Panel]:
     samples = report["workers"]["samples"]
     return [
-        Series("ready", COLORS["green"], [(s["t_s"], s["ready"]) for s in samples], "step"),
-        Series("all workers", COLORS["gray"], [(s["t_s"], s["total"]) for s in samples], "step"),
-        Series("queued", COLORS["purple"], [(s["t_s"], s["queued"]) for s in samples], "step"),
-    ]
+        Panel(
+            "Workers (control plane status)",
+            "workers",
+            [
+                Series("all workers", COLORS["gray"], [(s["t_s"], s["total"]) for s in samples],
+                       "step"),
+                Series("ready", COLORS["green"], [(s["t_s"], s["ready"]) for s in samples],
+                       "step"),
+            ],
+        ),
+        Panel(
+            "Queued at the router",
+            "requests",
+            [Series("queued", COLORS["purple"], [(s["t_s"], s["queued"]) for s in samples],
+                    "step")],
+        ),
+    ]  # fmt: skip
 
 
 def _request_panels(report: dict[str, Any]) -> list[Panel]:
@@ -112,15 +125,15 @@ def _request_panels(report: dict[str, Any]) -> list[Panel]:
             "s",
             [
                 Series(
-                    "latency",
-                    COLORS["blue"],
-                    [(r["started_s"], r["latency_s"]) for r in ok],
-                    "dots",
-                ),
-                Series(
                     "first byte",
                     COLORS["orange"],
                     [(r["started_s"], r["ttfb_s"]) for r in ok],
+                    "dots",
+                ),
+                Series(
+                    "latency",
+                    COLORS["blue"],
+                    [(r["started_s"], r["latency_s"]) for r in ok],
                     "dots",
                 ),
                 Series(
@@ -148,7 +161,7 @@ def _request_panels(report: dict[str, Any]) -> list[Panel]:
                 )
             ],
         ),
-        Panel("Workers (control plane status)", "workers", _worker_series(report)),
+        *_worker_panels(report),
     ]
 
 
@@ -178,7 +191,7 @@ def _session_panels(report: dict[str, Any]) -> list[Panel]:
             ],
         ),
         Panel("Sessions open", "sessions", [Series("open", COLORS["orange"], steps, "step")]),
-        Panel("Workers (control plane status)", "workers", _worker_series(report)),
+        *_worker_panels(report),
     ]
 
 

@@ -38,24 +38,26 @@ TIMELINE_LINES: Final = 12
 
 
 def workers_report(run: Run) -> dict[str, Any]:
-    """Samples of the endpoint's workers, the peaks, and the times the counts changed."""
+    """Samples of the endpoint's workers, the peaks, when the first worker was ready,
+    and the samples where the workers changed (their states; the queue is noted)."""
     sampler = run.sampler
     if sampler is None:
         return {"interval_s": None, "sampled": 0, "problem": "not sampled", "samples": []}
     samples = sampler.samples
     changes = []
-    last: tuple[int, int, int] | None = None
+    last: dict[str, int] | None = None
     for s in samples:
-        now = (s.ready, s.total, s.queued)
-        if now != last:
+        if s.states != last:
             changes.append(s.to_json())
-            last = now
+            last = s.states
     return {
         "interval_s": sampler.interval_s,
         "sampled": len(samples),
         "problem": sampler.problem,
         "max_ready": max((s.ready for s in samples), default=0),
         "max_total": max((s.total for s in samples), default=0),
+        "max_queued": max((s.queued for s in samples), default=0),
+        "first_ready_s": next((round(s.t_s, 3) for s in samples if s.ready), None),
         "changes": changes,
         "samples": [s.to_json() for s in samples],
     }
@@ -173,9 +175,12 @@ def _dist(stats: dict[str, float] | None) -> str:
 def _workers_lines(workers: dict[str, Any]) -> list[str]:
     if not workers["sampled"]:
         return [f"workers      not sampled: {workers.get('problem') or 'no sample taken'}"]
+    first = workers["first_ready_s"]
     lines = [
         f"workers      {workers['sampled']} samples, every {workers['interval_s']:g} s: "
-        f"at most {workers['max_ready']} ready, {workers['max_total']} in all"
+        f"at most {workers['max_ready']} ready, {workers['max_total']} in all, "
+        f"{workers['max_queued']} queued at the router; "
+        + (f"first ready at {first:.1f} s" if first is not None else "none ready")
     ]
     if workers.get("problem"):
         lines.append(f"             sampling stopped early: {workers['problem']}")
