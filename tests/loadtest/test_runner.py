@@ -110,3 +110,14 @@ async def test_first_byte_comes_before_the_end_of_a_stream(stack: Stack) -> None
     report = request_report(run)
     assert report["ttfb_s"]["max"] < report["latency_s"]["min"]
     assert run.progress().text.startswith("ok 2, failed 0, in flight 0, p50 ")
+
+
+async def test_an_unexpected_failure_is_reported_not_raised(stack: Stack) -> None:
+    report = await load_test(
+        **options(stack),
+        plan=LoadPlan("llm", 2, concurrency=1, timeout_s=10, max_time_s=20),
+        payloads=CycledPayloads([{"not json": {1, 2}}], api="generic", path="/echo"),
+        sample_workers=False,
+    )
+    assert report["by_status"] == {"exception": 2}
+    assert "not JSON serializable" in report["requests"][0]["error"]

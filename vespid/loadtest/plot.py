@@ -51,6 +51,7 @@ class Panel:
     title: str
     unit: str
     series: Sequence[Series]
+    counts: bool = False  # whole numbers: no tick between 0 and 1
 
 
 def check_plot_path(path: Path) -> None:
@@ -99,12 +100,14 @@ def _worker_panels(report: dict[str, Any]) -> list[Panel]:
                 Series("ready", COLORS["green"], [(s["t_s"], s["ready"]) for s in samples],
                        "step"),
             ],
+            counts=True,
         ),
         Panel(
             "Queued at the router",
             "requests",
             [Series("queued", COLORS["purple"], [(s["t_s"], s["queued"]) for s in samples],
                     "step")],
+            counts=True,
         ),
     ]  # fmt: skip
 
@@ -190,7 +193,12 @@ def _session_panels(report: dict[str, Any]) -> list[Panel]:
                 )
             ],
         ),
-        Panel("Sessions open", "sessions", [Series("open", COLORS["orange"], steps, "step")]),
+        Panel(
+            "Sessions open",
+            "sessions",
+            [Series("open", COLORS["orange"], steps, "step")],
+            counts=True,
+        ),
         *_worker_panels(report),
     ]
 
@@ -208,8 +216,12 @@ def _panel_svg(panel: Panel, top: float, x_max: float) -> list[str]:
     inner_w = WIDTH - LEFT - RIGHT
     inner_h = PANEL_HEIGHT - TOP - BOTTOM
     values = [y for s in panel.series for _, y in s.points]
-    y_step = nice_step(max(values, default=0.0) or 1.0, 4)
-    y_max = y_step * max(1, math.ceil(max(values, default=0.0) / y_step))
+    top_value = max(values, default=0.0)
+    y_step = nice_step(top_value or 1.0, 4)
+    if panel.counts:
+        y_step = max(1.0, y_step)
+    # One step of headroom, so that a line at the highest value does not merge with the frame.
+    y_max = y_step * (math.floor(top_value / y_step) + 1)
     x_step = nice_step(x_max, 8)
 
     def px(x: float) -> float:

@@ -24,6 +24,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Final
 
+import aiohttp
+
 from vespid.client.client import Client
 from vespid.client.endpoint import Endpoint
 from vespid.client.errors import ClientError, ControlPlaneError, RequestTimeout
@@ -215,9 +217,13 @@ class Run:
         stop = stop or asyncio.Event()
         sampler_stop = asyncio.Event()
         sampling: asyncio.Task[None] | None = None
-        if sample_workers:
+        # The sampler has its own connections: a pool full of requests must not delay it.
+        http = (
+            aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) if sample_workers else None
+        )
+        if http is not None:
             self.sampler = WorkerSampler(
-                client.http,
+                http,
                 client.console_url,
                 endpoint.name,
                 clock=self.now_s,
@@ -244,6 +250,8 @@ class Run:
             sampler_stop.set()
             if sampling is not None:
                 await sampling
+            if http is not None:
+                await http.close()
             self.finished = True
 
     def _workers_text(self) -> str:
@@ -265,6 +273,8 @@ class RequestRun(Run):
         self.sample_interval_s = plan.sample_interval_s
         self.records: list[RequestRecord] = []
         self.in_flight = 0
+        self.done = 0
+        self.ok = 0
         self._ended: deque[tuple[float, float]] = deque(maxlen=RECENT)  # (end, latency) if ok
 
     async def _drive(self, endpoint: Endpoint) -> None:
@@ -353,16 +363,20 @@ class RequestRun(Run):
             attempts = exc.fields.get("attempts")
             rec.attempts = attempts if isinstance(attempts, int) else rec.attempts
             rec.error = exc.message[:500]
+        except Exception as exc:  # one odd failure is a result to report, not a crash
+            rec.outcome, rec.status = "exception", None
+            rec.error = f"{type(exc).__name__}: {exc}"[:500]
         finally:
             if rec.latency_s is None and rec.outcome != "cancelled":
                 rec.latency_s = loop.time() - start
             self.in_flight -= 1
+            self.done += 1
+            self.ok += rec.outcome == "ok"
 
     def progress(self) -> Progress:
         """The live display's line."""
         now = self.now_s()
-        done = sum(r.outcome != "pending" for r in self.records)
-        ok = sum(r.outcome == "ok" for r in self.records)
+        done, ok = self.done, self.ok
         failed = done - ok
         latencies = sorted(lat for _, lat in self._ended)
         p50 = f", p50 {percentile(latencies, 50):.2f} s" if latencies else ""
