@@ -24,3 +24,12 @@ def test_every_control_setting_is_in_the_docs() -> None:
     text = (ROOT / "docs" / "control.md").read_text()
     for name in ControlSettings.model_fields:
         assert f"`{model_env(ControlSettings, name)}`" in text, name
+
+
+def test_every_loadtest_option_is_in_the_docs() -> None:
+    from vespid.cli.loadtest import loadtest
+
+    text = (ROOT / "docs" / "loadtest.md").read_text()
+    for param in loadtest.params:
+        for opt in param.opts:
+            assert f"`{opt}`" in text, opt

@@ -33,6 +33,7 @@ PACKAGES = [
     "vespid.handlers",
     "vespid.compat",
     "vespid.testing",
+    "vespid.loadtest",
 ]
 
 

@@ -8,6 +8,7 @@ from vespid import __version__
 from vespid.cli.call import call
 from vespid.cli.control import control, endpoint
 from vespid.cli.demo import demo
+from vespid.cli.loadtest import loadtest
 from vespid.cli.worker import worker
 
 __all__ = ["cli", "main"]
@@ -24,6 +25,7 @@ cli.add_command(call)
 cli.add_command(control)
 cli.add_command(endpoint)
 cli.add_command(demo)
+cli.add_command(loadtest)
 
 
 def main() -> None:
