@@ -154,3 +154,20 @@ async def test_endpoints_file_errors_name_the_field(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match=r"endpoints\[0\]\.scaling\.max_workers"):
         await asyncio.to_thread(load_endpoints_file, path)
+
+
+async def test_recreated_endpoint_starts_from_nothing(
+    make_control: MakeControl, http: aiohttp.ClientSession
+) -> None:
+    """Regression: the demand books of a deleted endpoint outlived it, so an endpoint
+    created under the same name started a worker with no demand (1 instead of 0)."""
+    control = await make_control(route_hold_s=0)
+    spec = {"name": "e", "scaling": {"max_workers": 0, "min_load": 0}}
+    _, ep = await admin(http, control, "POST", "/api/v0/endpoints", spec)
+    assert (await route(http, control.url, {"endpoint": "e", "api_key": ep["api_key"],
+                                            "cost": 1}))[0] == 200  # fmt: skip
+    assert control.fleet.books["e"].last_activity_at is not None
+    await admin(http, control, "DELETE", "/api/v0/endpoints/e")
+    await admin(http, control, "POST", "/api/v0/endpoints", {"name": "e"})
+    assert "e" not in control.fleet.books or control.fleet.books["e"].last_activity_at is None
+    assert not control.router.queue("e")

@@ -390,6 +390,11 @@ class ControlPlane:
         self._require_admin(request)
         endpoint = self._endpoint(request.match_info["name"])
         del self.endpoints[endpoint.name]
+        # Its demand books, policy state and queue go with it, so an endpoint created
+        # later under the same name starts from nothing.
+        self.fleet.books.pop(endpoint.name, None)
+        self.policy_states.pop(endpoint.name, None)
+        self.router.queues.pop(endpoint.name, None)
         await self.store.delete_endpoint(endpoint.name)
         self._wake()
         return _json({"deleted": endpoint.name})
