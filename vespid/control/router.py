@@ -7,9 +7,10 @@ with the lowest wait wins. Example: worker A with cur_load 200 at 100 workload/s
 waits 2 s, worker B with 50 at 100 waits 0.5 s: B gets the request, and its routed
 load grows by the request's cost until its next report.
 
-With no candidate the request waits in the endpoint's queue (FIFO; bounded, 429
-beyond) and the answer carries only its ``request_idx``: the client asks again with
-it. A waiter that stops asking for ``ABANDON_AFTER_S`` is dropped.
+With no candidate (or while others wait) the request joins the endpoint's queue
+(bounded, 429 beyond) and the answer carries only its ``request_idx``: the client asks
+again with it, and any waiter that asks while a worker can take it gets it. A waiter
+that stops asking for ``ABANDON_AFTER_S`` is dropped.
 """
 
 from __future__ import annotations
@@ -88,14 +89,13 @@ class Router:
         else:
             waiter.last_seen_at = now
         candidates = self.candidates(endpoint)
-        # FIFO: a waiter may take a worker only if fewer waiters are ahead of it than
-        # there are candidates; a new request counts as behind every waiter.
-        ahead = list(q).index(request_idx) if waiter is not None else len(q)
-        if ahead < len(candidates):
-            worker = candidates[ahead]
+        # A new request queues behind any waiter; a waiter that asks while a worker can
+        # take it gets it at once. Held calls are woken in the order they waited, so the
+        # queue drains in about arrival order without a slow poller blocking the rest.
+        if candidates and (waiter is not None or not q):
             if waiter is not None:
                 del q[request_idx]
-            return self._routed(endpoint, worker, cost, request_idx)
+            return self._routed(endpoint, candidates[0], cost, request_idx)
         if waiter is None:
             if len(q) >= self.max_queued:
                 self.decisions["rejected"] += 1
