@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ from typing import Any
 import aiohttp
 import click
 
-from vespid.cli.worker import run_async, setting_options
+from vespid.cli.worker import serve_until_signalled, setting_options
 from vespid.control.settings import ControlSettings
 from vespid.errors import ConfigError
 from vespid.logs import setup_logging
@@ -35,18 +34,7 @@ def control(**flags: Any) -> None:
     setup_logging(settings.log_level)
     from vespid.control.serve import serve_control
 
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await serve_control(settings, os.environ, stop)
-
-    try:
-        run_async(main)
-    except ConfigError as exc:
-        click.echo(f"vespid control: {exc}", err=True)
-        sys.exit(2)
+    serve_until_signalled("vespid control", lambda stop: serve_control(settings, os.environ, stop))
 
 
 URL_HELP = "Control plane URL [env VESPID_URL]."

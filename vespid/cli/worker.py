@@ -6,7 +6,7 @@ import asyncio
 import os
 import signal
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 import click
@@ -17,7 +17,7 @@ from vespid.logs import setup_logging
 from vespid.settings import env_name as settings_env_name
 from vespid.worker.settings import WorkerSettings, load_worker_settings
 
-__all__ = ["run_async", "run_worker", "setting_options", "worker"]
+__all__ = ["run_async", "run_worker", "serve_until_signalled", "setting_options", "worker"]
 
 
 def run_worker(overrides: dict[str, Any]) -> None:
@@ -30,17 +30,26 @@ def run_worker(overrides: dict[str, Any]) -> None:
     setup_logging(settings.log_level)
     from vespid.worker.app import serve
 
+    serve_until_signalled("vespid worker", lambda stop: serve(settings, stop=stop))
+
+
+def serve_until_signalled(
+    name: str, serve: Callable[[asyncio.Event], Coroutine[Any, Any, None]]
+) -> None:
+    """Run ``serve(stop)`` until SIGINT or SIGTERM sets ``stop``; a ConfigError raised on
+    the way up is one line on stderr and exit code 2."""
+
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await serve(settings, stop=stop)
+        await serve(stop)
 
     try:
         run_async(main)
     except ConfigError as exc:
-        click.echo(f"vespid worker: {exc}", err=True)
+        click.echo(f"{name}: {exc}", err=True)
         sys.exit(2)
 
 
