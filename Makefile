@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml requirements-dev.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/vespid demo
+	$(BIN)/vespid demo --state-dir .vespid-demo
 
 lint: $(STAMP)
 	$(BIN)/ruff format --check .
