@@ -352,6 +352,7 @@
         if (v != null) top = Math.max(top, v);
       }
     }
+    chart.box.dataset.peak = String(top); // the highest value drawn: tests watch it
     const yMax = niceMax(top, spec.integer);
     const pad = { l: 46, r: 10, t: 8, b: 20 };
     const pw = w - pad.l - pad.r;
