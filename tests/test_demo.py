@@ -63,7 +63,7 @@ async def test_demo_streams_gemma_from_zero_and_leaves_nothing(tmp_path: Path) -
     assert proc.returncode == 0, text
     assert re.search(r"status page +http://127\.0\.0\.1:\d+/", text)
     assert "no worker yet" in text
-    assert "the autoscaler started worker 1" in text
+    assert "the router queued it and the autoscaler started worker 1" in text
     assert "worker 1 is ready" in text
     streamed = re.search(r"first token:\n\n(.*)\n\n(\d+) tokens: the first [\d.]+ s", text, re.S)
     assert streamed, text

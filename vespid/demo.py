@@ -143,10 +143,10 @@ class _Progress:
             self.seen[record.worker_id] = phase
             elapsed = time.monotonic() - self.began
             if phase is WorkerPhase.STARTING:
-                why = "" if len(self.seen) > 1 else "the router queued it; "
+                why = "" if len(self.seen) > 1 else "the router queued it and "
                 self.out(
                     f"[{elapsed:4.1f} s] {why}the autoscaler started worker {record.worker_id} "
-                    "(llama.cpp loading the model, a vespid worker before it)\n"
+                    "(llama.cpp + vespid worker)\n"
                 )
             elif phase is WorkerPhase.READY:
                 self.out(f"[{elapsed:4.1f} s] worker {record.worker_id} is ready; routed\n")
