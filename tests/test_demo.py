@@ -106,3 +106,20 @@ async def test_demo_keeps_the_page_up_until_ctrl_c_then_stops_everything(
     assert "every process the demo started has exited" in rest.decode()
     assert not processes_in(tmp_path)
     assert os.listdir(tmp_path / "logs")
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc to find leftover processes")
+async def test_demo_stops_at_once_when_the_model_cannot_load(tmp_path: Path) -> None:
+    """A broken model does not leave the demo waiting while the autoscaler replaces
+    worker after worker: it stops, shows the model server's log, and cleans up."""
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"not a model")
+    proc = await start_demo(tmp_path / "state", "--no-wait", "--model", str(bad))
+    async with asyncio.timeout(60):
+        out, _ = await proc.communicate()
+    text = out.decode()
+    assert proc.returncode == 1, text
+    assert "vespid demo: worker 1 failed: it stopped before it was ready" in text
+    assert "model-1.log" in text
+    assert "failed to load model" in text  # llama.cpp's own words, from its log
+    assert not processes_in(tmp_path)

