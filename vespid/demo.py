@@ -237,9 +237,10 @@ async def run_demo(
         await asyncio.to_thread(endpoints_file.write_text, yaml.safe_dump(spec, sort_keys=False))
         began = time.monotonic()
         control = await _start_control(stack, state, port, endpoints_file)
+        moved = f"  ({port} was taken)" if port and not control.url.endswith(f":{port}") else ""
         out(
             f"vespid demo: {_model_line(model)} behind vespid's control plane\n\n"
-            f"  status page   {control.url}/\n"
+            f"  status page   {control.url}/{moved}\n"
             f"  state, logs   {state}\n\n"
             f"[{time.monotonic() - began:4.1f} s] control plane up; endpoint {ENDPOINT!r} has no "
             "worker yet (it scales from zero)\n"
