@@ -263,7 +263,7 @@ async def run_demo(
                 f"The worker stops after {INACTIVITY_TIMEOUT_S:.0f} s without requests; "
                 "the next one starts it again:\n\n"
                 f"  vespid call {ENDPOINT} /v1/completions "
-                '\'{"prompt": "Once upon a time", "max_tokens": 48}\' --stream '
+                '\'{"prompt": "Once upon a time", "max_tokens": 48, "stream": true}\' --stream '
                 f"--cost 48 --url {control.url} --api-key {api_key}\n\n"
             )
             await asyncio.Event().wait()  # until cancelled

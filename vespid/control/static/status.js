@@ -172,7 +172,7 @@
     const root = el("section", { class: "panel endpoint", "data-endpoint": name },
       el("div", { class: "endpoint-head" }, el("h2", { text: name }), stats, params),
       el("div", { class: "workers" }, el("table", {},
-        el("thead", {}, el("tr", {}, ...WORKER_COLUMNS.map(([label, cls]) => el("th", { class: cls || "", text: label })))),
+        el("thead", {}, el("tr", {}, ...WORKER_COLUMNS.map(([label, cls, title]) => el("th", { class: cls || "", text: label, title: title || "" })))),
         tbody)),
       el("div", { class: "charts" }, ...charts.map((c) => c.box)));
     return { root, stats, params, tbody, charts };
@@ -216,8 +216,12 @@
   }
 
   const WORKER_COLUMNS = [
-    ["worker"], ["state"], ["load", "num"], ["est. wait", "num"], ["perf", "num"],
-    ["in flight", "num"], ["served", "num"], ["up", "num"], ["cold start", "num"],
+    ["worker"], ["state"], ["load", "num", "workload in the worker now"],
+    ["est. wait", "num", "load / perf: how long a new request would wait"],
+    ["perf", "num", "throughput the worker measured or declared (workload/s)"],
+    ["in flight", "num", "requests and sessions the worker holds"],
+    ["served", "num", "workload served since it started"], ["up", "num"],
+    ["cold start", "num", "from its start to ready"],
   ];
 
   function renderWorkers(tbody, workers, scaling, now) {
