@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import shlex
 import signal
 import sys
 from pathlib import Path
@@ -83,7 +84,7 @@ async def test_demo_keeps_the_page_up_until_ctrl_c_then_stops_everything(
     seen: list[str] = []
     try:
         async with asyncio.timeout(60):
-            text = await read_until(proc, "until Ctrl-C", seen)
+            text = await read_until(proc, "  vespid call ", seen)
         match = re.search(r"status page +(http://127\.0\.0\.1:\d+)/", text)
         assert match, text
         assert "first token" in text
@@ -95,6 +96,19 @@ async def test_demo_keeps_the_page_up_until_ctrl_c_then_stops_everything(
                 (endpoint,) = (await resp.json())["endpoints"]
         assert [w["state"] for w in endpoint["workers"]] == ["ready"]
         assert len(processes_in(tmp_path)) == 2  # the worker and its llama.cpp server
+
+        # The command the demo suggests for more requests works, and streams.
+        suggested = shlex.split(text.rsplit("  vespid call ", 1)[1].splitlines()[0])
+        call = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", ENTRY, "call", *suggested, cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        async with asyncio.timeout(30):
+            answer, errors = await call.communicate()
+        assert call.returncode == 0, errors
+        assert answer.strip()
+        assert b'"choices"' not in answer  # text pieces, not one JSON answer
+
         proc.send_signal(signal.SIGINT)
         async with asyncio.timeout(30):
             rest, _ = await proc.communicate()
