@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest bench clean system-deps test-comfyui
+.PHONY: demo test lint typecheck pytest browser bench clean system-deps test-comfyui
 
 $(STAMP): pyproject.toml requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml requirements-dev.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/vespid demo
+	$(BIN)/vespid demo --state-dir .vespid-demo
 
 lint: $(STAMP)
 	$(BIN)/ruff format --check .
@@ -22,10 +22,19 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# The status page's browser test drives Debian's Chromium (no browser download); as root on
+# a machine with apt, install it when it is missing. Elsewhere that test is skipped.
+browser:
+	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing Chromium for the status page's browser test"; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	fi
+
+
 system-deps:
 	bash scripts/system-deps.sh
 
-pytest: $(STAMP) system-deps
+pytest: $(STAMP) system-deps browser
 	$(BIN)/pytest
 
 test: lint typecheck pytest
@@ -44,4 +53,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/proxy_overhead.py
 
 clean:
-	rm -rf $(VENV) $(COMFY_VENV) comfyui-install.log .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(COMFY_VENV) comfyui-install.log .mypy_cache .ruff_cache .pytest_cache .vespid-demo

@@ -11,6 +11,8 @@ Routes:
 - ``GET|POST /api/v0/endpoints``, ``GET|PUT|DELETE /api/v0/endpoints/<name>`` (admin
   key): manage endpoints.
 - ``GET /api/v0/status``: endpoints, workers, queues (for the status page).
+- ``GET /api/v0/history``: a sample a second of each endpoint over the last minutes.
+- ``GET /``: the status page (``vespid/control/static``).
 - ``GET /metrics``: Prometheus.
 """
 
@@ -30,8 +32,10 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from vespid.control.fleet import Fleet
+from vespid.control.history import History
 from vespid.control.metrics import ControlMetrics
 from vespid.control.models import EndpointConfig, load_endpoints_file
+from vespid.control.page import StatusPage
 from vespid.control.policy import PolicyState, WorkerPhase, decide
 from vespid.control.providers.base import Provider, RunState
 from vespid.control.router import Router
@@ -98,6 +102,7 @@ class ControlPlane:
         self.endpoints: dict[str, EndpointConfig] = {}
         self.policy_states: dict[str, PolicyState] = {}
         self.router: Router
+        self.history: History
         self.master_token = ""
         self.admin_key = ""
         self.public_key_pem = b""
@@ -105,7 +110,7 @@ class ControlPlane:
         self.url = ""
         self.scaling_log: list[dict[str, Any]] = []
         self._next_worker_id = 1
-        self._loop_task: asyncio.Task[None] | None = None
+        self._loops: list[asyncio.Task[None]] = []  # the autoscaler and the history
         self._busy: set[asyncio.Task[None]] = set()
         self._starting: dict[str, int] = {}
         self._kick = asyncio.Event()  # set to decide now rather than at the next tick
@@ -133,6 +138,7 @@ class ControlPlane:
             Signer(key, ttl_s=self.settings.signature_ttl_s),
             max_queued=self.settings.max_queued,
         )
+        self.history = History(self.endpoints, self.fleet, self.router)
         self.master_token = await self._meta("master_token", lambda: secrets.token_urlsafe(24))
         self.ca_pem = (await self._meta("ca_pem", make_ca_pem)).encode()
         self.admin_key = self.settings.admin_key or await self._meta(
@@ -163,10 +169,10 @@ class ControlPlane:
         path.chmod(0o600)
 
     async def close(self) -> None:
-        if self._loop_task is not None:
-            self._loop_task.cancel()
+        for loop_task in self._loops:
+            loop_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._loop_task
+                await loop_task
         for task in list(self._busy):
             task.cancel()
         await asyncio.gather(*self._busy, return_exceptions=True)
@@ -192,11 +198,17 @@ class ControlPlane:
         r.add_put("/api/v0/endpoints/{name}", self._wrap(self.handle_update))
         r.add_delete("/api/v0/endpoints/{name}", self._wrap(self.handle_delete))
         r.add_get("/api/v0/status", self._wrap(self.handle_status))
+        r.add_get("/api/v0/history", self._wrap(self.handle_history))
+        StatusPage().add_routes(r)
         r.add_get("/metrics", self.handle_metrics)
         return app
 
     def start_autoscaler(self) -> None:
-        self._loop_task = asyncio.create_task(self._autoscale_forever())
+        """Start the autoscaler loop and the history's sampling."""
+        self._loops += [
+            asyncio.create_task(self._autoscale_forever()),
+            asyncio.create_task(self.history.run()),
+        ]
 
     @staticmethod
     def _wrap(handler: Handler) -> Handler:
@@ -422,6 +434,19 @@ class ControlPlane:
             "scaling_log": self.scaling_log[-50:],
         }
 
+    async def handle_history(self, request: web.Request) -> web.Response:
+        since: float | None = None
+        if "since" in request.query:
+            try:
+                since = float(request.query["since"])
+            except ValueError:
+                raise RequestInvalid(
+                    "since must be a unix time, e.g. since=1700000000.5",
+                    fields={"since": "expected a number"},
+                ) from None
+        names = request.query.getall("endpoint", None)
+        return _json(self.history.to_json(since, names))
+
     async def handle_metrics(self, request: web.Request) -> web.Response:
         self.metrics.refresh(self)
         return web.Response(body=self.metrics.render(), content_type="text/plain")
@@ -483,6 +508,7 @@ class ControlPlane:
              "worker_id": worker_id, "reason": reason, "provider_s": round(took_s, 4)}
         )  # fmt: skip
         del self.scaling_log[:-200]
+        self.history.note_action(endpoint, action)
         log.info("%s worker %d of %s: %s", action, worker_id, endpoint, reason)
 
     def _track(self, coro: Awaitable[None]) -> None:

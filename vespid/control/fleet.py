@@ -40,6 +40,7 @@ class WorkerRecord:
     routed_load: float = 0.0  # routed since its last report (not yet in cur_load)
     loadtime_s: float | None = None
     served_total: float = 0.0
+    ready_after_s: float | None = None  # from its start to its first ready report (cold start)
 
     @property
     def worker_id(self) -> int:
@@ -78,6 +79,7 @@ class WorkerRecord:
             "sessions": self.sessions,
             "error_msg": self.error_msg,
             "loadtime_s": self.loadtime_s,
+            "ready_after_s": self.ready_after_s,
             "served_total": self.served_total,
             "started_at": self.handle.started_at,
         }
@@ -147,6 +149,8 @@ class Fleet:
             record.phase = WorkerPhase.ERRORED
         elif record.max_perf:
             record.phase = WorkerPhase.READY
+            if record.ready_after_s is None:
+                record.ready_after_s = max(0.0, time.time() - record.handle.started_at)
         if record.cur_load > 0 or float(report.get("new_load", 0.0)) > 0:
             self._books(record.handle.endpoint).last_activity_at = time.time()
         return record

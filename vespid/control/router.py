@@ -11,6 +11,9 @@ With no candidate (or while others wait) the request joins the endpoint's queue
 (bounded, 429 beyond) and the answer carries only its ``request_idx``: the client asks
 again with it, and any waiter that asks while a worker can take it gets it. A waiter
 that stops asking for ``ABANDON_AFTER_S`` is dropped.
+
+Per endpoint the router also tallies what it did (arrivals, routes, refusals, and the
+time routed requests spent queued) until the history takes the tally each second.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from vespid.control.policy import WorkerPhase
 from vespid.errors import Overloaded
 from vespid.protocol.signing import Signer
 
-__all__ = ["Router", "Waiter"]
+__all__ = ["RouteTally", "Router", "Waiter"]
 
 ABANDON_AFTER_S: Final = 30.0
 
@@ -38,6 +41,17 @@ class Waiter:
     cost: float
     enqueued_at: float
     last_seen_at: float
+
+
+@dataclass
+class RouteTally:
+    """What the router did for one endpoint since the tally was last taken."""
+
+    arrived: int = 0  # new requests (a queued request asking again is not new)
+    routed: int = 0
+    rejected: int = 0
+    wait_total_s: float = 0.0  # time the routed requests spent queued (0 for direct routes)
+    wait_max_s: float = 0.0
 
 
 class Router:
@@ -51,6 +65,22 @@ class Router:
         self.next_request_idx = 1
         self.next_reqnum = 1
         self.decisions = {"routed": 0, "queued": 0, "rejected": 0}
+        self.tallies: dict[str, RouteTally] = {}
+
+    def tally(self, endpoint: str) -> RouteTally:
+        return self.tallies.setdefault(endpoint, RouteTally())
+
+    def take_tally(self, endpoint: str) -> RouteTally:
+        """The tally since the last take, and a fresh one from now on."""
+        return self.tallies.pop(endpoint, None) or RouteTally()
+
+    def oldest_wait_s(self, endpoint: str, now: float | None = None) -> float | None:
+        """How long the request at the head of the queue has waited; None if none waits."""
+        q = self.queues.get(endpoint)
+        if not q:
+            return None
+        now = time.monotonic() if now is None else now
+        return now - next(iter(q.values())).enqueued_at
 
     def queue(self, endpoint: str) -> OrderedDict[int, Waiter]:
         return self.queues.setdefault(endpoint, OrderedDict())
@@ -81,11 +111,13 @@ class Router:
         """A signed auth_data for a worker, or a 'queued' answer with the request_idx."""
         now = time.monotonic()
         q = self.queue(endpoint.name)
+        tally = self.tally(endpoint.name)
         waiter = q.get(request_idx) if request_idx else None
         if waiter is None:
             request_idx = self.next_request_idx
             self.next_request_idx += 1
             self.fleet.note_arrival(endpoint.name, cost)
+            tally.arrived += 1
         else:
             waiter.last_seen_at = now
         candidates = self.candidates(endpoint)
@@ -93,12 +125,18 @@ class Router:
         # take it gets it at once. Held calls are woken in the order they waited, so the
         # queue drains in about arrival order without a slow poller blocking the rest.
         if candidates and (waiter is not None or not q):
+            waited_s = 0.0
             if waiter is not None:
                 del q[request_idx]
+                waited_s = now - waiter.enqueued_at
+            tally.routed += 1
+            tally.wait_total_s += waited_s
+            tally.wait_max_s = max(tally.wait_max_s, waited_s)
             return self._routed(endpoint, candidates[0], cost, request_idx)
         if waiter is None:
             if len(q) >= self.max_queued:
                 self.decisions["rejected"] += 1
+                tally.rejected += 1
                 self.fleet.note_rejection(endpoint.name, cost)
                 raise Overloaded(
                     f"endpoint {endpoint.name!r} has {len(q)} requests queued (the limit); "

@@ -1,0 +1,147 @@
+"""The rolling history behind the status page's charts: samples, waits, bounds, the API."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.control.conftest import MakeControl, admin
+from tests.support.waiting import wait_until
+from vespid.control.fleet import Fleet
+from vespid.control.history import History
+from vespid.control.models import EndpointConfig, ScalingConfig
+from vespid.control.providers.base import WorkerHandle
+from vespid.control.router import Router
+from vespid.errors import Overloaded
+from vespid.protocol.signing import Signer, generate_private_key
+
+
+@pytest.fixture(scope="module")
+def signer() -> Signer:
+    return Signer(generate_private_key())
+
+
+def ready_worker(fleet: Fleet, endpoint: str, max_perf: float) -> None:
+    fleet.add(WorkerHandle(1, endpoint, "http://127.0.0.1:9", started_at=time.time()))
+    fleet.ingest({"id": 1, "max_perf": max_perf, "cur_load": 0})
+
+
+def test_the_docstring_example(signer: Signer) -> None:
+    """3 requests arrive in a second: 2 routed at once, 1 queued; one that had waited
+    2.5 s is routed too. Mean wait (0 + 0 + 2.5) / 3, max 2.5 s."""
+    endpoint = EndpointConfig(name="e", scaling=ScalingConfig(max_queue_time=30))
+    endpoints = {"e": endpoint}
+    fleet = Fleet()
+    router = Router(fleet, signer, max_queued=10)
+    history = History(endpoints, fleet, router)
+
+    waiter = router.route(endpoint, 110, 0)  # no worker yet: queued
+    start = time.monotonic()
+    history.sample(now=1000.0, mono=start)
+    first = history.series["e"][-1]
+    assert (first.requests_per_s, first.routed_per_s, first.queued) == (1, 0, 1)
+    assert first.wait_mean_s is None  # nothing routed in that second
+
+    router.queue("e")[waiter["request_idx"]].enqueued_at -= 2.5
+    ready_worker(fleet, "e", max_perf=10)  # 110 workload is 11 s of its time
+    answers = [router.route(endpoint, 110, waiter["request_idx"])]
+    answers += [router.route(endpoint, 110, 0) for _ in range(3)]
+    # Waits of 11, 22, 33 s: the third new request is over max_queue_time, so it queues.
+    assert ["url" in a for a in answers] == [True, True, True, False]
+    history.sample(now=1001.0, mono=start + 1.0)
+
+    s = history.series["e"][-1]
+    assert (s.requests_per_s, s.routed_per_s, s.rejected_per_s, s.queued) == (3, 3, 0, 1)
+    assert s.wait_mean_s == pytest.approx(2.5 / 3, abs=0.01)
+    assert s.wait_max_s == pytest.approx(2.5, abs=0.01)
+    assert s.workers == {"starting": 0, "ready": 1, "errored": 0}
+    assert s.load == 330  # routed since the worker's last report
+    assert history.router.take_tally("e").arrived == 0  # the sample took the tally
+
+
+def test_rates_are_per_second_of_the_real_interval(signer: Signer) -> None:
+    endpoint = EndpointConfig(name="e", scaling=ScalingConfig(max_workers=0))
+    fleet = Fleet()
+    router = Router(fleet, signer, max_queued=2)
+    history = History({"e": endpoint}, fleet, router)
+    history.sample(now=1000.0, mono=50.0)
+    router.route(endpoint, 1, 0)
+    router.route(endpoint, 1, 0)
+    for _ in range(2):  # the queue holds max_queued=2: refused
+        with pytest.raises(Overloaded):
+            router.route(endpoint, 1, 0)
+    history.sample(now=1002.0, mono=52.0)  # 2 s since the last sample
+    s = history.series["e"][-1]
+    assert (s.requests_per_s, s.rejected_per_s, s.routed_per_s, s.queued) == (2, 1, 0, 2)
+
+
+def test_ring_buffer_is_bounded_and_since_filters(signer: Signer) -> None:
+    endpoint = EndpointConfig(name="e")
+    fleet = Fleet()
+    history = History({"e": endpoint}, fleet, Router(fleet, signer, max_queued=1), window_s=5)
+    for i in range(8):
+        history.sample(now=1000.0 + i, mono=float(i))
+    times = [s["t"] for s in history.to_json()["endpoints"]["e"]]
+    assert times == [1003.0, 1004.0, 1005.0, 1006.0, 1007.0]
+    assert [s["t"] for s in history.to_json(since=1005.0)["endpoints"]["e"]] == [1006.0, 1007.0]
+    assert history.to_json(names=["other"])["endpoints"] == {}
+
+
+def test_scaling_actions_land_in_the_next_sample_and_deleted_endpoints_go(
+    signer: Signer,
+) -> None:
+    endpoints = {"e": EndpointConfig(name="e")}
+    fleet = Fleet()
+    history = History(endpoints, fleet, Router(fleet, signer, max_queued=1))
+    history.note_action("e", "start")
+    history.note_action("e", "start")
+    history.note_action("e", "stop")
+    history.sample(now=1000.0, mono=0.0)
+    history.sample(now=1001.0, mono=1.0)
+    assert [(s.started, s.stopped) for s in history.series["e"]] == [(2, 1), (0, 0)]
+    del endpoints["e"]
+    history.sample(now=1002.0, mono=2.0)
+    assert history.to_json()["endpoints"] == {}
+
+
+async def test_history_route_and_status_page_are_served(
+    make_control: MakeControl, http: aiohttp.ClientSession
+) -> None:
+    control = await make_control()
+    spec = {"name": "q", "api_key": "key-of-q-123", "scaling": {"max_workers": 0}}
+    assert (await admin(http, control, "POST", "/api/v0/endpoints", spec))[0] == 201
+    body = {"endpoint": "q", "api_key": "key-of-q-123", "cost": 5}
+    async with http.post(control.url + "/route/", json=body) as resp:
+        assert resp.status == 200  # queued: max_workers=0 starts nothing
+
+    async def samples(query: str = "") -> list[dict[str, Any]]:
+        async with http.get(control.url + "/api/v0/history" + query) as resp:
+            assert resp.status == 200
+            data = await resp.json()
+        assert (data["interval_s"], data["window_s"]) == (1.0, 600.0)
+        found: list[dict[str, Any]] = data["endpoints"].get("q", [])
+        return found
+
+    series = control.history.series
+    await wait_until(lambda: any(s.requests_per_s for s in series.get("q", ())), timeout_s=10)
+    seen = await samples()
+    assert any(s["requests_per_s"] == 1 for s in seen)
+    assert seen[-1]["queued"] == 1
+    assert seen[-1]["wait_max_s"] > 0  # the queued request's wait so far
+    assert all(s["t"] > seen[0]["t"] for s in await samples(f"?since={seen[0]['t']}&endpoint=q"))
+    async with http.get(control.url + "/api/v0/history?since=soon") as resp:
+        assert resp.status == 422
+        assert (await resp.json())["fields"] == {"since": "expected a number"}
+
+    for path, kind in [("/", "text/html"), ("/static/status.js", "text/javascript"),
+                       ("/static/status.css", "text/css")]:  # fmt: skip
+        async with http.get(control.url + path) as resp:
+            assert resp.status == 200, path
+            assert resp.content_type == kind
+            assert resp.headers["Cache-Control"] == "no-cache"
+            text = await resp.text()
+            assert "http://" not in text.replace("http://www.w3.org/2000/svg", "")
+            assert "https://" not in text  # nothing is fetched from the network

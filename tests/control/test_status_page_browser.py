@@ -1,0 +1,103 @@
+"""The status page in a real headless browser (Debian's Chromium, driven by Playwright),
+against a real control plane whose worker is llama.cpp on the tiny test model."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from playwright.async_api import Page, async_playwright
+
+from tests.control.conftest import MakeControl, admin
+from tests.control.test_scaling_e2e import complete, llama_endpoint
+
+CHROMIUM = Path(os.environ.get("VESPID_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.exists(),
+    reason=f"no Chromium at {CHROMIUM} (make test installs Debian's; or set VESPID_CHROMIUM)",
+)
+
+
+@pytest.fixture
+async def page(tmp_path: Path) -> AsyncIterator[Page]:
+    """A page in a fresh headless Chromium profile; nothing is downloaded."""
+    async with async_playwright() as pw:
+        context = await pw.chromium.launch_persistent_context(
+            tmp_path / "chromium-profile",
+            executable_path=CHROMIUM,
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1280, "height": 1000},
+        )
+        try:
+            yield context.pages[0] if context.pages else await context.new_page()
+        finally:
+            await context.close()
+
+
+async def chart(page: Page, name: str) -> tuple[int, float, str]:
+    """A chart's sample count, its highest value drawn, and its pixels (as a data URL)."""
+    box = page.locator(f'.chart[data-chart="{name}"]')
+    points = int(await box.get_attribute("data-points") or 0)
+    peak = float(await box.get_attribute("data-peak") or 0)
+    pixels: str = await box.locator("canvas").evaluate("c => c.toDataURL()")
+    return points, peak, pixels
+
+
+async def chart_above(page: Page, name: str, key: str, above: float) -> None:
+    """Wait until a chart's ``data-<key>`` exceeds ``above`` (the page redraws each second)."""
+    await page.wait_for_function(
+        "([name, key, above]) => "
+        "Number(document.querySelector(`.chart[data-chart='${name}']`).dataset[key]) > above",
+        arg=[name, key, above],
+        timeout=10_000,
+    )
+
+
+async def test_page_shows_a_worker_appear_and_its_charts_move(
+    make_control: MakeControl, http: aiohttp.ClientSession, tiny_model: Path, page: Page,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    control = await make_control()
+    _, ep = await admin(http, control, "POST", "/api/v0/endpoints", llama_endpoint(tiny_model))
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+
+    await page.goto(control.url + "/")
+    card = page.locator('section[data-endpoint="llm"]')
+    await card.locator("td.none", has_text="no workers").wait_for(timeout=10_000)
+    await page.locator('#live[data-state="live"]').wait_for(timeout=10_000)
+    before = await chart(page, "requests")
+    assert before[1] == 0  # no request yet
+
+    answer = await complete(http, control, ep["api_key"])  # scales from zero
+    assert answer["usage"]["completion_tokens"] == 4
+
+    # The worker appears, ready, with its measured throughput.
+    row = card.locator('tr[data-worker="1"][data-state="ready"]')
+    await row.wait_for(timeout=15_000)
+    assert "20/s" in await row.inner_text()  # VESPID_MAX_PERF of the test endpoint
+    await page.locator("#log tr", has_text="start").first.wait_for(timeout=5_000)
+
+    # The charts move: the request shows in the request-rate series, and the canvases are
+    # redrawn as samples arrive each second.
+    await chart_above(page, "requests", "peak", 0)
+    await chart_above(page, "workers", "peak", 0)
+    after = await chart(page, "requests")
+    assert after[0] > before[0]
+    assert after[2] != before[2]
+    await chart_above(page, "requests", "points", after[0])  # the next sample
+    assert (await chart(page, "requests"))[2] != after[2]
+
+    shots = Path(os.environ.get("VESPID_SCREENSHOTS", tmp_path))
+    await page.screenshot(path=shots / "status-page.png", full_page=True)
+    assert not errors, errors

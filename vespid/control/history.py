@@ -1,0 +1,149 @@
+"""A rolling history of every endpoint, one sample a second, for the status page's charts.
+
+Each ``interval_s`` the control plane takes one sample per endpoint: the requests that
+reached the router since the last sample (per second), how many it routed and refused,
+how long the routed ones had waited in its queue, the queue now, the workers by state,
+their load, and the workers started and stopped. Samples live in a ring buffer of
+``window_s / interval_s`` entries per endpoint (10 minutes by default), so memory is
+bounded whatever the traffic. ``GET /api/v0/history`` serves them; with ``?since=T``
+only the samples taken after T, so a page polling every second fetches one at a time.
+
+Worked example: in one second 3 requests arrive; 2 are routed at once (waited 0 s) and
+the third queues; a request that had queued for 2.5 s is routed too. The sample says
+``requests_per_s = 3``, ``routed_per_s = 3``, ``queued = 1``, ``wait_mean_s = (2.5 + 0 +
+0) / 3 = 0.83`` and ``wait_max_s = 2.5``: the longest wait of the requests routed and of
+those still waiting (the third, queued for less than a second so far).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter, deque
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any, Final
+
+from vespid.control.fleet import Fleet
+from vespid.control.policy import WorkerPhase
+from vespid.control.router import Router
+
+__all__ = ["INTERVAL_S", "WINDOW_S", "History", "Sample"]
+
+INTERVAL_S: Final = 1.0
+WINDOW_S: Final = 600.0
+# Always in a sample, even at 0, so a chart's series never starts midway.
+CHARTED_PHASES: Final = (WorkerPhase.STARTING, WorkerPhase.READY, WorkerPhase.ERRORED)
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One endpoint over one interval; rates are per second, times in seconds."""
+
+    t: float  # unix time the sample was taken
+    requests_per_s: float  # new requests at the router
+    routed_per_s: float
+    rejected_per_s: float
+    queued: int  # requests waiting in the router's queue now
+    wait_mean_s: float | None  # mean queue wait of the requests routed; None if none
+    wait_max_s: float | None  # longest of those and of the requests still waiting
+    workers: dict[str, int]  # by state: starting, ready, errored (others when present)
+    load: float  # workload in the workers now, plus what was routed since their report
+    in_flight: int  # requests (and sessions) the workers hold
+    started: int  # workers started in the interval
+    stopped: int
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class History:
+    """Ring buffers of samples, one per endpoint. Event-loop only."""
+
+    def __init__(
+        self,
+        endpoints: Mapping[str, object],
+        fleet: Fleet,
+        router: Router,
+        *,
+        interval_s: float = INTERVAL_S,
+        window_s: float = WINDOW_S,
+    ) -> None:
+        self.endpoints = endpoints  # the control plane's live mapping: sampled by name
+        self.fleet = fleet
+        self.router = router
+        self.interval_s = interval_s
+        self.window_s = window_s
+        self.size = max(1, round(window_s / interval_s))
+        self.series: dict[str, deque[Sample]] = {}
+        self._actions: dict[str, Counter[str]] = {}
+        self._last_at: float | None = None
+
+    def note_action(self, endpoint: str, action: str) -> None:
+        """A worker was started or stopped (counted in the next sample)."""
+        self._actions.setdefault(endpoint, Counter())[action] += 1
+
+    def sample(self, now: float | None = None, mono: float | None = None) -> None:
+        """Take one sample of every endpoint; forget endpoints that are gone."""
+        now = time.time() if now is None else now
+        mono = time.monotonic() if mono is None else mono
+        dt = self.interval_s if self._last_at is None else max(mono - self._last_at, 1e-3)
+        self._last_at = mono
+        for name in list(self.endpoints):
+            self.series.setdefault(name, deque(maxlen=self.size)).append(
+                self._take(name, now, mono, dt)
+            )
+        for name in [n for n in self.series if n not in self.endpoints]:
+            del self.series[name]
+            self._actions.pop(name, None)
+
+    def _take(self, name: str, now: float, mono: float, dt: float) -> Sample:
+        tally = self.router.take_tally(name)
+        _, queued = self.router.queued_load(name)
+        waits = [w for w in (self.router.oldest_wait_s(name, mono),) if w is not None]
+        if tally.routed:
+            waits.append(tally.wait_max_s)
+        workers = self.fleet.of(name)
+        by_state = dict.fromkeys((p.value for p in CHARTED_PHASES), 0)
+        for w in workers:
+            by_state[w.phase.value] = by_state.get(w.phase.value, 0) + 1
+        actions = self._actions.pop(name, Counter())
+        return Sample(
+            t=round(now, 3),
+            requests_per_s=round(tally.arrived / dt, 3),
+            routed_per_s=round(tally.routed / dt, 3),
+            rejected_per_s=round(tally.rejected / dt, 3),
+            queued=queued,
+            wait_mean_s=round(tally.wait_total_s / tally.routed, 4) if tally.routed else None,
+            wait_max_s=round(max(waits), 4) if waits else None,
+            workers=by_state,
+            load=round(sum(w.cur_load + w.routed_load for w in workers), 3),
+            in_flight=sum(w.in_flight for w in workers),
+            started=actions["start"],
+            stopped=actions["stop"],
+        )
+
+    def to_json(self, since: float | None = None, names: Iterable[str] | None = None) -> Any:
+        """``{"interval_s", "window_s", "endpoints": {name: [sample, ...]}}``, oldest first;
+        only samples taken after ``since`` if given, only endpoints in ``names`` if given."""
+        wanted = set(self.series if names is None else names)
+        return {
+            "interval_s": self.interval_s,
+            "window_s": self.window_s,
+            "endpoints": {
+                name: [s.to_json() for s in series if since is None or s.t > since]
+                for name, series in self.series.items()
+                if name in wanted
+            },
+        }
+
+    async def run(self) -> None:
+        """Sample every ``interval_s`` on the loop's clock (no drift), until cancelled."""
+        loop = asyncio.get_running_loop()
+        next_at = loop.time()
+        while True:
+            next_at += self.interval_s
+            await asyncio.sleep(max(0.0, next_at - loop.time()))
+            if loop.time() - next_at > self.interval_s:  # the loop was stalled: skip ahead
+                next_at = loop.time()
+            self.sample()
