@@ -31,7 +31,7 @@ import orjson
 from aiohttp import web
 from pydantic import ValidationError
 
-from vespid.control.fleet import Fleet
+from vespid.control.fleet import Fleet, WorkerRecord
 from vespid.control.history import History
 from vespid.control.metrics import ControlMetrics
 from vespid.control.models import EndpointConfig, load_endpoints_file
@@ -62,6 +62,8 @@ __all__ = ["ControlPlane"]
 log = logging.getLogger("vespid.control")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+MAX_START_BACKOFF_S = 60.0
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -115,6 +117,8 @@ class ControlPlane:
         self._starting: dict[str, int] = {}
         self._kick = asyncio.Event()  # set to decide now rather than at the next tick
         self._capacity: dict[str, asyncio.Condition] = {}  # held /route/ calls wait here
+        self._failures: dict[str, int] = {}  # workers in a row that died before ready
+        self._start_after: dict[str, float] = {}  # monotonic time before which none starts
 
     # -- start-up ------------------------------------------------------------
 
@@ -496,8 +500,29 @@ class ControlPlane:
             for worker_id in decision.stop:
                 self._spawn_stop(int(worker_id), decision.reason)
             starting = self._starting.get(endpoint.name, 0)
-            for _ in range(max(0, decision.start - starting)):
+            wanted = max(0, decision.start - starting)
+            if wanted and time.monotonic() < self._start_after.get(endpoint.name, 0.0):
+                continue  # backing off: its last workers failed before they were ready
+            for _ in range(wanted):
                 self._spawn_start(endpoint, decision.reason)
+
+    def _note_outcome(self, record: WorkerRecord) -> None:
+        """Back off starting workers for an endpoint whose workers die before they are ready
+        (a model that cannot load): 1 s after the first failure, doubling up to 60 s; a
+        worker that becomes ready clears it."""
+        name = record.handle.endpoint
+        if record.ready_after_s is not None:
+            self._failures.pop(name, None)
+            self._start_after.pop(name, None)
+            return
+        failures = self._failures.get(name, 0) + 1
+        self._failures[name] = failures
+        delay_s = min(2.0 ** (failures - 1), MAX_START_BACKOFF_S)
+        self._start_after[name] = time.monotonic() + delay_s
+        log.warning(
+            "worker %d of %s failed before it was ready (%s); next start in %.0f s",
+            record.worker_id, name, record.error_msg or "stopped", delay_s,
+        )  # fmt: skip
 
     def _log_action(
         self, endpoint: str, action: str, worker_id: int, reason: str, took_s: float
@@ -544,6 +569,8 @@ class ControlPlane:
         record = self.fleet.remove(worker_id)
         if record is None:
             return
+        if record.phase is WorkerPhase.ERRORED:
+            self._note_outcome(record)
 
         async def stop() -> None:
             began = time.monotonic()
