@@ -15,6 +15,13 @@ from vespid.control.policy import WorkerPhase
 from vespid.control.providers.local import LocalProvider
 
 
+async def in_flight(http: aiohttp.ClientSession, worker_url: str) -> float:
+    async with http.get(worker_url + "/metrics") as resp:
+        text = await resp.text()
+    line = next(x for x in text.splitlines() if x.startswith("vespid_worker_in_flight "))
+    return float(line.split()[1])
+
+
 async def test_worker_killed_mid_load_loses_no_request(
     make_control: MakeControl, http: aiohttp.ClientSession, tiny_model: Path
 ) -> None:
@@ -29,25 +36,25 @@ async def test_worker_killed_mid_load_loses_no_request(
 
     await wait_until(lambda: len(ready()) == 2, timeout_s=60)
     victim = control.fleet.workers[ready()[0]]
-    done = 0
     attempts: list[int] = []
 
     async with Client(control.url, ep["api_key"], timeout_s=60) as client:
         endpoint = await client.get_endpoint("llm")
 
         async def one(i: int) -> int:
-            nonlocal done
             resp = await endpoint.request(
                 "/v1/completions", {"prompt": f"request {i}", "max_tokens": 64}, cost=5
             )
             body = await resp.json()
-            done += 1
             attempts.append(resp.attempts)
             assert body["usage"]["completion_tokens"] == 64
             return resp.status
 
         tasks = [asyncio.create_task(one(i)) for i in range(24)]
-        await wait_until(lambda: done >= 4, timeout_s=60)
+        # Kill the victim while it is serving: its own gauge is read live at each scrape.
+        async with asyncio.timeout(60):
+            while await in_flight(http, victim.url) < 2:  # noqa: ASYNC110 - scraping a gauge
+                await asyncio.sleep(0.002)
         assert isinstance(control.provider, LocalProvider)
         control.provider.kill(victim.handle)  # SIGKILL its worker and model server
         statuses = await asyncio.gather(*tasks)
