@@ -15,7 +15,7 @@ from aiohttp import web
 from blockbuster import BlockBuster, blockbuster_ctx
 
 from tests.support.servers import Autoscaler, ScriptedBackend, start_app
-from vespid.worker.app import Worker
+from vespid.worker.app import Worker, start_front
 from vespid.worker.lifecycle import WorkerState
 from vespid.worker.settings import load_worker_settings
 
@@ -98,10 +98,16 @@ async def make_worker(tmp_path: Path) -> AsyncIterator[MakeWorker]:
             runner = web.AppRunner(worker.build_app(), access_log=None, handler_cancellation=True)
             await runner.setup()
             stack.push_async_callback(runner.cleanup)
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            await site.start()
-            host, port = runner.addresses[0][:2]
-            running = RunningWorker(worker, f"http://{host}:{port}")
+            # The worker port as `vespid worker` serves it: the lean front where it applies.
+            front = await start_front(worker, runner)
+            if front is not None:
+                stack.push_async_callback(front.shutdown)
+                port = front.port
+            else:
+                site = web.TCPSite(runner, "127.0.0.1", 0)
+                await site.start()
+                port = runner.addresses[0][1]
+            running = RunningWorker(worker, f"http://127.0.0.1:{port}")
             if wait_ready:
                 await running.wait_state(WorkerState.READY)
             return running

@@ -62,6 +62,7 @@ from vespid.types import BenchmarkFunction
 from vespid.worker.admission import Admission
 from vespid.worker.benchmark import benchmark_spec, load_benchmark
 from vespid.worker.books import Books, Outcome
+from vespid.worker.front import Front
 from vespid.worker.lifecycle import Lifecycle
 from vespid.worker.metrics import WorkerMetrics
 from vespid.worker.null import CONTROL_HOST, build_control_app
@@ -160,6 +161,7 @@ class Worker:
         self.reporter: Reporter
         self.sessions = SessionManager(settings, self.books)
         self.update = asyncio.Event()  # set by /pyworker/update: drain, then exit
+        self.front: Front | None = None  # the lean front serving the port, if any
         self._side_runners: list[web.AppRunner] = []
         self.http_port: int | None = None  # where /session/end is served over plain HTTP
         self.control_port: int | None = None  # the null worker's 127.0.0.1 control server
@@ -411,35 +413,43 @@ class Worker:
 
         return Call(workload, call.method, call.path_qs, call.body, call.headers, respond)
 
+    async def accept(self, auth: AuthData, session_id: str | None) -> Session | None:
+        """Check a parsed request and find the session it rides, if any; raises
+        HTTPFacingError when it is refused."""
+        if session_id is None:
+            await self._check(auth)
+            session = None
+        else:
+            # A request may ride its session with the auth_data that opened it (already
+            # verified, then; its signature would otherwise count as a replay) or with a
+            # freshly signed one.
+            session = self.sessions.lookup(session_id)
+            await self._check(auth, presented_by_session=session.owns(auth))
+            self.sessions.touch(session)
+        if session is None and self.settings.backend == "null":
+            raise NotFound(
+                "this is a null worker: it has no model server; open a session with "
+                "/session/create, then send requests with its session_id"
+            )
+        return session
+
     async def handle(
         self, request: web.Request, handler: Handler[Any] | None = None
     ) -> web.StreamResponse:
         started = time.monotonic()
-        session: Session | None = None
         try:
             parsed = await self._parse(request)
-            if parsed.session_id is not None:
-                # A request may ride its session with the auth_data that opened it (already
-                # verified, then; its signature would otherwise count as a replay) or with a
-                # freshly signed one.
-                session = self.sessions.lookup(parsed.session_id)
-                await self._check(parsed.auth, presented_by_session=session.owns(parsed.auth))
-                self.sessions.touch(session)
-            else:
-                await self._check(parsed.auth)
-            if session is None and self.settings.backend == "null":
-                raise NotFound(
-                    "this is a null worker: it has no model server; open a session with "
-                    "/session/create, then send requests with its session_id"
-                )
+            session = await self.accept(parsed.auth, parsed.session_id)
             call = self._call(request, parsed, handler)
         except HTTPFacingError as exc:
             self.metrics.count_request(exc.status_code, "refused")
-            self._log(request, exc.status_code, "refused", None, started, exc.message)
+            self.log_request(
+                request.method, request.path, exc.status_code, "refused", None, started, exc.message
+            )
             return error_response(exc)
         auth = parsed.auth
         if session is not None and self.settings.backend == "null":
-            self._log(request, 200, "session", auth, started, None)
+            self.log_request(request.method, request.path, 200, "session", auth, started, None)
             return web.json_response(
                 {"session_id": session.session_id, "expiration": session.expiration}
             )
@@ -469,7 +479,9 @@ class Worker:
             if session is not None and task is not None:
                 session.requests.discard(task)
             recorded = self.books.finish(ticket, status, outcome)
-            self._log(request, status, recorded.value, auth, started, None)
+            self.log_request(
+                request.method, request.path, status, recorded.value, auth, started, None
+            )
 
     # -- sessions ----------------------------------------------------------
 
@@ -481,9 +493,11 @@ class Worker:
             session = self.sessions.create(parsed.auth, parsed.payload)
         except HTTPFacingError as exc:
             self.metrics.requests.labels(str(exc.status_code), "refused").inc()
-            self._log(request, exc.status_code, "refused", None, started, exc.message)
+            self.log_request(
+                request.method, request.path, exc.status_code, "refused", None, started, exc.message
+            )
             return error_response(exc)
-        self._log(request, 201, "session", parsed.auth, started, None)
+        self.log_request(request.method, request.path, 201, "session", parsed.auth, started, None)
         return web.json_response(
             {"session_id": session.session_id, "expiration": session.expiration}, status=201
         )
@@ -518,9 +532,10 @@ class Worker:
         self.sessions.close(session, "ended")
         return web.json_response({"ended": True, "removed_session": session_id})
 
-    def _log(
+    def log_request(
         self,
-        request: web.Request,
+        method: str,
+        path: str,
         status: int,
         outcome: str,
         auth: AuthData | None,
@@ -530,8 +545,8 @@ class Worker:
         if not req_log.isEnabledFor(logging.INFO):
             return
         fields: dict[str, object] = {
-            "method": request.method,
-            "path": request.path,
+            "method": method,
+            "path": path,
             "status": status,
             "outcome": outcome,
             "ms": round((time.monotonic() - started) * 1000, 2),
@@ -558,6 +573,21 @@ def _ssl_context(settings: WorkerSettings) -> ssl.SSLContext | None:
     return ctx
 
 
+async def start_front(worker: Worker, runner: web.AppRunner) -> Front | None:
+    """Listen on the worker port with the lean front (``vespid.worker.front``), which
+    hands aiohttp every request but the passthrough's; None where aiohttp serves the
+    port alone (TLS, the null worker, a worker with handlers or routes of its own, raw
+    requests), for the caller to start a TCPSite."""
+    settings = worker.settings
+    custom = bool(worker.handlers or worker.routes) or settings.raw_requests
+    if settings.use_ssl or settings.backend == "null" or custom or runner.server is None:
+        return None
+    front = Front(worker, runner.server)
+    await front.start(settings.host, settings.worker_port)
+    worker.front = front
+    return front
+
+
 async def serve(
     settings: WorkerSettings, *, stop: asyncio.Event | None = None, worker: Worker | None = None
 ) -> None:
@@ -571,10 +601,12 @@ async def serve(
     worker = worker or Worker(settings)
     runner = web.AppRunner(worker.build_app(), access_log=None, handler_cancellation=True)
     await runner.setup()
-    site = web.TCPSite(
-        runner, settings.host, settings.worker_port, ssl_context=_ssl_context(settings)
-    )
-    await site.start()
+    front = await start_front(worker, runner)
+    if front is None:
+        site = web.TCPSite(
+            runner, settings.host, settings.worker_port, ssl_context=_ssl_context(settings)
+        )
+        await site.start()
     log.info(
         "worker listening",
         extra={
@@ -594,4 +626,6 @@ async def serve(
     finally:
         for wait in waits:
             wait.cancel()
+        if front is not None:
+            await front.shutdown()
         await runner.cleanup()
