@@ -135,10 +135,8 @@ class Fleet:
         # Sessions are tickets in num_requests_working too; num_sessions tells them apart.
         record.in_flight = int(report.get("num_requests_working", 0))
         record.sessions = int(report.get("num_sessions", 0))
-        rejected = float(report.get("rej_load", 0.0))
-        if rejected > 0:  # refused by the worker with 429: demand the fleet did not meet
-            books = self._books(record.handle.endpoint)
-            books.rejections.append((now, rejected))
+        # A worker's own 429s (rej_load) are not demand here: the client re-routes them,
+        # so they come back through the router's queue; counting both would overshoot.
         record.served_total += float(report.get("cur_perf", 0.0))
         max_perf = float(report.get("max_perf", 0.0))
         record.max_perf = max_perf if max_perf > 0 else record.max_perf

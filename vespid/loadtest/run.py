@@ -13,6 +13,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
+from vespid.benchmarks.words import preload_words
 from vespid.client.client import Client
 from vespid.loadtest.payloads import PayloadSource
 from vespid.loadtest.plot import write_plot
@@ -59,6 +60,7 @@ async def load_test(
     **client_options: Any,
 ) -> dict[str, Any]:
     """Send ``plan``'s requests through the control plane at ``url``; the report."""
+    await preload_words()  # generated prompts read the shipped word list: not on the loop
     run = RequestRun(plan, payloads)
     async with Client(url, api_key, timeout_s=plan.timeout_s, **client_options) as client:
         await _execute(
