@@ -121,3 +121,19 @@ async def test_an_unexpected_failure_is_reported_not_raised(stack: Stack) -> Non
     )
     assert report["by_status"] == {"exception": 2}
     assert "not JSON serializable" in report["requests"][0]["error"]
+
+
+async def test_a_broken_payload_source_is_raised_not_reported_as_nothing_sent(
+    stack: Stack,
+) -> None:
+    """Regression: an error in the payload source vanished and the run reported 0 sent."""
+
+    def broken(index: int) -> Any:
+        raise ValueError(f"payload {index} cannot be made")
+
+    for plan in (
+        LoadPlan("llm", 3, concurrency=2, timeout_s=10, max_time_s=20),
+        LoadPlan("llm", 3, rps=50, timeout_s=10, max_time_s=20),
+    ):
+        with pytest.raises(ValueError, match="cannot be made"):
+            await load_test(**options(stack), plan=plan, payloads=broken)

@@ -286,6 +286,7 @@ class RequestRun(Run):
     async def _open_loop(self, endpoint: Endpoint, rps: float) -> None:
         cap = asyncio.Semaphore(self.plan.concurrency) if self.plan.concurrency else None
         tasks: set[asyncio.Task[None]] = set()
+        done_tasks: list[asyncio.Task[None]] = []
 
         def release(_: asyncio.Task[None]) -> None:
             if cap is not None:
@@ -298,6 +299,7 @@ class RequestRun(Run):
                     await cap.acquire()
                 task = asyncio.create_task(self._one(endpoint, index))
                 tasks.add(task)
+                done_tasks.append(task)
                 task.add_done_callback(tasks.discard)
                 task.add_done_callback(release)
             if tasks:
@@ -307,6 +309,7 @@ class RequestRun(Run):
                 task.cancel()
             if tasks:
                 await asyncio.wait(set(tasks))
+        _raise_first(done_tasks)
 
     async def _closed_loop(self, endpoint: Endpoint) -> None:
         indexes = iter(range(self.plan.requests))
@@ -322,6 +325,7 @@ class RequestRun(Run):
             for task in lanes:
                 task.cancel()
             await asyncio.wait(lanes)
+        _raise_first(lanes)
 
     async def _one(self, endpoint: Endpoint, index: int) -> None:
         payload = self.payloads(index)
@@ -385,3 +389,12 @@ class RequestRun(Run):
         rate = f", {recent / window:.1f} req/s" if window > 0 else ""
         text = f"ok {ok}, failed {failed}, in flight {self.in_flight}{p50}{rate}"
         return Progress(now, done, self.plan.requests, text + self._workers_text())
+
+
+def _raise_first(tasks: list[asyncio.Task[None]]) -> None:
+    """Re-raise what broke a request task outside the request itself (e.g. the payload
+    source), so a run that could not send reports why instead of "0 sent"."""
+    errors = [t.exception() for t in tasks if t.done() and not t.cancelled()]
+    first = next((e for e in errors if e is not None), None)  # every one read: none left unread
+    if first is not None:
+        raise first
