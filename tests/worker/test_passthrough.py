@@ -28,6 +28,21 @@ async def llama_worker(
     return scaler, worker
 
 
+@pytest.fixture
+async def scripted(
+    make_worker: MakeWorker,
+    autoscaler: tuple[Autoscaler, str],
+    backend: tuple[ScriptedBackend, str],
+) -> tuple[Autoscaler, ScriptedBackend, RunningWorker]:
+    """A signed worker (known throughput, no benchmark) before the scripted backend."""
+    scaler, scaler_url = autoscaler
+    stand_in, backend_url = backend
+    worker = await make_worker(
+        BACKEND_URL=backend_url, REPORT_ADDR=scaler_url, VESPID_MAX_PERF="100"
+    )
+    return scaler, stand_in, worker
+
+
 async def test_completion_through_worker_matches_llama(
     llama_worker: tuple[Autoscaler, RunningWorker], http: aiohttp.ClientSession
 ) -> None:
@@ -93,17 +108,11 @@ async def test_backend_4xx_is_relayed_and_counted_as_client_error(
 
 
 async def test_first_chunk_arrives_before_backend_finishes(
-    make_worker: MakeWorker,
-    autoscaler: tuple[Autoscaler, str],
-    backend: tuple[ScriptedBackend, str],
+    scripted: tuple[Autoscaler, ScriptedBackend, RunningWorker],
     http: aiohttp.ClientSession,
 ) -> None:
     """The backend sends one event and then waits; the client must see it meanwhile."""
-    scaler, scaler_url = autoscaler
-    stand_in, backend_url = backend
-    worker = await make_worker(
-        BACKEND_URL=backend_url, REPORT_ADDR=scaler_url, VESPID_MAX_PERF="100"
-    )
+    scaler, stand_in, worker = scripted
     async with http.post(worker.url + "/stream", json=envelope(auth(scaler, worker), {})) as resp:
         assert resp.status == 200
         assert resp.content_type == "text/event-stream"
@@ -116,16 +125,10 @@ async def test_first_chunk_arrives_before_backend_finishes(
 
 
 async def test_backend_dying_mid_stream_ends_client_stream_with_error(
-    make_worker: MakeWorker,
-    autoscaler: tuple[Autoscaler, str],
-    backend: tuple[ScriptedBackend, str],
+    scripted: tuple[Autoscaler, ScriptedBackend, RunningWorker],
     http: aiohttp.ClientSession,
 ) -> None:
-    scaler, scaler_url = autoscaler
-    _, backend_url = backend
-    worker = await make_worker(
-        BACKEND_URL=backend_url, REPORT_ADDR=scaler_url, VESPID_MAX_PERF="100"
-    )
+    scaler, _, worker = scripted
     async with http.post(worker.url + "/break", json=envelope(auth(scaler, worker), {})) as resp:
         assert resp.status == 200
         with pytest.raises(aiohttp.ClientPayloadError):
@@ -139,16 +142,10 @@ async def test_backend_dying_mid_stream_ends_client_stream_with_error(
 
 
 async def test_other_methods_carry_auth_in_header(
-    make_worker: MakeWorker,
-    autoscaler: tuple[Autoscaler, str],
-    backend: tuple[ScriptedBackend, str],
+    scripted: tuple[Autoscaler, ScriptedBackend, RunningWorker],
     http: aiohttp.ClientSession,
 ) -> None:
-    scaler, scaler_url = autoscaler
-    _, backend_url = backend
-    worker = await make_worker(
-        BACKEND_URL=backend_url, REPORT_ADDR=scaler_url, VESPID_MAX_PERF="100"
-    )
+    scaler, _, worker = scripted
     import orjson
 
     header = {"X-Vespid-Auth": orjson.dumps(auth(scaler, worker)).decode()}
@@ -175,16 +172,10 @@ async def test_other_methods_carry_auth_in_header(
 
 
 async def test_backend_status_codes_are_relayed_and_accounted(
-    make_worker: MakeWorker,
-    autoscaler: tuple[Autoscaler, str],
-    backend: tuple[ScriptedBackend, str],
+    scripted: tuple[Autoscaler, ScriptedBackend, RunningWorker],
     http: aiohttp.ClientSession,
 ) -> None:
-    scaler, scaler_url = autoscaler
-    _, backend_url = backend
-    worker = await make_worker(
-        BACKEND_URL=backend_url, REPORT_ADDR=scaler_url, VESPID_MAX_PERF="100"
-    )
+    scaler, _, worker = scripted
     for code in (404, 503):
         async with http.post(
             worker.url + f"/status/{code}", json=envelope(auth(scaler, worker, 7), {})
