@@ -90,6 +90,9 @@ class EndpointBooks:
     """Recent demand at the router for one endpoint."""
 
     arrivals: deque[tuple[float, float]] = field(default_factory=deque)  # (time, cost)
+    # The last throughput a worker of this endpoint measured: what a new one is assumed
+    # to reach until it reports its own (better than a fixed guess on a slow model).
+    last_perf: float | None = None
     rejections: deque[tuple[float, float]] = field(default_factory=deque)
     last_activity_at: float | None = None
 
@@ -140,6 +143,8 @@ class Fleet:
         record.served_total += float(report.get("cur_perf", 0.0))
         max_perf = float(report.get("max_perf", 0.0))
         record.max_perf = max_perf if max_perf > 0 else record.max_perf
+        if max_perf > 0:
+            self._books(record.handle.endpoint).last_perf = max_perf
         if report.get("loadtime"):
             record.loadtime_s = float(report["loadtime"])
         record.error_msg = str(report.get("error_msg") or "")
@@ -197,6 +202,7 @@ class Fleet:
             max_queue_time_s=s.max_queue_time,
             target_queue_time_s=s.target_queue_time,
             scale_down_delay_s=s.scale_down_delay,
+            **({"default_perf": books.last_perf} if books.last_perf else {}),
         )
         if queued_requests:
             books.last_activity_at = time.time()
