@@ -3,6 +3,7 @@ ComfyUI stand-ins. A worker runs it, becomes ready with its figure, and logs it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 
@@ -140,3 +141,25 @@ def test_prompts_vary_in_length_within_bounds_and_use_the_shipped_words() -> Non
     text = prompt(random.Random(1), 20, 20)
     assert len(text.split()) == 20
     assert {w.strip(".").lower() for w in text.split()} <= words
+
+
+async def test_ramp_stops_climbing_once_its_budget_is_spent() -> None:
+    """Requests that take 10 ms each scale with concurrency (throughput doubles per level),
+    so the ramp climbs to max_concurrency 8 (4 levels); with the budget spent after the
+    first level, one level is run."""
+    from vespid.benchmarks.ramp import Ramp, ramp
+
+    sent: list[int] = []
+
+    async def one(rng: random.Random) -> float:
+        sent.append(1)
+        await asyncio.sleep(0.01)
+        return 1.0
+
+    unlimited = await ramp(one, name="t", settings=Ramp(max_concurrency=8, budget_s=3600))
+    levels_unlimited = len(sent)
+    sent.clear()
+    limited = await ramp(one, name="t", settings=Ramp(max_concurrency=8, budget_s=0.0))
+    assert unlimited > limited > 0
+    assert levels_unlimited == 1 + 4 + 4 + 8 + 16  # warm-up, then levels 1, 2, 4, 8
+    assert len(sent) == 1 + 4  # warm-up plus the first level only

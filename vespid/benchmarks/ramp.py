@@ -12,7 +12,10 @@ more than 120 * 1.10 = 132, so the ramp stops there and returns 126, the best se
 Each level keeps ``concurrency`` requests in flight and sends
 ``max(min_requests, concurrency * requests_per_slot)`` in all, so a level lasts a few
 request times however wide it is. A failed request stops the benchmark with the
-request's own error (the worker then reports it as the reason it is errored).
+request's own error (the worker then reports it as the reason it is errored). No new
+level starts once ``budget_s`` (10 s) has passed since the first: the result is then the
+best seen so far, a lower bound, so that a worker's first start is not held up by a long
+climb on a slow model.
 """
 
 from __future__ import annotations
@@ -48,12 +51,15 @@ class Ramp:
     min_requests: int = 4
     min_gain: float = 0.10
     warmup_requests: int = 1
+    budget_s: float = 10.0  # no new level starts after this long: a cold start waits on it
 
     def __post_init__(self) -> None:
         if not 1 <= self.start_concurrency <= self.max_concurrency:
             raise ValueError("need 1 <= start_concurrency <= max_concurrency")
         if self.requests_per_slot < 1 or self.min_requests < 1 or self.min_gain < 0:
             raise ValueError("requests_per_slot and min_requests must be >= 1, min_gain >= 0")
+        if self.budget_s < 0:
+            raise ValueError("budget_s must be >= 0")
 
 
 async def measure_level(
@@ -90,7 +96,11 @@ async def ramp(one: OneRequest, *, name: str, settings: Ramp | None = None, seed
     best = 0.0
     best_at = s.start_concurrency
     concurrency = s.start_concurrency
+    started = time.monotonic()
     while concurrency <= s.max_concurrency:
+        if best and time.monotonic() - started >= s.budget_s:
+            log.info("%s benchmark: %.0f s budget spent; stopping the climb", name, s.budget_s)
+            break
         requests = max(s.min_requests, concurrency * s.requests_per_slot)
         throughput = await measure_level(one, concurrency, requests, rng)
         log.info("%s benchmark: concurrency %d -> %.1f workload/s", name, concurrency, throughput)
