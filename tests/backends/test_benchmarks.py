@@ -145,8 +145,8 @@ def test_prompts_vary_in_length_within_bounds_and_use_the_shipped_words() -> Non
 
 async def test_ramp_stops_climbing_once_its_budget_is_spent() -> None:
     """Requests that take 10 ms each scale with concurrency (throughput doubles per level),
-    so the ramp climbs to max_concurrency 8 (4 levels); with the budget spent after the
-    first level, one level is run."""
+    so the ramp climbs to max_concurrency 8 (4 levels); with the budget spent at once, the
+    first level's one lane sends a single request and no further level starts."""
     from vespid.benchmarks.ramp import Ramp, ramp
 
     sent: list[int] = []
@@ -162,4 +162,4 @@ async def test_ramp_stops_climbing_once_its_budget_is_spent() -> None:
     limited = await ramp(one, name="t", settings=Ramp(max_concurrency=8, budget_s=0.0))
     assert unlimited > limited > 0
     assert levels_unlimited == 1 + 4 + 4 + 8 + 16  # warm-up, then levels 1, 2, 4, 8
-    assert len(sent) == 1 + 4  # warm-up plus the first level only
+    assert len(sent) == 1 + 1  # warm-up plus one request of the first level

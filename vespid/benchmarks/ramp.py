@@ -12,10 +12,10 @@ more than 120 * 1.10 = 132, so the ramp stops there and returns 126, the best se
 Each level keeps ``concurrency`` requests in flight and sends
 ``max(min_requests, concurrency * requests_per_slot)`` in all, so a level lasts a few
 request times however wide it is. A failed request stops the benchmark with the
-request's own error (the worker then reports it as the reason it is errored). No new
-level starts once ``budget_s`` (10 s) has passed since the first: the result is then the
-best seen so far, a lower bound, so that a worker's first start is not held up by a long
-climb on a slow model.
+request's own error (the worker then reports it as the reason it is errored). Once
+``budget_s`` (10 s) has passed since the first level, lanes send no more requests and no
+new level starts: the result is then the best seen so far, a lower bound, so that a
+worker's first start is not held up by a long climb on a slow model.
 """
 
 from __future__ import annotations
@@ -63,16 +63,23 @@ class Ramp:
 
 
 async def measure_level(
-    one: OneRequest, concurrency: int, requests: int, rng: random.Random
+    one: OneRequest,
+    concurrency: int,
+    requests: int,
+    rng: random.Random,
+    deadline: float | None = None,
 ) -> float:
-    """Workload per second of ``requests`` requests sent ``concurrency`` at a time."""
+    """Workload per second of ``requests`` requests sent ``concurrency`` at a time; past
+    ``deadline`` (monotonic) each lane finishes the request it has and sends no more."""
     remaining = requests
     done = 0.0
 
     async def lane() -> None:
         nonlocal remaining, done
-        while remaining > 0:
+        sent = 0
+        while remaining > 0 and (sent == 0 or deadline is None or time.monotonic() < deadline):
             remaining -= 1
+            sent += 1
             got = await one(rng)  # not `done += await ...`: that reads `done` before the wait
             done += got
 
@@ -102,7 +109,9 @@ async def ramp(one: OneRequest, *, name: str, settings: Ramp | None = None, seed
             log.info("%s benchmark: %.0f s budget spent; stopping the climb", name, s.budget_s)
             break
         requests = max(s.min_requests, concurrency * s.requests_per_slot)
-        throughput = await measure_level(one, concurrency, requests, rng)
+        throughput = await measure_level(
+            one, concurrency, requests, rng, deadline=started + s.budget_s
+        )
         log.info("%s benchmark: concurrency %d -> %.1f workload/s", name, concurrency, throughput)
         if throughput <= best * (1 + s.min_gain):
             if throughput > best:
