@@ -219,7 +219,8 @@
     ["worker"], ["state"], ["load", "num", "workload in the worker now"],
     ["est. wait", "num", "load / perf: how long a new request would wait"],
     ["perf", "num", "throughput the worker measured or declared (workload/s)"],
-    ["in flight", "num", "requests and sessions the worker holds"],
+    ["in flight", "num", "requests (and sessions) the worker holds"],
+    ["sessions", "num", "open sessions (reservations) on the worker"],
     ["served", "num", "workload served since it started"], ["up", "num"],
     ["cold start", "num", "from its start to ready"],
   ];
@@ -246,6 +247,7 @@
         el("td", { class: "num" }, secs(wait), bar),
         el("td", { class: "num" }, ...(w.max_perf ? withUnit(num(w.max_perf), "/s") : ["–"])),
         el("td", { class: "num", text: num(w.in_flight) }),
+        el("td", { class: "num", text: num(w.sessions || 0) }),
         el("td", { class: "num", text: num(w.served_total) }),
         el("td", { class: "num", text: age(now - w.started_at) }),
         el("td", { class: "num", text: secs(w.ready_after_s), title: "from its start to ready" })));
