@@ -15,8 +15,9 @@ from aiohttp import web
 from blockbuster import BlockBuster, blockbuster_ctx
 
 from tests.support.servers import Autoscaler, ScriptedBackend, start_app
-from vespid.worker.app import Worker, start_front
+from vespid.worker.app import Worker
 from vespid.worker.lifecycle import WorkerState
+from vespid.worker.serve import start_front
 from vespid.worker.settings import load_worker_settings
 
 

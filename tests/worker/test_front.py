@@ -18,9 +18,10 @@ from aiohttp import web
 from tests.support.servers import ScriptedBackend
 from tests.support.waiting import wait_until
 from tests.worker.conftest import RunningWorker
-from vespid.worker.app import Worker, start_front
+from vespid.worker.app import Worker
 from vespid.worker.front import IDLE_TIMEOUT_S, message_end
 from vespid.worker.lifecycle import WorkerState
+from vespid.worker.serve import start_front
 from vespid.worker.settings import load_worker_settings
 
 MAX_BODY = 4000

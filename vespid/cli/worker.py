@@ -28,7 +28,7 @@ def run_worker(overrides: dict[str, Any]) -> None:
         click.echo(f"vespid worker: {exc}", err=True)
         sys.exit(2)
     setup_logging(settings.log_level)
-    from vespid.worker.app import serve
+    from vespid.worker.serve import serve
 
     serve_until_signalled("vespid worker", lambda stop: serve(settings, stop=stop))
 

@@ -261,7 +261,7 @@ def start_server(backend: Backend, routes: Sequence[web.RouteDef], **_: Any) -> 
     """Serve the worker until SIGINT or SIGTERM (what PyWorker's start_server does)."""
     from vespid.cli.worker import run_async
     from vespid.logs import setup_logging
-    from vespid.worker.app import serve
+    from vespid.worker.serve import serve
 
     try:
         settings = worker_settings(backend, os.environ)

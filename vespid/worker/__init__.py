@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from vespid.worker.app import Worker, serve
+from vespid.worker.app import Worker
 from vespid.worker.lifecycle import WorkerState
+from vespid.worker.serve import serve
 from vespid.worker.settings import WorkerSettings, load_worker_settings
 
 __all__ = ["Worker", "WorkerSettings", "WorkerState", "load_worker_settings", "serve"]

@@ -1,4 +1,5 @@
-"""The worker's HTTP server: the generic passthrough, its own routes, and start-up.
+"""The worker's HTTP app: the generic passthrough, its own routes, sessions and start-up
+hooks (``vespid.worker.serve`` puts it on the worker port).
 
 Routes the worker answers itself: ``GET /metrics`` (Prometheus) and
 ``GET /metrics/backend`` (the backend's own ``/metrics``, fetched on demand), plus any
@@ -20,7 +21,6 @@ import asyncio
 import contextlib
 import hmac
 import logging
-import ssl
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
@@ -74,7 +74,7 @@ from vespid.worker.settings import WorkerSettings
 if TYPE_CHECKING:
     from vespid.tasks.server import TaskServer
 
-__all__ = ["Worker", "error_response", "serve"]
+__all__ = ["Worker", "error_response"]
 
 log = logging.getLogger("vespid.worker")
 req_log = logging.getLogger("vespid.request")
@@ -563,69 +563,3 @@ async def _mark_prepared(request: web.Request, response: web.StreamResponse) -> 
     """Note that an answer has started, so a handler's failure after it cuts the
     connection instead of sending a second answer."""
     request[PREPARED_KEY] = response
-
-
-def _ssl_context(settings: WorkerSettings) -> ssl.SSLContext | None:
-    if not settings.use_ssl:
-        return None
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.load_cert_chain(settings.ssl_cert_file, settings.ssl_key_file)
-    return ctx
-
-
-async def start_front(worker: Worker, runner: web.AppRunner) -> Front | None:
-    """Listen on the worker port with the lean front (``vespid.worker.front``), which
-    hands aiohttp every request but the passthrough's; None where aiohttp serves the
-    port alone (TLS, the null worker, a worker with handlers or routes of its own, raw
-    requests), for the caller to start a TCPSite."""
-    settings = worker.settings
-    custom = bool(worker.handlers or worker.routes) or settings.raw_requests
-    if settings.use_ssl or settings.backend == "null" or custom or runner.server is None:
-        return None
-    front = Front(worker, runner.server)
-    await front.start(settings.host, settings.worker_port)
-    worker.front = front
-    return front
-
-
-async def serve(
-    settings: WorkerSettings, *, stop: asyncio.Event | None = None, worker: Worker | None = None
-) -> None:
-    """Run a worker (``worker``, or one made from ``settings``) until ``stop`` is set."""
-    if settings.unsecured:
-        log.warning("!" * 72)
-        log.warning("UNSECURED=true: signatures are NOT checked. Never expose this worker.")
-        if settings.raw_requests:
-            log.warning("VESPID_RAW_REQUESTS=true: any body is served, with no auth_data at all.")
-        log.warning("!" * 72)
-    worker = worker or Worker(settings)
-    runner = web.AppRunner(worker.build_app(), access_log=None, handler_cancellation=True)
-    await runner.setup()
-    front = await start_front(worker, runner)
-    if front is None:
-        site = web.TCPSite(
-            runner, settings.host, settings.worker_port, ssl_context=_ssl_context(settings)
-        )
-        await site.start()
-    log.info(
-        "worker listening",
-        extra={
-            "fields": {
-                "host": settings.host,
-                "port": settings.worker_port,
-                "backend": worker.settings.backend_url,
-            }
-        },
-    )
-    stop = stop or asyncio.Event()
-    waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(worker.update.wait())]
-    try:
-        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        if worker.update.is_set():
-            log.info("rolling update asked for: finishing in-flight requests, then exiting")
-    finally:
-        for wait in waits:
-            wait.cancel()
-        if front is not None:
-            await front.shutdown()
-        await runner.cleanup()
