@@ -44,11 +44,12 @@ class LocalProvider(Provider):
     def __init__(self, log_dir: Path, environ: Mapping[str, str]) -> None:
         self.log_dir = log_dir
         visible = environ.get("CUDA_VISIBLE_DEVICES", "")
-        self._free_gpus = [g.strip() for g in visible.split(",") if g.strip()]
+        self._all_gpus = tuple(g.strip() for g in visible.split(",") if g.strip())
+        self._free_gpus = list(self._all_gpus)
         self._procs: dict[int, list[ChildProcess]] = {}
 
     def _take_gpus(self, count: int) -> tuple[str, ...]:
-        if count == 0 or not self._free_gpus:
+        if count == 0 or not self._all_gpus:
             return ()  # a CPU machine: the worker runs without GPUs
         if len(self._free_gpus) < count:
             raise ConfigError(
