@@ -13,8 +13,10 @@ from tests.support.waiting import wait_until
 from tests.tasks.conftest import program
 from tests.tasks.test_tasks_http import gone
 from vespid.tasks.metrics import TaskMetrics
+from vespid.tasks.pool import GpuPool
 from vespid.tasks.presets import parse_presets
-from vespid.tasks.runner import GpuPool, RunningTask, TaskRunner, detect_docker, detect_gpus
+from vespid.tasks.process import detect_docker, detect_gpus
+from vespid.tasks.runner import RunningTask, TaskRunner
 
 
 async def make_runner(models: dict[str, dict[str, Any]], **kwargs: Any) -> TaskRunner:

@@ -1,0 +1,277 @@
+"""Task programs as processes: what they inherit, how they are started (a plain command
+or ``docker run``), their event stream on stdout, their stderr to the log, and stopping
+their process group. Also the start-up probes for GPUs (nvidia-smi) and Docker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+import orjson
+
+from vespid.tasks.events import TaskEvent, parse_line
+from vespid.tasks.presets import TaskPreset
+
+__all__ = [
+    "CONTAINER_MODEL_PATH",
+    "INHERITED_ENV",
+    "MAX_LINE_BYTES",
+    "STOP_GRACE_S",
+    "TaskProcess",
+    "detect_docker",
+    "detect_gpus",
+    "docker_argv",
+    "exit_description",
+    "inherited_environment",
+]
+
+log = logging.getLogger("vespid.tasks")
+program_log = logging.getLogger("vespid.task")  # the programs' own stderr
+
+STOP_GRACE_S: Final = 5.0  # SIGTERM, then SIGKILL this much later
+DETECT_TIMEOUT_S: Final = 10.0
+MAX_LINE_BYTES: Final = 8 * 1024 * 1024
+EVENT_BUFFER: Final = 256  # events read ahead of the client; then the program waits
+LOGGED_LINE_CHARS: Final = 2000
+CONTAINER_MODEL_PATH: Final = "/models"
+
+# What a task program inherits from vespid's own environment. Anything else (tokens,
+# cache paths) goes in the preset's env_vars, so vespid's secrets stay its own.
+INHERITED_ENV: Final = (
+    "PATH",
+    "HOME",
+    "USER",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TZ",
+    "TMPDIR",
+    "PYTHONPATH",
+    "VIRTUAL_ENV",
+    "LD_LIBRARY_PATH",
+    "CUDA_HOME",
+    "DOCKER_HOST",
+    "DOCKER_CONFIG",
+    "DOCKER_CONTEXT",
+)
+
+
+def inherited_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """The part of ``environ`` a task program gets (``INHERITED_ENV``)."""
+    return {name: environ[name] for name in INHERITED_ENV if name in environ}
+
+
+async def _run_briefly(argv: Sequence[str], timeout_s: float) -> tuple[int | None, str]:
+    """Run a short command; (exit code, stdout) or (None, why it did not run)."""
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+    except OSError as exc:
+        return None, exc.strerror or str(exc)
+    try:
+        async with asyncio.timeout(timeout_s):
+            out, err = await proc.communicate()
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        return None, f"no answer within {timeout_s:g} s"
+    if proc.returncode != 0:
+        lines = err.decode(errors="replace").strip().splitlines()
+        return proc.returncode, lines[0] if lines else f"exit code {proc.returncode}"
+    return 0, out.decode(errors="replace")
+
+
+async def detect_gpus(nvidia_smi: str = "nvidia-smi") -> list[str]:
+    """The GPU indices nvidia-smi lists; none when it is missing or fails."""
+    code, out = await _run_briefly(
+        [nvidia_smi, "--query-gpu=index", "--format=csv,noheader"], DETECT_TIMEOUT_S
+    )
+    if code != 0:
+        log.info("no GPU found (%s: %s); tasks run without GPU_DEVICE", nvidia_smi, out)
+        return []
+    return [line.strip() for line in out.splitlines() if line.strip()]
+
+
+async def detect_docker(cli: str) -> tuple[bool, str]:
+    """Whether ``cli`` reaches a Docker engine, and its version or why not."""
+    code, out = await _run_briefly(
+        [cli, "info", "--format", "{{.ServerVersion}}"], DETECT_TIMEOUT_S
+    )
+    if code == 0:
+        return True, out.strip()
+    return False, out
+
+
+def docker_argv(
+    cli: str, preset: TaskPreset, device: str | None, name: str, env_names: Sequence[str]
+) -> list[str]:
+    """``docker run`` for one task. Variables are named with ``-e NAME`` only: their
+    values travel in the CLI's environment, not on its command line."""
+    image = preset.inference.docker_image
+    assert image is not None
+    argv = [cli, "run", "--rm", "-i", "--init", "--name", name]
+    if device is not None:
+        argv += ["--gpus", f"device={device}"]
+    if preset.model_path is not None:
+        argv += ["-v", f"{preset.model_path}:{CONTAINER_MODEL_PATH}:ro"]
+    for env_name in env_names:
+        argv += ["-e", env_name]
+    return [*argv, image, *(preset.inference.command or ())]
+
+
+def exit_description(code: int | None) -> str:
+    if code is None:
+        return "stopped"
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"was killed by {signal.Signals(-code).name}"
+    return f"exited with code {code}"
+
+
+class TaskProcess:
+    """One running task program: its pipes, its event queue and its GPU."""
+
+    def __init__(
+        self,
+        preset: TaskPreset,
+        device: str | None,
+        proc: asyncio.subprocess.Process,
+        *,
+        task_id: str,
+        container: tuple[str, str] | None,
+    ) -> None:
+        self.preset = preset
+        self.device = device
+        self.pid = proc.pid
+        self.container = container  # (docker CLI, container name) under Docker
+        self.events: asyncio.Queue[TaskEvent | None] = asyncio.Queue(EVENT_BUFFER)
+        self.idle_watch: asyncio.Task[None] | None = None
+        self._proc = proc
+        self._fields = {"model": preset.name, "task_id": task_id, "pid": proc.pid}
+        self._readers = (
+            asyncio.create_task(self._read_events()),
+            asyncio.create_task(self._read_log()),
+        )
+
+    @property
+    def alive(self) -> bool:
+        return self._proc.returncode is None
+
+    @property
+    def returncode(self) -> int | None:
+        return self._proc.returncode
+
+    def send(self, payload: Mapping[str, Any], *, last: bool) -> None:
+        """Write one task's input as a JSON line; ``last`` closes stdin after it.
+
+        Nothing waits for the program to read it: the pipe transport buffers the line,
+        and a program that has died is noticed by the end of its stdout.
+        """
+        stdin = self._proc.stdin
+        assert stdin is not None
+        if stdin.is_closing():
+            return
+        stdin.write(orjson.dumps(payload) + b"\n")
+        if last:
+            stdin.close()
+
+    async def _read_events(self) -> None:
+        stdout = self._proc.stdout
+        assert stdout is not None
+        while True:
+            try:
+                line = await stdout.readline()
+            except ValueError:  # over the limit: readline dropped what it had
+                await self.events.put(
+                    TaskEvent.make(
+                        "log",
+                        level="error",
+                        message=f"task printed a line over {MAX_LINE_BYTES} bytes; dropped",
+                    )
+                )
+                continue
+            if not line:
+                break
+            event = parse_line(line)
+            if event is not None:
+                await self.events.put(event)
+        await self.events.put(None)
+
+    async def _read_log(self) -> None:
+        stderr = self._proc.stderr
+        assert stderr is not None
+        while True:
+            try:
+                line = await stderr.readline()
+            except ValueError:
+                continue
+            if not line:
+                return
+            text = line.decode(errors="replace").rstrip()
+            if text:
+                program_log.info("%s", text[:LOGGED_LINE_CHARS], extra={"fields": self._fields})
+
+    def drop_stale(self) -> None:
+        """Drop what a session program printed while idle (but keep the end of stdout)."""
+        while not self.events.empty():
+            if self.events.get_nowait() is None:
+                self.events.put_nowait(None)
+                return
+
+    async def wait_exit(self, timeout_s: float) -> bool:
+        """After its finish: let a one-off program end by itself (its later events dropped)."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                while (event := await self.events.get()) is not None:
+                    log.warning(
+                        "event after finish dropped: %s",
+                        event.type,
+                        extra={"fields": self._fields},
+                    )
+                await self._proc.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    async def exit_code(self) -> int | None:
+        """The exit code once stdout has ended (the program is gone or going)."""
+        return await self._proc.wait()
+
+    async def stop(self, grace_s: float) -> int | None:
+        """SIGTERM the process group, SIGKILL it after ``grace_s``; idempotent."""
+        proc = self._proc
+        forced = False
+        if proc.returncode is None:
+            self._signal(signal.SIGTERM)
+            try:
+                async with asyncio.timeout(grace_s):
+                    await proc.wait()
+            except TimeoutError:
+                forced = True
+                self._signal(signal.SIGKILL)
+                try:
+                    async with asyncio.timeout(grace_s):
+                        await proc.wait()
+                except TimeoutError:  # something outside its group holds its pipes
+                    log.error("task program %d does not go away", proc.pid)
+        if forced and self.container is not None:
+            # A killed `docker run` leaves its container behind.
+            cli, name = self.container
+            await _run_briefly([cli, "rm", "-f", name], DETECT_TIMEOUT_S)
+        for reader in self._readers:
+            reader.cancel()
+        await asyncio.gather(*self._readers, return_exceptions=True)
+        return proc.returncode
+
+    def _signal(self, sig: signal.Signals) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self._proc.pid, sig)
