@@ -117,6 +117,25 @@ async def make_worker(tmp_path: Path) -> AsyncIterator[MakeWorker]:
 
 
 @pytest.fixture
+def make_signed_worker(
+    make_worker: MakeWorker,
+    autoscaler: tuple[Autoscaler, str],
+    backend: tuple[ScriptedBackend, str],
+) -> MakeWorker:
+    """Factory: a worker before the scripted backend that checks signatures against the
+    autoscaler stand-in's key and reports to it, with a known throughput (no benchmark);
+    ``env`` adds or overrides settings."""
+    _, scaler_url = autoscaler
+    _, backend_url = backend
+
+    async def make(wait_ready: bool = True, **env: str) -> RunningWorker:
+        defaults = {"BACKEND_URL": backend_url, "REPORT_ADDR": scaler_url, "VESPID_MAX_PERF": "100"}
+        return await make_worker(wait_ready, **{**defaults, **env})
+
+    return make
+
+
+@pytest.fixture
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as session:
         yield session

@@ -30,17 +30,12 @@ async def llama_worker(
 
 @pytest.fixture
 async def scripted(
-    make_worker: MakeWorker,
+    make_signed_worker: MakeWorker,
     autoscaler: tuple[Autoscaler, str],
     backend: tuple[ScriptedBackend, str],
 ) -> tuple[Autoscaler, ScriptedBackend, RunningWorker]:
     """A signed worker (known throughput, no benchmark) before the scripted backend."""
-    scaler, scaler_url = autoscaler
-    stand_in, backend_url = backend
-    worker = await make_worker(
-        BACKEND_URL=backend_url, REPORT_ADDR=scaler_url, VESPID_MAX_PERF="100"
-    )
-    return scaler, stand_in, worker
+    return autoscaler[0], backend[0], await make_signed_worker()
 
 
 async def test_completion_through_worker_matches_llama(

@@ -26,16 +26,12 @@ def signed(scaler: Autoscaler, url: str, cost: float) -> dict[str, Any]:
 
 
 async def test_status_and_finished_requests_are_reported(
-    make_worker: MakeWorker,
+    make_signed_worker: MakeWorker,
     autoscaler: tuple[Autoscaler, str],
-    backend: tuple[ScriptedBackend, str],
     http: aiohttp.ClientSession,
 ) -> None:
-    scaler, scaler_url = autoscaler
-    _, backend_url = backend
-    worker = await make_worker(
-        BACKEND_URL=backend_url,
-        REPORT_ADDR=scaler_url,
+    scaler, _ = autoscaler
+    worker = await make_signed_worker(
         VESPID_MAX_PERF="50",
         CONTAINER_ID="17",
         MASTER_TOKEN="tok",
@@ -82,15 +78,15 @@ async def test_status_and_finished_requests_are_reported(
 
 
 async def test_in_progress_work_is_reported_as_cur_load(
-    make_worker: MakeWorker,
+    make_signed_worker: MakeWorker,
     autoscaler: tuple[Autoscaler, str],
     backend: tuple[ScriptedBackend, str],
     http: aiohttp.ClientSession,
 ) -> None:
-    scaler, scaler_url = autoscaler
-    stand_in, backend_url = backend
-    worker = await make_worker(
-        BACKEND_URL=backend_url, REPORT_ADDR=scaler_url, VESPID_MAX_PERF="50"
+    scaler, _ = autoscaler
+    stand_in, _ = backend
+    worker = await make_signed_worker(
+        VESPID_MAX_PERF="50",
     )
     auth = signed(scaler, worker.url, 9)
     held = asyncio.create_task(http.post(worker.url + "/hold", json=envelope(auth, {"n": 1})))

@@ -19,16 +19,11 @@ _idx = itertools.count(1000)
 
 @pytest.fixture
 async def secured(
-    make_worker: MakeWorker,
+    make_signed_worker: MakeWorker,
     autoscaler: tuple[Autoscaler, str],
-    backend: tuple[ScriptedBackend, str],
 ) -> tuple[Autoscaler, RunningWorker]:
-    scaler, scaler_url = autoscaler
-    _, backend_url = backend
-    worker = await make_worker(
-        BACKEND_URL=backend_url,
-        REPORT_ADDR=scaler_url,
-        VESPID_MAX_PERF="100",
+    scaler, _ = autoscaler
+    worker = await make_signed_worker(
         VESPID_MAX_BODY_BYTES="4096",
     )
     return scaler, worker
@@ -143,17 +138,12 @@ async def test_replayed_signature_is_401(
 
 
 async def test_signature_for_another_worker_is_401(
-    make_worker: MakeWorker,
+    make_signed_worker: MakeWorker,
     autoscaler: tuple[Autoscaler, str],
-    backend: tuple[ScriptedBackend, str],
     http: aiohttp.ClientSession,
 ) -> None:
-    scaler, scaler_url = autoscaler
-    _, backend_url = backend
-    worker = await make_worker(
-        BACKEND_URL=backend_url,
-        REPORT_ADDR=scaler_url,
-        VESPID_MAX_PERF="100",
+    scaler, _ = autoscaler
+    worker = await make_signed_worker(
         PUBLIC_IPADDR="127.0.0.1",
         VAST_TCP_PORT_0="40123",
     )
@@ -209,17 +199,12 @@ async def test_vast_schemes_are_accepted_and_older_replays_refused(
 
 
 async def test_vast_schemes_can_be_turned_off(
-    make_worker: MakeWorker,
+    make_signed_worker: MakeWorker,
     autoscaler: tuple[Autoscaler, str],
-    backend: tuple[ScriptedBackend, str],
     http: aiohttp.ClientSession,
 ) -> None:
-    scaler, scaler_url = autoscaler
-    _, backend_url = backend
-    worker = await make_worker(
-        BACKEND_URL=backend_url,
-        REPORT_ADDR=scaler_url,
-        VESPID_MAX_PERF="100",
+    scaler, _ = autoscaler
+    worker = await make_signed_worker(
         VESPID_ACCEPT_VAST_SIGNATURES="false",
     )
     status, body = await post(http, worker.url, envelope(vast_current(scaler, worker.url), {}))

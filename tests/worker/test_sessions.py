@@ -52,14 +52,14 @@ async def receiver() -> AsyncIterator[tuple[Receiver, str]]:
 
 @pytest.fixture
 async def env(
-    make_worker: MakeWorker,
+    make_signed_worker: MakeWorker,
     autoscaler: tuple[Autoscaler, str],
     backend: tuple[ScriptedBackend, str],
 ) -> tuple[Autoscaler, ScriptedBackend, RunningWorker]:
-    scaler, scaler_url = autoscaler
-    stand_in, backend_url = backend
-    worker = await make_worker(
-        BACKEND_URL=backend_url, REPORT_ADDR=scaler_url, VESPID_MAX_PERF="100", MAX_SESSIONS="2"
+    scaler, _ = autoscaler
+    stand_in, _ = backend
+    worker = await make_signed_worker(
+        MAX_SESSIONS="2",
     )
     return scaler, stand_in, worker
 
@@ -158,19 +158,14 @@ async def test_create_needs_a_valid_signature_and_respects_the_cap(
     ],
 )  # fmt: skip
 async def test_create_refuses_bad_payloads(
-    make_worker: MakeWorker,
+    make_signed_worker: MakeWorker,
     autoscaler: tuple[Autoscaler, str],
-    backend: tuple[ScriptedBackend, str],
     http: aiohttp.ClientSession,
     payload: dict[str, Any],
     field_name: str,
 ) -> None:
-    scaler, scaler_url = autoscaler
-    _, backend_url = backend
-    worker = await make_worker(
-        BACKEND_URL=backend_url,
-        REPORT_ADDR=scaler_url,
-        VESPID_MAX_PERF="100",
+    scaler, _ = autoscaler
+    worker = await make_signed_worker(
         VESPID_ON_CLOSE_HOSTS="127.0.0.1,localhost",
         VESPID_MAX_ON_CLOSE_PAYLOAD_BYTES="1024",
     )
