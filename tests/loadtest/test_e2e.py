@@ -86,7 +86,9 @@ async def test_requests_at_a_rate_through_the_cli_then_at_a_concurrency(
     workers = report["workers"]
     assert workers["problem"] is None
     assert workers["sampled"] >= 2
-    assert workers["samples"][0]["ready"] == 0  # the first request found no worker ready
+    # The first request found no worker ready: the router queued it (the first status
+    # sample may already see the worker, which the tiny model readies in about a second).
+    assert control.router.decisions["queued"] >= 1
     assert workers["max_ready"] >= 1
     assert 0 < workers["first_ready_s"] < report["duration_s"]
     times = [s["t_s"] for s in workers["samples"]]
