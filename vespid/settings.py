@@ -6,7 +6,7 @@ model whose fields carry their environment variable in ``json_schema_extra["env"
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -25,8 +25,11 @@ def env_name(model: type[BaseModel], field: str) -> str:
     return str(extra["env"])
 
 
-def format_validation_error(exc: ValidationError, names: Mapping[str, str]) -> str:
-    """One line per problem, naming the variable: ``MAX_WAIT_TIME: ... (got 'abc')``."""
+def format_validation_error(
+    exc: ValidationError, names: Mapping[str, str], secret: Collection[str] = ()
+) -> str:
+    """One line per problem, naming the variable: ``MAX_WAIT_TIME: ... (got 'abc')``.
+    The value of a ``secret`` field is never shown."""
     lines = []
     for err in exc.errors():
         message = str(err["msg"]).removeprefix("Value error, ")
@@ -35,7 +38,11 @@ def format_validation_error(exc: ValidationError, names: Mapping[str, str]) -> s
             continue
         var = names.get(str(err["loc"][0]), str(err["loc"][0]))
         got = err.get("input")
-        shown = isinstance(got, str | int | float) and "(got " not in message
+        shown = (
+            isinstance(got, str | int | float)
+            and "(got " not in message
+            and err["loc"][0] not in secret
+        )
         lines.append(f"{var}: {message}" + (f" (got {got!r})" if shown else ""))
     return "; ".join(lines)
 
@@ -59,4 +66,9 @@ def load_settings(
     try:
         return model.model_validate(values)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, all_names)) from None
+        secret = {
+            name
+            for name, field in model.model_fields.items()
+            if isinstance(field.json_schema_extra, dict) and field.json_schema_extra.get("secret")
+        }
+        raise ConfigError(format_validation_error(exc, all_names, secret)) from None

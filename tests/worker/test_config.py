@@ -67,6 +67,16 @@ BASE = {"BACKEND_URL": "http://127.0.0.1:8000", "UNSECURED": "true"}
             id="log-without-loaded",
         ),
         pytest.param(
+            {**BASE, "VESPID_REQUEST_KEY": "c2hvcnQ="},
+            "VESPID_REQUEST_KEY: must decode to at least 32 bytes (got 5)",
+            id="request-key-short",
+        ),
+        pytest.param(
+            {**BASE, "VESPID_REQUEST_KEY": "secret but not base64!"},
+            "VESPID_REQUEST_KEY: must be base64, as the control plane hands it out",
+            id="request-key-not-base64-and-not-echoed",
+        ),
+        pytest.param(
             {**BASE, "VESPID_MAX_CONCURRENCY": "0"},
             "VESPID_MAX_CONCURRENCY: Input should be greater than or equal to 1 (got '0')",
             id="concurrency",

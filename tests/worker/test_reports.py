@@ -10,6 +10,7 @@ import aiohttp
 from tests.support.servers import Autoscaler, ScriptedBackend, start_app
 from tests.support.waiting import wait_until
 from tests.worker.conftest import MakeWorker, envelope
+from vespid.protocol.signing import encode_request_key, worker_request_key
 from vespid.servers.process import free_port
 from vespid.worker.books import MAX_FINISHED
 
@@ -21,8 +22,8 @@ STATUS_FIELDS = {
 }  # fmt: skip
 
 
-def signed(scaler: Autoscaler, url: str, cost: float) -> dict[str, Any]:
-    return scaler.sign_for(url, cost)
+def signed(scaler: Autoscaler, url: str, cost: float, **over: Any) -> dict[str, Any]:
+    return scaler.sign_for(url, cost, **over)
 
 
 async def test_status_and_finished_requests_are_reported(
@@ -119,6 +120,33 @@ async def test_public_key_fetched_with_backoff_and_reports_fail_over(
             assert resp.status == 200  # waited for the key, then verified
         await scaler.wait_for(lambda s: len(s.delete_reports) == 1)
         assert worker.worker.reporter.failed == 0
+
+
+async def test_hmac_tagged_requests_need_no_public_key(
+    make_worker: MakeWorker, backend: tuple[ScriptedBackend, str], http: aiohttp.ClientSession
+) -> None:
+    """A worker given its request key serves HMAC-tagged requests while the router's
+    public key is still unavailable."""
+    _, backend_url = backend
+    scaler = Autoscaler(serve_key=False)
+    key = worker_request_key(b"control-plane-secret", 1)
+    async with start_app(scaler.app()) as scaler_url:
+        worker = await make_worker(
+            BACKEND_URL=backend_url,
+            REPORT_ADDR=scaler_url,
+            VESPID_MAX_PERF="50",
+            VESPID_REQUEST_KEY=encode_request_key(key),
+        )
+        await wait_until(lambda: scaler.pubkey_requests >= 1)
+        auth = signed(scaler, worker.url, 1, worker_key=key)
+        async with http.post(worker.url + "/echo", json=envelope(auth, {})) as resp:
+            assert resp.status == 200, await resp.text()
+        wrong = signed(scaler, worker.url, 1, worker_key=worker_request_key(b"other", 1))
+        async with http.post(worker.url + "/echo", json=envelope(wrong, {})) as resp:
+            assert resp.status == 401
+            assert "does not match" in (await resp.json())["error"]
+        assert worker.worker.verifier is not None
+        assert worker.worker.verifier.public_key is None  # never needed
 
 
 async def test_errored_worker_reports_error_msg(

@@ -50,10 +50,12 @@ from vespid.errors import (
 )
 from vespid.protocol.signing import (
     Signer,
+    encode_request_key,
     generate_private_key,
     load_private_key,
     private_key_pem,
     public_key_pem,
+    worker_request_key,
 )
 from vespid.protocol.wire import DELETE_REQUESTS_PATH, PUBKEY_PATH, ROUTE_PATH, WORKER_STATUS_PATH
 
@@ -106,6 +108,7 @@ class ControlPlane:
         self.router: Router
         self.history: History
         self.master_token = ""
+        self.request_secret = b""  # per-worker HMAC keys are derived from it
         self.admin_key = ""
         self.public_key_pem = b""
         self.ca_pem = b""
@@ -144,6 +147,9 @@ class ControlPlane:
         )
         self.history = History(self.endpoints, self.fleet, self.router)
         self.master_token = await self._meta("master_token", lambda: secrets.token_urlsafe(24))
+        self.request_secret = (
+            await self._meta("request_secret", lambda: secrets.token_urlsafe(32))
+        ).encode()
         self.ca_pem = (await self._meta("ca_pem", make_ca_pem)).encode()
         self.admin_key = self.settings.admin_key or await self._meta(
             "admin_key", lambda: secrets.token_urlsafe(24)
@@ -550,12 +556,19 @@ class ControlPlane:
             try:
                 await self.store.set_meta("next_worker_id", str(self._next_worker_id))
                 began = time.monotonic()
+                key = None
+                if self.settings.request_signing == "hmac":
+                    key = worker_request_key(self.request_secret, worker_id)
                 handle = await self.provider.start(
-                    worker_id, endpoint, report_addr=self.url, master_token=self.master_token
+                    worker_id,
+                    endpoint,
+                    report_addr=self.url,
+                    master_token=self.master_token,
+                    request_key=encode_request_key(key) if key else "",
                 )
                 took_s = time.monotonic() - began
                 self.metrics.provider_seconds.labels("start").observe(took_s)
-                self.fleet.add(handle)
+                self.fleet.add(handle).request_key = key
                 self._log_action(endpoint.name, "start", worker_id, reason, took_s)
                 await self.store.put_worker(str(worker_id), endpoint.name, handle.info)
             except Exception:

@@ -41,6 +41,7 @@ class WorkerRecord:
     loadtime_s: float | None = None
     served_total: float = 0.0
     ready_after_s: float | None = None  # from its start to its first ready report (cold start)
+    request_key: bytes | None = None  # its HMAC key: routes to it are tagged, not RSA-signed
 
     @property
     def worker_id(self) -> int:

@@ -167,4 +167,5 @@ class Router:
             endpoint=endpoint.name,
             reqnum=reqnum,
             request_idx=request_idx,
+            worker_key=worker.request_key,
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -58,6 +59,12 @@ class ControlSettings(BaseModel):
         120, ge=5, le=600, json_schema_extra={"env": "VESPID_SIGNATURE_TTL_S"},
         description="How long a signed route stays valid.",
     )  # fmt: skip
+    request_signing: Literal["hmac", "rsa"] = Field(
+        "hmac",
+        json_schema_extra={"env": "VESPID_REQUEST_SIGNING"},
+        description="How routed requests are signed for workers this control plane starts: "
+        "hmac (a key per worker, cheap to check) or rsa (the router's key).",
+    )
     log_level: str = Field(
         "INFO",
         pattern=r"^(?i:debug|info|warning|error)$",

@@ -150,7 +150,16 @@ class Worker:
         self.proxy = BackendProxy(
             settings.backend_url, limit=limit, read_timeout_s=settings.backend_read_timeout_s
         )
+        # The router's RSA key arrives later (fetched) unless given in a file; an HMAC
+        # request key, when the control plane handed one out, works from the start.
         self.verifier: Verifier | None = None
+        if not settings.unsecured:
+            self.verifier = Verifier(
+                None,
+                own_url=settings.public_url,
+                request_key=settings.request_key_bytes,
+                accept_vast=settings.accept_vast_signatures,
+            )
         self._key_ready = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._aux: aiohttp.ClientSession | None = None
@@ -177,11 +186,8 @@ class Worker:
     # -- set-up ------------------------------------------------------------
 
     def _use_key(self, key: rsa.RSAPublicKey) -> None:
-        self.verifier = Verifier(
-            key,
-            own_url=self.settings.public_url,
-            accept_vast=self.settings.accept_vast_signatures,
-        )
+        if self.verifier is not None:
+            self.verifier.public_key = key
         self._key_ready.set()
 
     def build_app(self) -> web.Application:
@@ -222,8 +228,14 @@ class Worker:
         self._spawn(self.lifecycle.run())
         if self.settings.report_addr:
             self._spawn(self.reporter.run())
-        if self.verifier is None and not self.settings.unsecured:
-            self._spawn(self._fetch_key())
+        if self.verifier is not None and self.verifier.public_key is None:
+            if self.settings.report_addr:
+                self._spawn(self._fetch_key())
+            else:
+                log.warning(
+                    "no REPORT_ADDR or VESPID_PUBLIC_KEY_FILE: only HMAC-tagged requests "
+                    "(VESPID_REQUEST_KEY) can be checked; RSA-signed ones get 401"
+                )
         self._spawn(self.sessions.expire_forever())
         end_only = web.Application(client_max_size=64 * 1024)
         end_only.router.add_post("/session/end", self.handle_session_end)
@@ -366,15 +378,15 @@ class Worker:
     async def _check(self, auth: AuthData, *, presented_by_session: bool = False) -> None:
         """Verify the signature (unless the auth_data is its session's own), then wait
         until ready."""
-        if not self.settings.unsecured and not presented_by_session:
-            if self.verifier is None:
+        verifier = self.verifier
+        if verifier is not None and not presented_by_session:
+            if verifier.needs_public_key(auth) and self.settings.report_addr:
                 try:
                     async with asyncio.timeout(self.settings.ready_wait_s):
                         await self._key_ready.wait()
                 except TimeoutError:
                     raise NotReady("the router's public key is not loaded yet; retry") from None
-            assert self.verifier is not None
-            self.verifier.verify(auth)
+            verifier.verify(auth)
         await self.lifecycle.wait_ready()
         self.admission.max_perf = self.lifecycle.max_perf
 

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from vespid.protocol.signing import decode_request_key
 from vespid.settings import env_name as _env_name
 from vespid.settings import load_settings
 
@@ -125,6 +126,12 @@ class WorkerSettings(BaseModel):
         None,
         json_schema_extra={"env": "VESPID_PUBLIC_KEY_FILE"},
         description="Router public key (PEM); otherwise fetched from REPORT_ADDR/pubkey/.",
+    )
+    request_key: str | None = Field(
+        None,
+        json_schema_extra={"env": "VESPID_REQUEST_KEY", "secret": True},
+        description="This worker's HMAC request key (base64, 32 bytes), set by the control "
+        "plane that starts it; requests it routes then carry a cheap HMAC tag.",
     )
     accept_vast_signatures: bool = Field(
         True,
@@ -341,6 +348,13 @@ class WorkerSettings(BaseModel):
                 raise ValueError(f"each must look like package.module:attribute (got {spec!r})")
         return value
 
+    @field_validator("request_key")
+    @classmethod
+    def _check_request_key(cls, value: str | None) -> str | None:
+        if value is not None:
+            decode_request_key(value)
+        return value
+
     @field_validator("healthcheck_endpoint")
     @classmethod
     def _check_path(cls, value: str | None) -> str | None:
@@ -361,7 +375,7 @@ class WorkerSettings(BaseModel):
                 "BACKEND_HEALTH_URL: must be an absolute http(s) URL "
                 f"(got {self.backend_health_url!r})"
             )
-        if not (self.unsecured or self.report_addr or self.public_key_file):
+        if not (self.unsecured or self.report_addr or self.public_key_file or self.request_key):
             raise ValueError(
                 "REPORT_ADDR: required to fetch the router's public key "
                 "(or set VESPID_PUBLIC_KEY_FILE, or UNSECURED=true for development)"
@@ -385,6 +399,11 @@ class WorkerSettings(BaseModel):
         if self.max_sessions is None and self.backend == "null":
             return 1
         return self.max_sessions
+
+    @property
+    def request_key_bytes(self) -> bytes | None:
+        """VESPID_REQUEST_KEY decoded."""
+        return None if self.request_key is None else decode_request_key(self.request_key)
 
     @property
     def http_port(self) -> int:

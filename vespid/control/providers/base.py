@@ -42,9 +42,18 @@ class Provider(abc.ABC):
 
     @abc.abstractmethod
     async def start(
-        self, worker_id: int, endpoint: EndpointConfig, *, report_addr: str, master_token: str
+        self,
+        worker_id: int,
+        endpoint: EndpointConfig,
+        *,
+        report_addr: str,
+        master_token: str,
+        request_key: str = "",
     ) -> WorkerHandle:
-        """Launch a worker; return once its processes are started (not ready)."""
+        """Launch a worker; return once its processes are started (not ready).
+
+        ``request_key`` (base64), when not empty, is the worker's HMAC key: it must reach
+        the worker as ``VESPID_REQUEST_KEY`` and nothing else."""
 
     @abc.abstractmethod
     async def stop(self, handle: WorkerHandle) -> None:

@@ -59,7 +59,13 @@ class LocalProvider(Provider):
         return tuple(taken)
 
     async def start(
-        self, worker_id: int, endpoint: EndpointConfig, *, report_addr: str, master_token: str
+        self,
+        worker_id: int,
+        endpoint: EndpointConfig,
+        *,
+        report_addr: str,
+        master_token: str,
+        request_key: str = "",
     ) -> WorkerHandle:
         template = endpoint.template
         gpus = self._take_gpus(template.gpus_per_worker)
@@ -82,6 +88,8 @@ class LocalProvider(Provider):
             "VESPID_ACCEPT_VAST_SIGNATURES": "false",
             **gpu_env,
         }
+        if request_key:
+            env["VESPID_REQUEST_KEY"] = request_key
         procs: list[ChildProcess] = []
         await asyncio.to_thread(self.log_dir.mkdir, parents=True, exist_ok=True)
         fill = {"worker_port": worker_port, "gpus": ",".join(gpus)}
