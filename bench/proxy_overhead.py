@@ -3,7 +3,10 @@
 One run starts a stand-in backend (``bench/backend.py``), a minimal aiohttp
 passthrough proxy (``bench/minimal_proxy.py``) and a vespid worker with signatures
 checked, each as a subprocess on a free 127.0.0.1 port, and measures, for direct
-calls, the minimal proxy and the worker:
+calls, the minimal proxy and the worker, the worker twice: with requests tagged
+with HMAC-SHA256 under its own key (what vespid's control plane sends the workers it
+starts) and with requests RSA-signed (workers without a key, or
+``VESPID_REQUEST_SIGNING=rsa``):
 
 1. throughput and p50/p99 latency of tiny JSON answers at 32 concurrent connections;
 2. p50/p99 latency at concurrency 1 (the latency the proxy adds);
@@ -38,7 +41,13 @@ import aiohttp
 import orjson
 
 import vespid
-from vespid.protocol.signing import Signer, generate_private_key, public_key_pem
+from vespid.protocol.signing import (
+    Signer,
+    encode_request_key,
+    generate_private_key,
+    public_key_pem,
+    worker_request_key,
+)
 from vespid.servers.process import ChildProcess, free_port, wait_http
 from vespid.worker.settings import WorkerSettings, env_name
 
@@ -57,8 +66,15 @@ WORKER_VARS: Final = frozenset(env_name(f) for f in WorkerSettings.model_fields)
 
 DIRECT: Final = "direct"
 MINIMAL: Final = "minimal"
-WORKER: Final = "worker"
-LABELS: Final = {DIRECT: "direct", MINIMAL: "minimal proxy", WORKER: "vespid worker"}
+WORKER: Final = "worker"  # HMAC-tagged requests, as vespid's control plane routes them
+WORKER_RSA: Final = "worker_rsa"  # RSA-signed requests
+WORKERS: Final = (WORKER, WORKER_RSA)
+LABELS: Final = {
+    DIRECT: "direct",
+    MINIMAL: "minimal proxy",
+    WORKER: "vespid worker",
+    WORKER_RSA: "vespid worker, RSA",
+}
 
 
 # -- measuring -----------------------------------------------------------------
@@ -266,19 +282,32 @@ class Target:
 class Envelopes:
     """Request bodies in vespid's envelope, signed the way the router signs them."""
 
-    def __init__(self, signer: Signer, worker_url: str) -> None:
+    def __init__(self, signer: Signer, worker_url: str, worker_key: bytes) -> None:
         self._signer = signer
         self._worker_url = worker_url
+        self._worker_key = worker_key
         self._n = 0
         self._fixed: dict[str, bytes] = {}
 
-    def signed(self, payload: dict[str, Any], endpoint: str) -> bytes:
-        """A fresh signature every time: the worker refuses a signature it has seen."""
+    def _envelope(self, payload: dict[str, Any], endpoint: str, key: bytes | None) -> bytes:
         self._n += 1
         auth = self._signer.auth_data(
-            url=self._worker_url, cost=1, endpoint=endpoint, reqnum=self._n, request_idx=self._n
+            url=self._worker_url,
+            cost=1,
+            endpoint=endpoint,
+            reqnum=self._n,
+            request_idx=self._n,
+            worker_key=key,
         )
         return orjson.dumps({"auth_data": auth, "payload": payload})
+
+    def tagged(self, payload: dict[str, Any], endpoint: str) -> bytes:
+        """A fresh HMAC tag under the worker's key every time (a tag is used once)."""
+        return self._envelope(payload, endpoint, self._worker_key)
+
+    def signed(self, payload: dict[str, Any], endpoint: str) -> bytes:
+        """A fresh RSA signature every time: the worker refuses a signature it has seen."""
+        return self._envelope(payload, endpoint, None)
 
     def fixed(self, payload: dict[str, Any], endpoint: str) -> bytes:
         """One signed body per endpoint, reused: same size, for a proxy that checks nothing."""
@@ -375,7 +404,7 @@ class Bench:
         self.backend_pid = backend_pid
         self.tiny_expect = b""
         self.stream_expect = b""
-        self.replay_status = 0
+        self.replay_status: dict[str, int] = {}
 
     async def smoke_check(self) -> None:
         """Every target answers exactly what the backend answers (status, type, body)."""
@@ -398,18 +427,19 @@ class Bench:
                 got, ctype = await r.read(), r.headers.get("Content-Type")
             if r.status != 200 or got != self.tiny_expect or ctype != expect_ctype:
                 raise RuntimeError(f"{t.name}: smoke check failed: {r.status} {ctype} {got!r}")
-            if t.name == WORKER:
+            if t.name in WORKERS:
                 # Signatures are checked for real: the same signed body again is a replay.
                 async with self.session.post(
                     t.base_url + "/tiny", data=body, headers=JSON_HEADERS
                 ) as r:
-                    self.replay_status = r.status
+                    self.replay_status[t.name] = r.status
                 if r.status == 200:
-                    raise RuntimeError("the worker accepted a replayed signature")
+                    raise RuntimeError(f"{t.name}: the worker accepted a replayed signature")
 
     async def idle_cpu(self, seconds: float = 1.0) -> dict[str, float]:
         """CPU ms per second each proxy spends with no traffic (should be about 0)."""
         proxies = [(t.name, t.pid) for t in self.targets if t.pid is not None]
+        proxies = [(n, pid) for n, pid in proxies if n != WORKER_RSA]  # the same process
         before = {name: proc_cpu_s(pid) for name, pid in proxies}
         await asyncio.sleep(seconds)
         return {name: (proc_cpu_s(pid) - before[name]) * 1e3 / seconds for name, pid in proxies}
@@ -525,7 +555,11 @@ async def measure(
     return {
         "worker_replay_status": bench.replay_status,
         "idle_cpu_ms_per_s": idle,
-        "rss_mib_after": {t.name: proc_rss_mib(t.pid) for t in targets if t.pid is not None},
+        "rss_mib_after": {
+            t.name: proc_rss_mib(t.pid)
+            for t in targets
+            if t.pid is not None and t.name != WORKER_RSA
+        },
         "concurrent": {name: tally.summary() for name, tally in conc.items()},
         "sequential": {name: tally.summary() for name, tally in seq.items()},
         "streaming": {name: tally.summary() for name, tally in streams.items()},
@@ -557,6 +591,7 @@ async def run(opts: Options, out: Callable[[str], None]) -> int:
         key = generate_private_key()
         key_file = base / "router.pub.pem"
         key_file.write_bytes(public_key_pem(key))
+        worker_key = worker_request_key(os.urandom(32), 1)
         backend_port, minimal_port, worker_port = distinct_ports(3)
         backend_url = f"http://127.0.0.1:{backend_port}"
         worker_url = f"http://127.0.0.1:{worker_port}"
@@ -586,6 +621,7 @@ async def run(opts: Options, out: Callable[[str], None]) -> int:
             "VESPID_HOST": "127.0.0.1",
             "PUBLIC_IPADDR": "127.0.0.1",
             "VESPID_PUBLIC_KEY_FILE": str(key_file),
+            "VESPID_REQUEST_KEY": encode_request_key(worker_key),
             "VESPID_MAX_PERF": "1000000",
             "MAX_WAIT_TIME": "1000",
             "VESPID_LOG_LEVEL": "warning",
@@ -613,11 +649,12 @@ async def run(opts: Options, out: Callable[[str], None]) -> int:
             assert minimal.pid is not None
             assert worker.pid is not None
             assert backend.pid is not None
-            envelopes = Envelopes(Signer(key, ttl_s=300), worker_url)
+            envelopes = Envelopes(Signer(key, ttl_s=300), worker_url, worker_key)
             targets = [
                 Target(DIRECT, backend_url, None, direct_body),
                 Target(MINIMAL, f"http://127.0.0.1:{minimal_port}", minimal.pid, envelopes.fixed),
-                Target(WORKER, worker_url, worker.pid, envelopes.signed),
+                Target(WORKER, worker_url, worker.pid, envelopes.tagged),
+                Target(WORKER_RSA, worker_url, worker.pid, envelopes.signed),
             ]
             progress(
                 f"backend pid {backend.pid}, minimal proxy pid {minimal.pid}, "
@@ -677,7 +714,14 @@ def _uvloop_version() -> str | None:
 
 def ratios(results: dict[str, Any]) -> dict[str, float]:
     conc, seq, st = results["concurrent"], results["sequential"], results["streaming"]
-    return {
+    rsa = {
+        "worker_rsa_rps_over_direct": _div(conc[WORKER_RSA]["rps"], conc[DIRECT]["rps"]),
+        "worker_rsa_cpu_over_minimal_cpu": _div(
+            conc[WORKER_RSA]["proxy_cpu_us_per_req"], conc[MINIMAL]["proxy_cpu_us_per_req"]
+        ),
+        "worker_rsa_c1_p50_minus_direct_ms": seq[WORKER_RSA]["p50_ms"] - seq[DIRECT]["p50_ms"],
+    }
+    return rsa | {
         "worker_rps_over_direct": _div(conc[WORKER]["rps"], conc[DIRECT]["rps"]),
         "worker_rps_over_minimal": _div(conc[WORKER]["rps"], conc[MINIMAL]["rps"]),
         "minimal_rps_over_direct": _div(conc[MINIMAL]["rps"], conc[DIRECT]["rps"]),
@@ -714,15 +758,18 @@ def render(results: dict[str, Any]) -> str:
     s, env = results["settings"], results["environment"]
     conc, seq, st = results["concurrent"], results["sequential"], results["streaming"]
     r = results["ratios"]
-    names = [DIRECT, MINIMAL, WORKER]
+    names = [DIRECT, MINIMAL, WORKER, WORKER_RSA]
     tick_us = 1e6 / env["clk_tck"]
+    replays = results["worker_replay_status"]
     cpu_err = tick_us * s["rounds"] / max(conc[WORKER]["requests"], 1)
     lines = [
         f"vespid proxy overhead -- {env['cpus']} CPUs, Python {env['python']}, "
         f"aiohttp {env['aiohttp']}, uvloop {env['uvloop']}, vespid {env['vespid']}; "
         f"run took {results['duration_s']} s",
-        "signatures checked: every worker request carries its own RSA signature; "
-        f"a replayed one was refused with {results['worker_replay_status']}",
+        "signatures checked: every worker request carries its own HMAC-SHA256 tag under the "
+        "worker's key (vespid worker: what vespid's control plane sends the workers it starts) "
+        "or its own RSA-2048 signature (vespid worker, RSA); a replayed one was refused with "
+        f"{replays.get(WORKER)} and {replays.get(WORKER_RSA)}",
         "",
         f"1. tiny JSON, {s['concurrency']} concurrent connections "
         f"({s['requests']} requests per target in {s['rounds']} rounds, after "
@@ -802,6 +849,10 @@ def render(results: dict[str, Any]) -> str:
         f"  worker CPU / minimal proxy CPU      {r['worker_cpu_over_minimal_cpu']:.2f}"
         f"   ({conc[WORKER]['proxy_cpu_us_per_req']:.0f} vs "
         f"{conc[MINIMAL]['proxy_cpu_us_per_req']:.0f} µs per request)",
+        f"  same, RSA-signed requests           {r['worker_rsa_cpu_over_minimal_cpu']:.2f}"
+        f"   ({conc[WORKER_RSA]['proxy_cpu_us_per_req']:.0f} µs per request; throughput / "
+        f"direct {r['worker_rsa_rps_over_direct']:.2f}, p50 at conc. 1 "
+        f"{_us(r['worker_rsa_c1_p50_minus_direct_ms'])})",
         f"  worker p50 - direct p50, conc. 1    {_us(r['worker_c1_p50_minus_direct_ms'])}"
         f"   (minimal proxy {_us(r['minimal_c1_p50_minus_direct_ms'])})",
         f"  worker TTFB p50 - direct TTFB p50   {_us(r['worker_ttfb_p50_minus_direct_ms'])}"
