@@ -1,4 +1,5 @@
-"""Control-plane figures: /route/ calls per second (signing included), and a cold start
+"""Control-plane figures: /route/ calls per second (signing included, with HMAC tags and
+with RSA signatures), and a cold start
 from an empty endpoint to the first byte, split into its parts.
 
     python bench/control_plane.py                 # tiny generated model (fast)
@@ -57,14 +58,17 @@ async def admin(
         return await resp.json()
 
 
-async def route_throughput(routes: int, concurrency: int, workdir: Path) -> dict[str, Any]:
+async def route_throughput(
+    routes: int, concurrency: int, workdir: Path, signing: str
+) -> dict[str, Any]:
     port = free_port()
-    state = workdir / "route-state"
+    state = workdir / f"route-state-{signing}"
     env = {"VESPID_CONTROL_PORT": str(port), "VESPID_STATE_DIR": str(state),
-           "VESPID_ADMIN_KEY": "bench-admin-key", "VESPID_LOG_LEVEL": "warning"}  # fmt: skip
+           "VESPID_ADMIN_KEY": "bench-admin-key", "VESPID_LOG_LEVEL": "warning",
+           "VESPID_REQUEST_SIGNING": signing}  # fmt: skip
     control = ChildProcess.python(
         "vespid control", "-m", "vespid.cli.main", "control", env=env,
-        log_path=workdir / "control.log",
+        log_path=workdir / f"control-{signing}.log",
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     await control.start()
@@ -208,13 +212,19 @@ async def main() -> None:
         else:
             model = await asyncio.to_thread(write_tiny_llama_gguf, workdir / "tiny.gguf")
             model_args = ["--model", str(model), "--threads", "1", "--ctx", "2048"]
-        routes = await route_throughput(args.routes, args.concurrency, workdir)
+        routes = {
+            signing: await route_throughput(args.routes, args.concurrency, workdir, signing)
+            for signing in ("hmac", "rsa")
+        }
         cold = await cold_start(model_args, workdir)
     print(f"/route/ on one control-plane process ({os.cpu_count()} CPUs on this machine):")
-    print(f"  {routes['routes']} routes at {args.concurrency} connections: "
-          f"{routes['routes_per_s']} routes/s wall, {routes['routes_per_cpu_s']} routes per "
-          f"CPU-second ({routes['cpu_us_per_route']} µs CPU per route, "
-          "RSA signing included)")  # fmt: skip
+    for signing, kind in (("hmac", "HMAC tags (the default)"), ("rsa", "RSA signatures")):
+        r = routes[signing]
+        print(
+            f"  {kind}: {r['routes']} routes at {args.concurrency} connections: "
+            f"{r['routes_per_s']} routes/s wall, {r['routes_per_cpu_s']} routes per "
+            f"CPU-second ({r['cpu_us_per_route']} µs CPU per route, signing included)"
+        )
     print(
         f"cold start ({'Gemma 3 270M' if args.gemma else 'tiny model'}): "
         f"{cold['total_s']} s from request to first byte"
