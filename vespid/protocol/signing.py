@@ -272,7 +272,10 @@ class Verifier:
 
     def _check(self, signature: bytes, message: bytes) -> bool:
         if self.public_key is None:
-            raise SignatureInvalid("this worker has not loaded the router's public key yet; retry")
+            raise SignatureInvalid(
+                "this worker has no router public key (REPORT_ADDR unreachable or unset, "
+                "no VESPID_PUBLIC_KEY_FILE), so it cannot check RSA-signed requests"
+            )
         try:
             self.public_key.verify(signature, message, _PAD, _HASH)
         except InvalidSignature:
