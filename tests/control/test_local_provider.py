@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import logging
+import os
 from pathlib import Path
 
+import aiohttp
 import pytest
 
+from tests.control.conftest import admin
+from tests.support.waiting import wait_until
 from vespid.control.models import EndpointConfig, WorkerTemplate
+from vespid.control.policy import WorkerPhase
 from vespid.control.providers.base import RunState
 from vespid.control.providers.local import LocalProvider
+from vespid.control.serve import running_control
+from vespid.control.settings import ControlSettings
 from vespid.errors import ConfigError
 
 
@@ -50,3 +58,40 @@ async def test_cpu_machine_runs_workers_without_gpus(tmp_path: Path) -> None:
         assert handle.gpus == ()
     finally:
         await provider.close()
+
+
+async def test_workers_beyond_the_free_gpus_are_not_started(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Regression: with max_workers above the GPUs, the control plane asked the provider
+    for a worker it had to refuse, at every scaling tick. Now the policy's wish is cut to
+    what the free GPUs fit, and the shortfall is logged once."""
+    settings = ControlSettings(
+        host="127.0.0.1", port=0, state_dir=tmp_path / "state", scale_interval_s=0.05,
+        log_level="warning",
+    )  # fmt: skip
+    environ = {**os.environ, "CUDA_VISIBLE_DEVICES": "0,1"}
+    spec = {
+        "name": "gpu",
+        # 400 workload/s at 100 per worker: the policy wants 4 workers; 2 GPUs fit 2.
+        "scaling": {"min_load": 400, "max_workers": 4, "target_util": 1.0},
+        "template": {"gpus_per_worker": 1, "env": {"VESPID_LOG_LEVEL": "warning"}},
+    }
+    caplog.set_level(logging.WARNING, logger="vespid.control")
+    async with running_control(settings, environ) as control, aiohttp.ClientSession() as http:
+        status, _ = await admin(http, control, "POST", "/api/v0/endpoints", spec)
+        assert status == 201
+
+        def both_ready() -> bool:
+            workers = control.fleet.workers.values()
+            return len(workers) == 2 and all(w.phase is WorkerPhase.READY for w in workers)
+
+        await wait_until(both_ready, timeout_s=60)  # dozens of scaling ticks meanwhile
+        assert sorted(w.handle.gpus for w in control.fleet.workers.values()) == [("0",), ("1",)]
+        starts = [e for e in control.scaling_log if e["action"] == "start"]
+        assert len(starts) == 2
+    failed = [r for r in caplog.records if "starting a worker" in r.getMessage()]
+    assert failed == []
+    short = [r for r in caplog.records if "free GPUs fit" in r.getMessage()]
+    assert len(short) == 1
+    assert "gpu wants 4 more worker(s) but the free GPUs fit 2" in short[0].getMessage()

@@ -122,6 +122,8 @@ class ControlPlane:
         self._capacity: dict[str, asyncio.Condition] = {}  # held /route/ calls wait here
         self._failures: dict[str, int] = {}  # workers in a row that died before ready
         self._start_after: dict[str, float] = {}  # monotonic time before which none starts
+        self._gpus_promised = 0  # GPUs of starts spawned but not yet asked of the provider
+        self._short_of_gpus: dict[str, int] = {}  # endpoint -> starts held back (logged once)
 
     # -- start-up ------------------------------------------------------------
 
@@ -509,8 +511,31 @@ class ControlPlane:
             wanted = max(0, decision.start - starting)
             if wanted and time.monotonic() < self._start_after.get(endpoint.name, 0.0):
                 continue  # backing off: its last workers failed before they were ready
+            wanted = self._fit_gpus(endpoint, wanted)
             for _ in range(wanted):
                 self._spawn_start(endpoint, decision.reason)
+
+    def _fit_gpus(self, endpoint: EndpointConfig, wanted: int) -> int:
+        """``wanted`` cut to the workers the provider's free GPUs can take; a shortfall is
+        logged when it changes rather than at every tick."""
+        per_worker = endpoint.template.gpus_per_worker
+        free = self.provider.free_gpus()
+        if not wanted or not per_worker or free is None:
+            self._short_of_gpus.pop(endpoint.name, None)
+            return wanted
+        fits = max(0, free - self._gpus_promised) // per_worker
+        short = max(0, wanted - fits)
+        if short and self._short_of_gpus.get(endpoint.name) != short:
+            log.warning(
+                "%s wants %d more worker(s) but the free GPUs fit %d (gpus_per_worker=%d); "
+                "the rest start when GPUs free up",
+                endpoint.name, wanted, fits, per_worker,
+            )  # fmt: skip
+        if short:
+            self._short_of_gpus[endpoint.name] = short
+        else:
+            self._short_of_gpus.pop(endpoint.name, None)
+        return min(wanted, fits)
 
     def _note_outcome(self, record: WorkerRecord) -> None:
         """Back off starting workers for an endpoint whose workers die before they are ready
@@ -551,14 +576,20 @@ class ControlPlane:
         worker_id = self._next_worker_id
         self._next_worker_id += 1
         self._starting[endpoint.name] = self._starting.get(endpoint.name, 0) + 1
+        promised = endpoint.template.gpus_per_worker if self.provider.free_gpus() is not None else 0
+        self._gpus_promised += promised
 
         async def start() -> None:
+            handed = False
             try:
                 await self.store.set_meta("next_worker_id", str(self._next_worker_id))
                 began = time.monotonic()
                 key = None
                 if self.settings.request_signing == "hmac":
                     key = worker_request_key(self.request_secret, worker_id)
+                # The provider takes its GPUs as this call begins: no longer a promise.
+                self._gpus_promised -= promised
+                handed = True
                 handle = await self.provider.start(
                     worker_id,
                     endpoint,
@@ -574,6 +605,8 @@ class ControlPlane:
             except Exception:
                 log.exception("starting a worker for %s failed", endpoint.name)
             finally:
+                if not handed:
+                    self._gpus_promised -= promised
                 self._starting[endpoint.name] -= 1
 
         self._track(start())

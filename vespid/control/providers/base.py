@@ -55,6 +55,11 @@ class Provider(abc.ABC):
         ``request_key`` (base64), when not empty, is the worker's HMAC key: it must reach
         the worker as ``VESPID_REQUEST_KEY`` and nothing else."""
 
+    def free_gpus(self) -> int | None:
+        """GPUs free to hand to new workers now; None when the provider does not limit
+        workers by GPUs (a CPU machine, or one that finds machines on demand)."""
+        return None
+
     @abc.abstractmethod
     async def stop(self, handle: WorkerHandle) -> None:
         """Stop a worker and everything it started; idempotent."""

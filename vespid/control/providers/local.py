@@ -48,6 +48,9 @@ class LocalProvider(Provider):
         self._free_gpus = list(self._all_gpus)
         self._procs: dict[int, list[ChildProcess]] = {}
 
+    def free_gpus(self) -> int | None:
+        return len(self._free_gpus) if self._all_gpus else None
+
     def _take_gpus(self, count: int) -> tuple[str, ...]:
         if count == 0 or not self._all_gpus:
             return ()  # a CPU machine: the worker runs without GPUs
