@@ -163,3 +163,25 @@ async def test_ramp_stops_climbing_once_its_budget_is_spent() -> None:
     assert unlimited > limited > 0
     assert levels_unlimited == 1 + 4 + 4 + 8 + 16  # warm-up, then levels 1, 2, 4, 8
     assert len(sent) == 1 + 1  # warm-up plus one request of the first level
+
+
+async def test_ramp_budget_counts_from_when_the_caller_began() -> None:
+    """A budget already spent before the ramp (a long prompt probe) leaves the first level
+    a single request, as if the ramp itself had used it up."""
+    import time
+
+    from vespid.benchmarks.ramp import Ramp, ramp
+
+    sent: list[int] = []
+
+    async def one(rng: random.Random) -> float:
+        sent.append(1)
+        await asyncio.sleep(0.01)
+        return 1.0
+
+    settings = Ramp(max_concurrency=8, budget_s=60, warmup_requests=0)
+    assert await ramp(one, name="t", settings=settings, started=time.monotonic() - 61) > 0
+    assert len(sent) == 1
+    sent.clear()
+    await ramp(one, name="t", settings=settings, started=time.monotonic())
+    assert len(sent) == 4 + 4 + 8 + 16  # the whole climb fits a fresh budget

@@ -13,9 +13,10 @@ Each level keeps ``concurrency`` requests in flight and sends
 ``max(min_requests, concurrency * requests_per_slot)`` in all, so a level lasts a few
 request times however wide it is. A failed request stops the benchmark with the
 request's own error (the worker then reports it as the reason it is errored). Once
-``budget_s`` (10 s) has passed since the first level, lanes send no more requests and no
-new level starts: the result is then the best seen so far, a lower bound, so that a
-worker's first start is not held up by a long climb on a slow model.
+``budget_s`` (10 s) has passed since the first level (or since ``started``, when the caller
+spent some of the budget already, e.g. probing the longest prompt), lanes send no more
+requests and no new level starts: the result is then the best seen so far, a lower bound,
+so that a worker's first start is not held up by a long climb on a slow model.
 """
 
 from __future__ import annotations
@@ -94,8 +95,17 @@ async def measure_level(
     return done / max(time.perf_counter() - start, 1e-9)
 
 
-async def ramp(one: OneRequest, *, name: str, settings: Ramp | None = None, seed: int = 0) -> float:
-    """Climb concurrency until throughput stops rising; the best workload/s seen."""
+async def ramp(
+    one: OneRequest,
+    *,
+    name: str,
+    settings: Ramp | None = None,
+    seed: int = 0,
+    started: float | None = None,
+) -> float:
+    """Climb concurrency until throughput stops rising; the best workload/s seen.
+
+    ``started`` (monotonic): when the budget began, if before this call."""
     s = settings or Ramp()
     rng = random.Random(seed)
     for _ in range(s.warmup_requests):
@@ -103,7 +113,8 @@ async def ramp(one: OneRequest, *, name: str, settings: Ramp | None = None, seed
     best = 0.0
     best_at = s.start_concurrency
     concurrency = s.start_concurrency
-    started = time.monotonic()
+    if started is None:
+        started = time.monotonic()
     while concurrency <= s.max_concurrency:
         if best and time.monotonic() - started >= s.budget_s:
             log.info("%s benchmark: %.0f s budget spent; stopping the climb", name, s.budget_s)

@@ -6,14 +6,18 @@ shipped list, log-uniform between ``min_prompt_words`` and ``max_prompt_words``.
 measuring, the benchmark sends one prompt of the longest length; a server that refuses
 it as too long for its context halves the bound until one fits (worked example: a
 512-token context refuses 512, 256 and 128 words of about six tokens each, and accepts
-64 words, so prompts then run from 16 to 64 words).
+64 words, so prompts then run from 16 to 64 words). That accepted prompt is also the
+warm-up, and its time counts in the ramp's budget: on a slow CPU model the probe alone
+takes seconds, and a worker's first start waits for all of it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import re
+import time
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -87,6 +91,7 @@ class TextBenchmark:
             return words
 
     async def __call__(self, backend_url: str, session: aiohttp.ClientSession) -> float:
+        began = time.monotonic()
         await preload_words()
         model = self.model or await self.pick_model(backend_url, session)
         longest = await self.fit_prompts(backend_url, session, model)
@@ -95,4 +100,6 @@ class TextBenchmark:
         async def one(rng: random.Random) -> float:
             return await self.send(backend_url, session, prompt(rng, shortest, longest), model)
 
-        return await ramp(one, name=self.name, settings=self.ramp)
+        # The probe that fitted the prompts warmed the server: no second warm-up.
+        settings = dataclasses.replace(self.ramp, warmup_requests=0)
+        return await ramp(one, name=self.name, settings=settings, started=began)
