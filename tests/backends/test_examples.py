@@ -125,17 +125,22 @@ async def test_tgi_example(make_worker: MakeWorker, tgi: tuple[TGIStandIn, str])
     assert text == "".join(pieces)
 
 
-async def test_comfyui_example(make_worker: MakeWorker, comfy: tuple[ComfyUIStandIn, str]) -> None:
+@pytest.mark.parametrize("wait", [True, False], ids=["prompt-wait", "poll-history"])
+async def test_comfyui_example(
+    make_worker: MakeWorker, comfy: tuple[ComfyUIStandIn, str], wait: bool
+) -> None:
     worker = await make_worker(
         BACKEND_URL=comfy[1],
         UNSECURED="true",
         ALLOW_PARALLEL="false",
         HEALTHCHECK_ENDPOINT="/system_stats",
         BENCHMARK="tests.support.bench_funcs:comfy_small",
+        VESPID_HANDLERS="vespid.handlers.comfyui:handler",
     )
-    data = await make_image(worker.url, image_ops_workflow(64, 32, 2, seed=1), 4.096)
+    workload = image_workload(64, 32, 2)
+    data = await make_image(worker.url, image_ops_workflow(64, 32, 2, seed=1), workload, wait=wait)
     assert data.startswith(b"\x89PNG")
-    assert worker.worker.metrics.workload_served._value.get() == image_workload(64, 32, 2)
+    assert worker.worker.metrics.workload_served._value.get() == workload
 
 
 async def test_custom_example(make_worker: MakeWorker, http: aiohttp.ClientSession) -> None:

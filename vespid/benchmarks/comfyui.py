@@ -38,6 +38,7 @@ __all__ = [
     "image_ops_workflow",
     "image_workload",
     "txt2img_workflow",
+    "wait_for_run",
 ]
 
 log = logging.getLogger("vespid.benchmark")
@@ -107,7 +108,37 @@ def _history_error(entry: dict[str, Any]) -> str:
     for kind, data in entry.get("status", {}).get("messages", []):
         if kind == "execution_error" and isinstance(data, dict):
             return f"{data.get('node_type')}: {data.get('exception_message')}".strip()
+        if kind == "execution_interrupted":
+            return "interrupted"
     return "status error"
+
+
+async def wait_for_run(
+    backend_url: str, session: aiohttp.ClientSession, prompt_id: str, timeout_s: float
+) -> dict[str, Any]:
+    """Poll ``/history/<prompt_id>`` until the run is over; its history entry.
+
+    BackendError when the run failed (the node and ComfyUI's message), BackendTimeout
+    after ``timeout_s``. Polls 10 ms apart at first, then up to 100 ms."""
+    what = f"GET {backend_url}/history/{prompt_id}"
+    delay_s = 0.01
+    try:
+        async with asyncio.timeout(timeout_s):
+            while True:
+                async with session.get(f"{backend_url}/history/{prompt_id}") as resp:
+                    history = await read_json(resp, what, HINT)
+                entry = history.get(prompt_id) if isinstance(history, dict) else None
+                status = entry.get("status", {}) if isinstance(entry, dict) else {}
+                if isinstance(entry, dict) and status.get("status_str") == "error":
+                    raise BackendError(f"ComfyUI run {prompt_id} failed: {_history_error(entry)}")
+                if isinstance(entry, dict) and status.get("completed", True):
+                    return entry
+                await asyncio.sleep(delay_s)
+                delay_s = min(delay_s * 1.5, 0.1)
+    except TimeoutError:
+        raise BackendTimeout(
+            f"ComfyUI run {prompt_id} not finished after {timeout_s:g} s"
+        ) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +201,7 @@ class ComfyUIBenchmark:
         prompt_id = queued.get("prompt_id") if isinstance(queued, dict) else None
         if not isinstance(prompt_id, str):
             raise BackendError(f"POST {backend_url}/prompt answered no prompt_id: {queued!r}")
-        entry = await self.wait_history(backend_url, session, prompt_id)
+        entry = await wait_for_run(backend_url, session, prompt_id, self.image_timeout_s)
         for output in entry.get("outputs", {}).values():
             for image in output.get("images", []):
                 params = {k: str(image.get(k, "")) for k in ("filename", "subfolder", "type")}
@@ -180,31 +211,6 @@ class ComfyUIBenchmark:
                         raise BackendError(f"GET {backend_url}/view answered {resp.status}")
                 return entry
         raise BackendError(f"ComfyUI run {prompt_id} finished without an image")
-
-    async def wait_history(
-        self, backend_url: str, session: aiohttp.ClientSession, prompt_id: str
-    ) -> dict[str, Any]:
-        what = f"GET {backend_url}/history/{prompt_id}"
-        delay_s = 0.01
-        try:
-            async with asyncio.timeout(self.image_timeout_s):
-                while True:
-                    async with session.get(f"{backend_url}/history/{prompt_id}") as resp:
-                        history = await read_json(resp, what, HINT)
-                    entry = history.get(prompt_id) if isinstance(history, dict) else None
-                    status = entry.get("status", {}) if isinstance(entry, dict) else {}
-                    if isinstance(entry, dict) and status.get("status_str") == "error":
-                        raise BackendError(
-                            f"ComfyUI run {prompt_id} failed: {_history_error(entry)}"
-                        )
-                    if isinstance(entry, dict) and status.get("completed", True):
-                        return entry
-                    await asyncio.sleep(delay_s)
-                    delay_s = min(delay_s * 1.5, 0.1)
-        except TimeoutError:
-            raise BackendTimeout(
-                f"ComfyUI run {prompt_id} not finished after {self.image_timeout_s:g} s"
-            ) from None
 
     async def __call__(self, backend_url: str, session: aiohttp.ClientSession) -> float:
         await preload_words()

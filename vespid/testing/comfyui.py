@@ -5,7 +5,11 @@ Routes: ``POST /prompt`` (``{"prompt": {node_id: {"class_type", "inputs"}}, "cli
 "message", "details", "extra_info"}, "node_errors": {...}}``), ``GET /history/<prompt_id>``
 (``{}`` until the run is finished, then ``{prompt_id: {"prompt", "outputs", "status",
 "meta"}}``), ``GET /history``, ``GET /view?filename=&subfolder=&type=`` (the PNG),
-``GET /queue``, ``GET /system_stats`` and ``GET /object_info/<node>``.
+``GET /queue``, ``POST /queue`` (``{"delete": [prompt_id, ...]}`` or ``{"clear": true}``:
+pending runs dropped), ``POST /interrupt`` (the running workflow stops; with
+``{"prompt_id"}`` only if it is that one; its history then has ``status_str`` "error"
+and an ``execution_interrupted`` message), ``GET /system_stats`` and ``GET
+/object_info/<node>``.
 
 Like ComfyUI, it runs one workflow at a time, in order. It knows the nodes of the
 model-free graph (``EmptyImage``, ``ImageInvert``, ``SaveImage``) and of text-to-image
@@ -79,8 +83,10 @@ class ComfyUIStandIn:
     images: dict[str, bytes] = field(default_factory=dict)
     queued: list[_Job] = field(default_factory=list)
     running: _Job | None = None
+    interrupted: list[str] = field(default_factory=list)  # prompt ids stopped mid-run
     _counter: int = 0
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _interrupt: asyncio.Event = field(default_factory=asyncio.Event)
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -89,6 +95,8 @@ class ComfyUIStandIn:
         app.router.add_get("/history/{prompt_id}", self._history)
         app.router.add_get("/view", self._view)
         app.router.add_get("/queue", self._queue)
+        app.router.add_post("/queue", self._queue_change)
+        app.router.add_post("/interrupt", self._interrupt_run)
         app.router.add_get("/system_stats", self._system_stats)
         app.router.add_get("/object_info/{node}", self._object_info)
         app.cleanup_ctx.append(self._executor)
@@ -208,11 +216,16 @@ class ComfyUIStandIn:
                 await self._wake.wait()
             job = self.queued.pop(0)
             self.running = job
+            self._interrupt.clear()
             started = _now_ms()
             outputs: dict[str, Any] = {}
             for node_id in job.outputs_to_run:
                 width, height, steps, colour = self._trace(job.graph, node_id)
-                await asyncio.sleep(width * height * steps * self.pixel_step_s)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(width * height * steps * self.pixel_step_s):
+                        await self._interrupt.wait()
+                if self._interrupt.is_set():
+                    break
                 rgb = ((colour >> 16) & 255, (colour >> 8) & 255, colour & 255)
                 prefix = job.graph[node_id]["inputs"].get("filename_prefix", "ComfyUI")
                 filename = f"{prefix}_{job.number + 1:05d}_.png"
@@ -221,6 +234,31 @@ class ComfyUIStandIn:
                     "images": [{"filename": filename, "subfolder": "", "type": "output"}]
                 }
             self.running = None
+            if self._interrupt.is_set():
+                self.interrupted.append(job.prompt_id)
+                self.history[job.prompt_id] = {
+                    "prompt": [job.number, job.prompt_id, job.graph, job.extra, job.outputs_to_run],
+                    "outputs": {},
+                    "status": {
+                        "status_str": "error",
+                        "completed": False,
+                        "messages": [
+                            ["execution_start", {"prompt_id": job.prompt_id, "timestamp": started}],
+                            [
+                                "execution_interrupted",
+                                {
+                                    "prompt_id": job.prompt_id,
+                                    "node_id": job.outputs_to_run[0],
+                                    "node_type": "SaveImage",
+                                    "executed": [],
+                                    "timestamp": _now_ms(),
+                                },
+                            ],
+                        ],
+                    },
+                    "meta": {},
+                }
+                continue
             self.history[job.prompt_id] = {
                 "prompt": [job.number, job.prompt_id, job.graph, job.extra, job.outputs_to_run],
                 "outputs": outputs,
@@ -297,6 +335,23 @@ class ComfyUIStandIn:
         return web.json_response(
             {"queue_running": running, "queue_pending": [row(j) for j in self.queued]}
         )
+
+    async def _queue_change(self, request: web.Request) -> web.Response:
+        body: Any = orjson.loads(await request.read() or b"{}")
+        if isinstance(body, dict) and body.get("clear"):
+            self.queued.clear()
+        if isinstance(body, dict) and isinstance(body.get("delete"), list):
+            gone = set(body["delete"])
+            self.queued = [job for job in self.queued if job.prompt_id not in gone]
+        return web.Response(status=200)
+
+    async def _interrupt_run(self, request: web.Request) -> web.Response:
+        raw = await request.read()
+        body: Any = orjson.loads(raw) if raw else {}
+        wanted = body.get("prompt_id") if isinstance(body, dict) else None
+        if self.running is not None and wanted in (None, self.running.prompt_id):
+            self._interrupt.set()
+        return web.Response(status=200)
 
     async def _system_stats(self, request: web.Request) -> web.Response:
         return web.json_response(
