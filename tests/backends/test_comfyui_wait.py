@@ -5,8 +5,10 @@ leaves takes its run with it."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 
 import aiohttp
+import pytest
 
 from tests.backends.test_passthrough import auth, served
 from tests.support.servers import Autoscaler
@@ -18,28 +20,36 @@ from vespid.testing.comfyui import ComfyUIStandIn
 COST = image_workload(80, 48, 2)
 
 
-async def comfy_worker(
-    make_worker: MakeWorker, autoscaler: tuple[Autoscaler, str], url: str
-) -> RunningWorker:
-    _, scaler_url = autoscaler
-    return await make_worker(
-        BACKEND_URL=url,
+@dataclass
+class Setup:
+    stand_in: ComfyUIStandIn
+    url: str  # the stand-in's
+    scaler: Autoscaler
+    worker: RunningWorker
+
+
+@pytest.fixture
+async def setup(
+    make_worker: MakeWorker,
+    autoscaler: tuple[Autoscaler, str],
+    comfy: tuple[ComfyUIStandIn, str],
+) -> Setup:
+    """A signed worker with the /prompt/wait handler before the ComfyUI stand-in."""
+    scaler, scaler_url = autoscaler
+    worker = await make_worker(
+        BACKEND_URL=comfy[1],
         REPORT_ADDR=scaler_url,
         VESPID_MAX_PERF="1000",
         ALLOW_PARALLEL="false",
         VESPID_HANDLERS="vespid.handlers.comfyui:handler",
     )
+    return Setup(comfy[0], comfy[1], scaler, worker)
 
 
 async def test_answers_with_the_outputs_once_the_image_exists(
-    make_worker: MakeWorker,
-    autoscaler: tuple[Autoscaler, str],
-    comfy: tuple[ComfyUIStandIn, str],
-    http: aiohttp.ClientSession,
+    setup: Setup, http: aiohttp.ClientSession
 ) -> None:
-    stand_in, url = comfy
-    scaler, _ = autoscaler
-    worker = await comfy_worker(make_worker, autoscaler, url)
+    stand_in, scaler, worker = setup.stand_in, setup.scaler, setup.worker
     stand_in.pixel_step_s = 1e-4  # about 0.8 s for this graph: long enough to look inside
     graph = image_ops_workflow(80, 48, 2, seed=0x123456)
     call = asyncio.create_task(
@@ -64,15 +74,8 @@ async def test_answers_with_the_outputs_once_the_image_exists(
     assert worker.worker.admission.running == 0
 
 
-async def test_refusals_and_failed_runs(
-    make_worker: MakeWorker,
-    autoscaler: tuple[Autoscaler, str],
-    comfy: tuple[ComfyUIStandIn, str],
-    http: aiohttp.ClientSession,
-) -> None:
-    stand_in, url = comfy
-    scaler, _ = autoscaler
-    worker = await comfy_worker(make_worker, autoscaler, url)
+async def test_refusals_and_failed_runs(setup: Setup, http: aiohttp.ClientSession) -> None:
+    stand_in, url, scaler, worker = setup.stand_in, setup.url, setup.scaler, setup.worker
     send = worker.url + "/prompt/wait"
     async with http.post(send, json=envelope(auth(scaler, worker, 1), ["not", "a", "body"])) as r:
         assert r.status == 422
@@ -99,14 +102,8 @@ async def test_refusals_and_failed_runs(
     assert errors == 1
 
 
-async def test_a_client_that_leaves_takes_its_run_with_it(
-    make_worker: MakeWorker,
-    autoscaler: tuple[Autoscaler, str],
-    comfy: tuple[ComfyUIStandIn, str],
-) -> None:
-    stand_in, url = comfy
-    scaler, _ = autoscaler
-    worker = await comfy_worker(make_worker, autoscaler, url)
+async def test_a_client_that_leaves_takes_its_run_with_it(setup: Setup) -> None:
+    stand_in, scaler, worker = setup.stand_in, setup.scaler, setup.worker
     stand_in.pixel_step_s = 1.0
     graph = image_ops_workflow(80, 48, 2, seed=2)
     async with aiohttp.ClientSession() as leaving:

@@ -89,6 +89,7 @@ async def test_benchmark_and_passthrough_on_real_comfyui(
         ALLOW_PARALLEL="false",
         HEALTHCHECK_ENDPOINT="/system_stats",
         BENCHMARK="vespid.benchmarks.comfyui:benchmark",
+        VESPID_HANDLERS="vespid.handlers.comfyui:handler",
     )
     max_perf = worker.worker.lifecycle.max_perf
     assert max_perf is not None
@@ -96,8 +97,11 @@ async def test_benchmark_and_passthrough_on_real_comfyui(
     lines = [r.getMessage() for r in caplog.records if "benchmark" in r.getMessage().lower()]
     print("\n".join(lines), file=sys.stderr)
     assert any("Benchmark complete" in line for line in lines)
-    data = await make_image(worker.url, image_ops_workflow(320, 200, 3, seed=7), 192.0)
-    assert data.startswith(b"\x89PNG")
-    assert data[16:24] == (320).to_bytes(4, "big") + (200).to_bytes(4, "big")
+    # ComfyUI's own sequence (/prompt, /history, /view), then one POST /prompt/wait.
+    for seed, wait in ((7, False), (8, True)):
+        graph = image_ops_workflow(320, 200, 3, seed=seed)
+        data = await make_image(worker.url, graph, 192.0, wait=wait)
+        assert data.startswith(b"\x89PNG")
+        assert data[16:24] == (320).to_bytes(4, "big") + (200).to_bytes(4, "big")
     served = worker.worker.metrics.workload_served._value.get()
-    assert served == image_workload(320, 200, 3)
+    assert served == 2 * image_workload(320, 200, 3)
