@@ -12,12 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import json
 import logging
 import os
 import signal
-import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,17 +22,13 @@ from typing import Any
 
 from vespid.control.models import EndpointConfig
 from vespid.control.providers.base import Provider, RunState, WorkerHandle
+from vespid.control.providers.launch import LaunchSpec, launch
 from vespid.errors import ConfigError
-from vespid.servers.process import ChildProcess, free_port
+from vespid.servers.process import ChildProcess
 
 __all__ = ["LocalProvider"]
 
 log = logging.getLogger("vespid.control")
-
-
-def _template_key(endpoint: EndpointConfig) -> str:
-    spec = json.dumps(endpoint.template.model_dump(mode="json"), sort_keys=True)
-    return f"{endpoint.name}:{hashlib.sha256(spec.encode()).hexdigest()[:16]}"
 
 
 class LocalProvider(Provider):
@@ -70,82 +63,29 @@ class LocalProvider(Provider):
         master_token: str,
         request_key: str = "",
     ) -> WorkerHandle:
-        template = endpoint.template
-        gpus = self._take_gpus(template.gpus_per_worker)
-        worker_port, http_port = free_port(), free_port()
-        gpu_env = {"CUDA_VISIBLE_DEVICES": ",".join(gpus)} if gpus else {}
-        env = {
-            # The endpoint's max_queue_time is the worker's MAX_WAIT_TIME unless the template
-            # says; workers of one template share one cached benchmark though their model
-            # servers get new ports.
-            "MAX_WAIT_TIME": str(endpoint.scaling.max_queue_time),
-            "VESPID_BENCHMARK_KEY": _template_key(endpoint),
-            **template.env,
-            "WORKER_PORT": str(worker_port),
-            "WORKER_HTTP_PORT": str(http_port),
-            "VESPID_HOST": "127.0.0.1",
-            "PUBLIC_IPADDR": "127.0.0.1",
-            "REPORT_ADDR": report_addr,
-            "CONTAINER_ID": str(worker_id),
-            "MASTER_TOKEN": master_token,
-            "VESPID_ACCEPT_VAST_SIGNATURES": "false",
-            **gpu_env,
-        }
-        if request_key:
-            env["VESPID_REQUEST_KEY"] = request_key
-        procs: list[ChildProcess] = []
-        await asyncio.to_thread(self.log_dir.mkdir, parents=True, exist_ok=True)
-        fill = {"worker_port": worker_port, "gpus": ",".join(gpus)}
-        null = template.model_command is None or template.env.get("BACKEND") == "null"
-        if null:
-            # A null worker; a model_command then runs beside it as a sidecar (e.g. a
-            # queue consumer) that releases sessions on the worker's control port.
-            control_port = free_port()
-            env["BACKEND"] = "null"
-            env["NULL_CONTROL_PORT"] = str(control_port)
-            fill["control_port"] = control_port
-        else:
-            fill["model_port"] = free_port()
-            env["BACKEND_URL"] = f"http://127.0.0.1:{fill['model_port']}"
-        if template.model_command:
-            argv = [part.format(**fill) for part in template.model_command]
-            if argv[0] in ("python", "python3"):
-                argv[0] = sys.executable
-            role = "sidecar" if null else "model server"
-            procs.append(
-                ChildProcess(
-                    f"{role} {worker_id}",
-                    argv,
-                    env={**template.model_env, **gpu_env},
-                    log_path=self.log_dir / f"model-{worker_id}.log",
-                    die_with_parent=True,
-                )
-            )
-        procs.append(
-            ChildProcess.python(
-                f"worker {worker_id}",
-                "-m",
-                "vespid.worker",
-                env=env,
-                log_path=self.log_dir / f"worker-{worker_id}.log",
-                die_with_parent=True,
-            )
+        gpus = self._take_gpus(endpoint.template.gpus_per_worker)
+        spec = LaunchSpec(
+            worker_id=worker_id,
+            endpoint=endpoint,
+            report_addr=report_addr,
+            master_token=master_token,
+            log_dir=self.log_dir,
+            request_key=request_key,
+            gpus=gpus,
         )
-        for proc in procs:
-            await proc.start()
-        self._procs[worker_id] = procs
+        try:
+            launched = await launch(spec)
+        except BaseException:
+            self._free_gpus.extend(gpus)
+            raise
+        self._procs[worker_id] = launched.procs
         handle = WorkerHandle(
             worker_id=worker_id,
             endpoint=endpoint.name,
-            url=f"http://127.0.0.1:{worker_port}",
+            url=launched.url,
             started_at=time.time(),
             gpus=gpus,
-            info={
-                "pgids": [p.pgid for p in procs],
-                "gpus": list(gpus),
-                "worker_port": worker_port,
-                "model_port": fill.get("model_port"),
-            },
+            info=launched.info,
         )
         log.info("started worker %d for %s at %s", worker_id, endpoint.name, handle.url)
         return handle

@@ -1,0 +1,136 @@
+"""Launching one worker on the machine this runs on: its model server (or sidecar) and the
+``vespid worker`` before it, as child processes with their own ports.
+
+Shared by the providers: the local provider calls it in the control plane's process,
+the Ray provider in an actor on the node Ray picked. The worker listens on ``host`` (the
+address clients reach it at) and reports to ``report_addr``; the model server listens on
+127.0.0.1 beside it. Children lead their own process groups and die with the process
+that launched them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vespid.control.models import EndpointConfig
+from vespid.servers.process import ChildProcess, free_port
+
+__all__ = ["LaunchSpec", "Launched", "launch", "template_key"]
+
+
+def template_key(endpoint: EndpointConfig) -> str:
+    """One key per endpoint template: workers of one template share a cached benchmark."""
+    spec = json.dumps(endpoint.template.model_dump(mode="json"), sort_keys=True)
+    return f"{endpoint.name}:{hashlib.sha256(spec.encode()).hexdigest()[:16]}"
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    """Everything needed to launch one worker."""
+
+    worker_id: int
+    endpoint: EndpointConfig
+    report_addr: str
+    master_token: str
+    log_dir: Path
+    host: str = "127.0.0.1"  # where the worker listens, and the address in its url
+    request_key: str = ""
+    gpus: tuple[str, ...] = ()
+
+
+@dataclass
+class Launched:
+    """A worker's processes, started, and what the control plane keeps of them."""
+
+    url: str
+    procs: list[ChildProcess]
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+async def launch(spec: LaunchSpec) -> Launched:
+    """Start the worker's processes; returns once they are started (not ready)."""
+    template = spec.endpoint.template
+    worker_port, http_port = free_port(), free_port()
+    gpu_env = {"CUDA_VISIBLE_DEVICES": ",".join(spec.gpus)} if spec.gpus else {}
+    env = {
+        # The endpoint's max_queue_time is the worker's MAX_WAIT_TIME unless the template
+        # says; workers of one template share one cached benchmark though their model
+        # servers get new ports.
+        "MAX_WAIT_TIME": str(spec.endpoint.scaling.max_queue_time),
+        "VESPID_BENCHMARK_KEY": template_key(spec.endpoint),
+        **template.env,
+        "WORKER_PORT": str(worker_port),
+        "WORKER_HTTP_PORT": str(http_port),
+        "VESPID_HOST": spec.host,
+        "PUBLIC_IPADDR": spec.host,
+        "REPORT_ADDR": spec.report_addr,
+        "CONTAINER_ID": str(spec.worker_id),
+        "MASTER_TOKEN": spec.master_token,
+        "VESPID_ACCEPT_VAST_SIGNATURES": "false",
+        **gpu_env,
+    }
+    if spec.request_key:
+        env["VESPID_REQUEST_KEY"] = spec.request_key
+    await asyncio.to_thread(spec.log_dir.mkdir, parents=True, exist_ok=True)
+    fill: dict[str, Any] = {"worker_port": worker_port, "gpus": ",".join(spec.gpus)}
+    null = template.model_command is None or template.env.get("BACKEND") == "null"
+    if null:
+        # A null worker; a model_command then runs beside it as a sidecar (e.g. a
+        # queue consumer) that releases sessions on the worker's control port.
+        control_port = free_port()
+        env["BACKEND"] = "null"
+        env["NULL_CONTROL_PORT"] = str(control_port)
+        fill["control_port"] = control_port
+    else:
+        fill["model_port"] = free_port()
+        env["BACKEND_URL"] = f"http://127.0.0.1:{fill['model_port']}"
+    procs: list[ChildProcess] = []
+    if template.model_command:
+        argv = [part.format(**fill) for part in template.model_command]
+        if argv[0] in ("python", "python3"):
+            argv[0] = sys.executable
+        role = "sidecar" if null else "model server"
+        procs.append(
+            ChildProcess(
+                f"{role} {spec.worker_id}",
+                argv,
+                env={**template.model_env, **gpu_env},
+                log_path=spec.log_dir / f"model-{spec.worker_id}.log",
+                die_with_parent=True,
+            )
+        )
+    procs.append(
+        ChildProcess.python(
+            f"worker {spec.worker_id}",
+            "-m",
+            "vespid.worker",
+            env=env,
+            log_path=spec.log_dir / f"worker-{spec.worker_id}.log",
+            die_with_parent=True,
+        )
+    )
+    started: list[ChildProcess] = []
+    try:
+        for proc in procs:
+            await proc.start()
+            started.append(proc)
+    except BaseException:
+        for proc in reversed(started):
+            await proc.stop()
+        raise
+    return Launched(
+        url=f"http://{spec.host}:{worker_port}",
+        procs=procs,
+        info={
+            "pgids": [p.pgid for p in procs],
+            "gpus": list(spec.gpus),
+            "worker_port": worker_port,
+            "model_port": fill.get("model_port"),
+        },
+    )
