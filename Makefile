@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[llamacpp]' -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet -e '.[llamacpp,ray]' -r requirements-dev.txt
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -167,6 +167,7 @@ class ControlPlane:
             ):
                 self.endpoints[endpoint.name] = endpoint
                 await self.store.put_endpoint(endpoint)
+        await self.provider.open()
         # Workers a previous run started are not re-adopted: their reports would carry
         # no routing books, so they are stopped and the autoscaler starts fresh ones.
         for worker_id, _, info in await self.store.workers():

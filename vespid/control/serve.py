@@ -11,13 +11,26 @@ from contextlib import asynccontextmanager
 from aiohttp import web
 
 from vespid.control.app import ControlPlane
+from vespid.control.providers.base import Provider
 from vespid.control.providers.local import LocalProvider
+from vespid.control.providers.ray import RayProvider
 from vespid.control.settings import ControlSettings
 from vespid.control.store import SQLiteStore
 
 __all__ = ["running_control", "serve_control"]
 
 log = logging.getLogger("vespid.control")
+
+
+def make_provider(settings: ControlSettings, environ: Mapping[str, str]) -> Provider:
+    """The provider ``VESPID_PROVIDER`` names."""
+    logs = settings.state_dir / "logs"
+    if settings.provider == "ray":
+        # A Ray instance started here listens where the control plane does (127.0.0.1 by
+        # default); on all addresses, Ray picks the node's own.
+        host = None if settings.host in ("0.0.0.0", "::", "") else settings.host
+        return RayProvider(logs, address=settings.ray_address, local_host=host)
+    return LocalProvider(logs, environ)
 
 
 @asynccontextmanager
@@ -30,9 +43,7 @@ async def running_control(
     sock.bind((settings.host, settings.port))
     host, port = sock.getsockname()[:2]
     control = ControlPlane(
-        settings,
-        SQLiteStore(settings.state_dir / "vespid.db"),
-        LocalProvider(settings.state_dir / "logs", environ),
+        settings, SQLiteStore(settings.state_dir / "vespid.db"), make_provider(settings, environ)
     )
     await control.open(f"http://{host}:{port}")
     runner = web.AppRunner(control.build_app(), access_log=None)

@@ -59,6 +59,17 @@ class ControlSettings(BaseModel):
         120, ge=5, le=600, json_schema_extra={"env": "VESPID_SIGNATURE_TTL_S"},
         description="How long a signed route stays valid.",
     )  # fmt: skip
+    provider: Literal["local", "ray"] = Field(
+        "local",
+        json_schema_extra={"env": "VESPID_PROVIDER"},
+        description="Where workers run: local (processes on this machine) or ray (a Ray cluster).",
+    )
+    ray_address: str | None = Field(
+        None,
+        json_schema_extra={"env": "VESPID_RAY_ADDRESS"},
+        description="With provider ray: the cluster to join (auto, ray://host:10001, host:port); "
+        "unset: start a Ray instance on this machine.",
+    )
     request_signing: Literal["hmac", "rsa"] = Field(
         "hmac",
         json_schema_extra={"env": "VESPID_REQUEST_SIGNING"},

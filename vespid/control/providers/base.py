@@ -55,6 +55,10 @@ class Provider(abc.ABC):
         ``request_key`` (base64), when not empty, is the worker's HMAC key: it must reach
         the worker as ``VESPID_REQUEST_KEY`` and nothing else."""
 
+    async def open(self) -> None:
+        """Get ready to start workers (e.g. connect to a cluster); called once at start."""
+        return
+
     def free_gpus(self) -> int | None:
         """GPUs free to hand to new workers now; None when the provider does not limit
         workers by GPUs (a CPU machine, or one that finds machines on demand)."""

@@ -1,0 +1,274 @@
+"""The Ray provider: workers on the nodes of a Ray cluster, for when one machine is not enough.
+
+Each worker is a Ray actor (``WorkerHost``) that Ray places on a node with the
+``gpus_per_worker`` GPUs it asks for; the actor launches the model server and the
+``vespid worker`` there, exactly as the local provider does on its own machine
+(``providers/launch.py``), with Ray's ``CUDA_VISIBLE_DEVICES``. The worker listens on the
+node's address as Ray knows it and reports to the control plane's URL, so on a real
+cluster set ``VESPID_PUBLIC_URL`` (and ``VESPID_CONTROL_HOST``) to an address the nodes
+reach; every node needs vespid (and the model server) installed, as Ray runs the actor
+from the installed package.
+
+``VESPID_RAY_ADDRESS`` names the cluster to join (``auto``, ``ray://...`` or
+``host:port``); unset, the control plane starts a Ray instance of its own on this
+machine, and its workers listen on the control plane's address (127.0.0.1 by default).
+Liveness is polled once a second (``state`` answers from that, never blocking); free
+GPUs come from the cluster's available resources, so the autoscaler starts no worker
+that no node could take. Stopping a worker asks its actor to stop the processes
+(SIGTERM, then SIGKILL after 5 s), then kills the actor; processes die with their actor
+too, so a crashed actor leaves none behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from pathlib import Path
+from typing import Any, Final
+
+from vespid.control.models import EndpointConfig
+from vespid.control.providers.base import Provider, RunState, WorkerHandle
+from vespid.control.providers.launch import Launched, LaunchSpec, launch
+from vespid.errors import ConfigError
+
+__all__ = ["RAY_NAMESPACE", "RayProvider", "WorkerHost"]
+
+log = logging.getLogger("vespid.control")
+
+RAY_NAMESPACE: Final = "vespid"
+POLL_INTERVAL_S: Final = 1.0
+CALL_TIMEOUT_S: Final = 15.0
+
+
+def _ray() -> Any:
+    """The ray module, imported on first use: only the Ray provider needs it."""
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError(
+            "VESPID_PROVIDER=ray: the ray package is not installed (pip install 'vespid[ray]')"
+        ) from None
+    return ray
+
+
+class WorkerHost:
+    """The Ray actor that runs one worker's processes on its node."""
+
+    def __init__(self) -> None:
+        self._launched: Launched | None = None
+
+    async def start(self, spec: LaunchSpec) -> dict[str, Any]:
+        """Launch the worker on this node; its url, the node's address and the GPUs."""
+        ray = _ray()
+        host = spec.host or await asyncio.to_thread(_node_address, ray)
+        gpus = tuple(str(g) for g in ray.get_gpu_ids())
+        spec = LaunchSpec(
+            worker_id=spec.worker_id,
+            endpoint=spec.endpoint,
+            report_addr=spec.report_addr,
+            master_token=spec.master_token,
+            log_dir=spec.log_dir,
+            host=host,
+            request_key=spec.request_key,
+            gpus=gpus,
+        )
+        self._launched = await launch(spec)
+        return {"url": self._launched.url, "node": host, "gpus": list(gpus),
+                "info": self._launched.info}  # fmt: skip
+
+    async def alive(self) -> bool:
+        """Whether every process of the worker still runs."""
+        launched = self._launched
+        return launched is not None and all(p.returncode is None for p in launched.procs)
+
+    async def stop(self) -> None:
+        """Stop the worker first (it stops taking requests), then its model server."""
+        if self._launched is not None:
+            for proc in reversed(self._launched.procs):
+                await proc.stop()
+
+
+def _node_address(ray: Any) -> str:
+    """The address Ray knows this node by."""
+    node_id = ray.get_runtime_context().get_node_id()
+    for node in ray.nodes():
+        if node.get("NodeID") == node_id:
+            return str(node["NodeManagerAddress"])
+    return str(ray.util.get_node_ip_address())
+
+
+class RayProvider(Provider):
+    name = "ray"
+
+    def __init__(
+        self,
+        log_dir: Path,
+        *,
+        address: str | None,
+        local_host: str | None = "127.0.0.1",
+        start_timeout_s: float = 120.0,
+    ) -> None:
+        self.log_dir = log_dir
+        self.address = address
+        self.local_host = local_host
+        self.start_timeout_s = start_timeout_s
+        self._actors: dict[int, Any] = {}
+        self._alive: dict[int, bool] = {}
+        self._free_gpus: int | None = None
+        self._connected = False
+        self._started_ray = False
+        self._lock = asyncio.Lock()
+        self._watcher: asyncio.Task[None] | None = None
+
+    # -- the cluster ---------------------------------------------------------
+
+    async def open(self) -> None:
+        await self._connect()
+
+    async def _connect(self) -> Any:
+        ray = await asyncio.to_thread(_ray)  # the first import reads hundreds of files
+        async with self._lock:
+            if not self._connected:
+                kwargs: dict[str, Any] = {"namespace": RAY_NAMESPACE, "log_to_driver": False,
+                                          "include_dashboard": False}  # fmt: skip
+                if self.address is not None:
+                    kwargs["address"] = self.address
+                elif self.local_host is not None:
+                    kwargs["_node_ip_address"] = self.local_host
+                began = time.monotonic()
+                await asyncio.to_thread(ray.init, **kwargs)
+                self._started_ray = self.address is None
+                self._connected = True
+                await self._refresh_gpus(ray)
+                self._watcher = asyncio.create_task(self._watch(ray))
+                log.info(
+                    "Ray %s in %.1f s: %s",
+                    "started" if self._started_ray else "joined",
+                    time.monotonic() - began,
+                    await asyncio.to_thread(ray.cluster_resources),
+                )
+        return ray
+
+    async def _refresh_gpus(self, ray: Any) -> None:
+        total = (await asyncio.to_thread(ray.cluster_resources)).get("GPU", 0)
+        available = (await asyncio.to_thread(ray.available_resources)).get("GPU", 0)
+        self._free_gpus = int(available) if total else None
+
+    async def _watch(self, ray: Any) -> None:
+        """Poll every actor's liveness, and the free GPUs, once a second."""
+        while True:
+            await asyncio.sleep(POLL_INTERVAL_S)
+            for worker_id, actor in list(self._actors.items()):
+                try:
+                    alive = await asyncio.wait_for(actor.alive.remote(), CALL_TIMEOUT_S)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # the actor died (RayActorError) or hangs
+                    alive = False
+                if worker_id in self._actors:
+                    self._alive[worker_id] = bool(alive)
+            with contextlib.suppress(Exception):
+                await self._refresh_gpus(ray)
+
+    def free_gpus(self) -> int | None:
+        return self._free_gpus
+
+    # -- the Provider interface --------------------------------------------------
+
+    async def start(
+        self,
+        worker_id: int,
+        endpoint: EndpointConfig,
+        *,
+        report_addr: str,
+        master_token: str,
+        request_key: str = "",
+    ) -> WorkerHandle:
+        ray = await self._connect()
+        gpus = endpoint.template.gpus_per_worker if self._free_gpus is not None else 0
+        name = f"vespid-worker-{worker_id}"
+        host_class = ray.remote(WorkerHost)
+        actor = await asyncio.to_thread(
+            lambda: host_class.options(
+                name=name, num_cpus=0, num_gpus=gpus, max_restarts=0
+            ).remote()
+        )
+        spec = LaunchSpec(
+            worker_id=worker_id,
+            endpoint=endpoint,
+            report_addr=report_addr,
+            master_token=master_token,
+            log_dir=self.log_dir,
+            # On a Ray instance of its own every node is this machine: the workers listen
+            # where the control plane does; on a cluster, at their node's address.
+            host=self.local_host if self._started_ray and self.local_host else "",
+            request_key=request_key,
+        )
+        try:
+            placed = await asyncio.wait_for(actor.start.remote(spec), self.start_timeout_s)
+        except BaseException as exc:
+            await asyncio.to_thread(ray.kill, actor)
+            if isinstance(exc, TimeoutError):
+                raise ConfigError(
+                    f"no Ray node took worker {worker_id} of {endpoint.name} within "
+                    f"{self.start_timeout_s:g} s (it asks for {gpus} GPU(s))"
+                ) from None
+            raise
+        self._actors[worker_id] = actor
+        self._alive[worker_id] = True
+        handle = WorkerHandle(
+            worker_id=worker_id,
+            endpoint=endpoint.name,
+            url=placed["url"],
+            started_at=time.time(),
+            gpus=tuple(placed["gpus"]),
+            info={**placed["info"], "ray_actor": name, "node": placed["node"]},
+        )
+        log.info(
+            "started worker %d for %s on Ray node %s at %s",
+            worker_id, endpoint.name, placed["node"], handle.url,
+        )  # fmt: skip
+        return handle
+
+    async def stop(self, handle: WorkerHandle) -> None:
+        actor = self._actors.pop(handle.worker_id, None)
+        self._alive.pop(handle.worker_id, None)
+        if actor is not None:
+            await self._stop_actor(actor)
+
+    async def _stop_actor(self, actor: Any) -> None:
+        ray = _ray()
+        with contextlib.suppress(Exception):  # already dead: nothing left to stop
+            await asyncio.wait_for(actor.stop.remote(), CALL_TIMEOUT_S)
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(ray.kill, actor)
+
+    def state(self, handle: WorkerHandle) -> RunState:
+        return RunState.RUNNING if self._alive.get(handle.worker_id) else RunState.EXITED
+
+    async def cleanup(self, info: dict[str, Any]) -> None:
+        name = info.get("ray_actor")
+        if not isinstance(name, str):
+            return
+        ray = await self._connect()
+        try:
+            actor = await asyncio.to_thread(ray.get_actor, name, RAY_NAMESPACE)
+        except ValueError:
+            return  # gone with the Ray instance of an earlier run
+        await self._stop_actor(actor)
+        log.info("stopped Ray actor %s left by an earlier run", name)
+
+    async def close(self) -> None:
+        actors = list(self._actors.values())
+        self._actors.clear()
+        self._alive.clear()
+        await asyncio.gather(*(self._stop_actor(a) for a in actors))
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+        if self._connected:
+            await asyncio.to_thread(_ray().shutdown)
+            self._connected = False
