@@ -117,6 +117,7 @@ class RayProvider(Provider):
         self._actors: dict[int, Any] = {}
         self._alive: dict[int, bool] = {}
         self._free_gpus: int | None = None
+        self._placing = 0  # GPUs asked by actors not yet placed (not in the free count yet)
         self._connected = False
         self._started_ray = False
         self._lock = asyncio.Lock()
@@ -173,7 +174,9 @@ class RayProvider(Provider):
                 await self._refresh_gpus(ray)
 
     def free_gpus(self) -> int | None:
-        return self._free_gpus
+        if self._free_gpus is None:
+            return None
+        return max(0, self._free_gpus - self._placing)
 
     # -- the Provider interface --------------------------------------------------
 
@@ -206,6 +209,7 @@ class RayProvider(Provider):
             host=self.local_host if self._started_ray and self.local_host else "",
             request_key=request_key,
         )
+        self._placing += gpus
         try:
             placed = await asyncio.wait_for(actor.start.remote(spec), self.start_timeout_s)
         except BaseException as exc:
@@ -216,6 +220,13 @@ class RayProvider(Provider):
                     f"{self.start_timeout_s:g} s (it asks for {gpus} GPU(s))"
                 ) from None
             raise
+        finally:
+            try:
+                await self._refresh_gpus(ray)  # the placed actor's GPUs are taken now
+            except Exception as exc:
+                log.warning("could not read Ray's free GPUs: %s", exc)
+            finally:
+                self._placing -= gpus
         self._actors[worker_id] = actor
         self._alive[worker_id] = True
         handle = WorkerHandle(
