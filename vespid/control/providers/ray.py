@@ -33,7 +33,7 @@ from vespid.control.providers.base import Provider, RunState, WorkerHandle
 from vespid.control.providers.launch import Launched, LaunchSpec, launch
 from vespid.errors import ConfigError
 
-__all__ = ["RAY_NAMESPACE", "RayProvider", "WorkerHost"]
+__all__ = ["RAY_NAMESPACE", "RayProvider", "WorkerHost", "actor_name"]
 
 log = logging.getLogger("vespid.control")
 
@@ -88,6 +88,11 @@ class WorkerHost:
         if self._launched is not None:
             for proc in reversed(self._launched.procs):
                 await proc.stop()
+
+
+def actor_name(worker_id: int) -> str:
+    """The Ray actor of a worker, by name (in the ``vespid`` namespace)."""
+    return f"vespid-worker-{worker_id}"
 
 
 def _node_address(ray: Any) -> str:
@@ -189,44 +194,33 @@ class RayProvider(Provider):
         master_token: str,
         request_key: str = "",
     ) -> WorkerHandle:
-        ray = await self._connect()
+        # Counted at once, before any wait: the control plane's own count of GPUs promised
+        # to this start drops as this call begins.
         gpus = endpoint.template.gpus_per_worker if self._free_gpus is not None else 0
-        name = f"vespid-worker-{worker_id}"
-        host_class = ray.remote(WorkerHost)
-        actor = await asyncio.to_thread(
-            lambda: host_class.options(
-                name=name, num_cpus=0, num_gpus=gpus, max_restarts=0
-            ).remote()
-        )
-        spec = LaunchSpec(
-            worker_id=worker_id,
-            endpoint=endpoint,
-            report_addr=report_addr,
-            master_token=master_token,
-            log_dir=self.log_dir,
-            # On a Ray instance of its own every node is this machine: the workers listen
-            # where the control plane does; on a cluster, at their node's address.
-            host=self.local_host if self._started_ray and self.local_host else "",
-            request_key=request_key,
-        )
         self._placing += gpus
         try:
-            placed = await asyncio.wait_for(actor.start.remote(spec), self.start_timeout_s)
-        except BaseException as exc:
-            await asyncio.to_thread(ray.kill, actor)
-            if isinstance(exc, TimeoutError):
-                raise ConfigError(
-                    f"no Ray node took worker {worker_id} of {endpoint.name} within "
-                    f"{self.start_timeout_s:g} s (it asks for {gpus} GPU(s))"
-                ) from None
-            raise
+            ray = await self._connect()
+            spec = LaunchSpec(
+                worker_id=worker_id,
+                endpoint=endpoint,
+                report_addr=report_addr,
+                master_token=master_token,
+                log_dir=self.log_dir,
+                # On a Ray instance of its own every node is this machine: the workers listen
+                # where the control plane does; on a cluster, at their node's address.
+                host=self.local_host if self._started_ray and self.local_host else "",
+                request_key=request_key,
+            )
+            actor, placed = await self._place(ray, spec, gpus)
         finally:
             try:
-                await self._refresh_gpus(ray)  # the placed actor's GPUs are taken now
+                if self._connected:
+                    await self._refresh_gpus(_ray())  # a placed actor's GPUs are taken now
             except Exception as exc:
                 log.warning("could not read Ray's free GPUs: %s", exc)
             finally:
                 self._placing -= gpus
+        name = actor_name(worker_id)
         self._actors[worker_id] = actor
         self._alive[worker_id] = True
         handle = WorkerHandle(
@@ -242,6 +236,26 @@ class RayProvider(Provider):
             worker_id, endpoint.name, placed["node"], handle.url,
         )  # fmt: skip
         return handle
+
+    async def _place(self, ray: Any, spec: LaunchSpec, gpus: int) -> tuple[Any, dict[str, Any]]:
+        """Create the worker's actor and have it launch the worker; (actor, what it says)."""
+        host_class = ray.remote(WorkerHost)
+        actor = await asyncio.to_thread(
+            lambda: host_class.options(
+                name=actor_name(spec.worker_id), num_cpus=0, num_gpus=gpus, max_restarts=0
+            ).remote()
+        )
+        try:
+            placed = await asyncio.wait_for(actor.start.remote(spec), self.start_timeout_s)
+        except BaseException as exc:
+            await asyncio.to_thread(ray.kill, actor)
+            if isinstance(exc, TimeoutError):
+                raise ConfigError(
+                    f"no Ray node took worker {spec.worker_id} of {spec.endpoint.name} within "
+                    f"{self.start_timeout_s:g} s (it asks for {gpus} GPU(s))"
+                ) from None
+            raise
+        return actor, placed
 
     async def stop(self, handle: WorkerHandle) -> None:
         actor = self._actors.pop(handle.worker_id, None)
