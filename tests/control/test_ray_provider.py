@@ -13,7 +13,10 @@ import aiohttp
 from tests.control.conftest import MakeControl, admin
 from tests.control.test_scaling_e2e import complete, llama_endpoint
 from tests.support.waiting import wait_until
+from vespid.control.models import EndpointConfig, WorkerTemplate
 from vespid.control.policy import WorkerPhase
+from vespid.control.providers.base import RunState
+from vespid.control.providers.ray import RayProvider
 
 
 def group_alive(pgid: int) -> bool:
@@ -62,3 +65,30 @@ async def test_workers_run_as_ray_actors_and_are_replaced_when_they_die(
     await wait_until(lambda: not control.fleet.workers, timeout_s=30)
     pgids: list[int] = second.handle.info["pgids"]
     await wait_until(lambda: not any(group_alive(pgid) for pgid in pgids), timeout_s=30)
+
+
+async def test_gpus_are_handed_out_by_ray_and_counted_free_again(tmp_path: Path) -> None:
+    """On a Ray instance declaring 2 GPUs, two null workers asking for one each get GPU 0
+    and GPU 1 (Ray's CUDA_VISIBLE_DEVICES, passed on to the worker); none is left free
+    until one stops."""
+    provider = RayProvider(tmp_path / "logs", address=None, init_options={"num_gpus": 2})
+    endpoint = EndpointConfig(
+        name="gpu", template=WorkerTemplate(gpus_per_worker=1, env={"VESPID_LOG_LEVEL": "warning"})
+    )
+    try:
+        await provider.open()
+        assert provider.free_gpus() == 2
+        handles = [
+            await provider.start(i, endpoint, report_addr="http://127.0.0.1:9", master_token="t")
+            for i in (1, 2)
+        ]
+        assert sorted(h.gpus for h in handles) == [("0",), ("1",)]
+        assert provider.free_gpus() == 0
+        assert all(provider.state(h) is RunState.RUNNING for h in handles)
+        await provider.stop(handles[0])
+        assert provider.state(handles[0]) is RunState.EXITED
+        await wait_until(lambda: provider.free_gpus() == 1, timeout_s=10)
+        pgids: list[int] = handles[0].info["pgids"]
+        assert not any(group_alive(pgid) for pgid in pgids)
+    finally:
+        await provider.close()

@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 
@@ -114,11 +115,15 @@ class RayProvider(Provider):
         address: str | None,
         local_host: str | None = "127.0.0.1",
         start_timeout_s: float = 120.0,
+        init_options: Mapping[str, Any] | None = None,
     ) -> None:
+        """``init_options`` go to ``ray.init`` as they are (e.g. ``num_gpus`` to declare
+        GPUs of a local instance)."""
         self.log_dir = log_dir
         self.address = address
         self.local_host = local_host
         self.start_timeout_s = start_timeout_s
+        self.init_options = dict(init_options or {})
         self._actors: dict[int, Any] = {}
         self._alive: dict[int, bool] = {}
         self._free_gpus: int | None = None
@@ -143,6 +148,7 @@ class RayProvider(Provider):
                     kwargs["address"] = self.address
                 elif self.local_host is not None:
                     kwargs["_node_ip_address"] = self.local_host
+                kwargs.update(self.init_options)
                 began = time.monotonic()
                 await asyncio.to_thread(ray.init, **kwargs)
                 self._started_ray = self.address is None
