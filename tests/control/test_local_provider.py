@@ -13,11 +13,16 @@ from tests.control.conftest import admin
 from tests.support.waiting import wait_until
 from vespid.control.models import EndpointConfig, WorkerTemplate
 from vespid.control.policy import WorkerPhase
-from vespid.control.providers.base import RunState
+from vespid.control.providers.base import RunState, WorkerOrder
 from vespid.control.providers.local import LocalProvider
 from vespid.control.serve import running_control
 from vespid.control.settings import ControlSettings
 from vespid.errors import ConfigError
+
+
+def order(worker_id: int, endpoint: EndpointConfig) -> WorkerOrder:
+    """A worker order as the control plane makes one (reports to a port nobody serves)."""
+    return WorkerOrder(worker_id, endpoint, report_addr="http://127.0.0.1:9", master_token="t")
 
 
 async def test_gpus_are_assigned_per_worker_and_returned_on_stop(tmp_path: Path) -> None:
@@ -28,21 +33,15 @@ async def test_gpus_are_assigned_per_worker_and_returned_on_stop(tmp_path: Path)
         name="gpu", template=WorkerTemplate(gpus_per_worker=1, env={"VESPID_LOG_LEVEL": "warning"})
     )
     try:
-        first = await provider.start(
-            1, endpoint, report_addr="http://127.0.0.1:9", master_token="t"
-        )
-        second = await provider.start(
-            2, endpoint, report_addr="http://127.0.0.1:9", master_token="t"
-        )
+        first = await provider.start(order(1, endpoint))
+        second = await provider.start(order(2, endpoint))
         assert (first.gpus, second.gpus) == (("0",), ("1",))
         assert provider.state(first) is RunState.RUNNING
         with pytest.raises(ConfigError, match="only 0 GPU"):
-            await provider.start(3, endpoint, report_addr="http://127.0.0.1:9", master_token="t")
+            await provider.start(order(3, endpoint))
         await provider.stop(first)
         assert provider.state(first) is RunState.EXITED
-        third = await provider.start(
-            3, endpoint, report_addr="http://127.0.0.1:9", master_token="t"
-        )
+        third = await provider.start(order(3, endpoint))
         assert third.gpus == ("0",)  # the stopped worker's GPU, handed out again
     finally:
         await provider.close()
@@ -52,9 +51,7 @@ async def test_cpu_machine_runs_workers_without_gpus(tmp_path: Path) -> None:
     provider = LocalProvider(tmp_path / "logs", {})
     endpoint = EndpointConfig(name="cpu", template=WorkerTemplate(gpus_per_worker=1))
     try:
-        handle = await provider.start(
-            1, endpoint, report_addr="http://127.0.0.1:9", master_token="t"
-        )
+        handle = await provider.start(order(1, endpoint))
         assert handle.gpus == ()
     finally:
         await provider.close()

@@ -11,6 +11,7 @@ from pathlib import Path
 import aiohttp
 
 from tests.control.conftest import MakeControl, admin
+from tests.control.test_local_provider import order
 from tests.control.test_scaling_e2e import complete, llama_endpoint
 from tests.support.waiting import wait_until
 from vespid.control.models import EndpointConfig, WorkerTemplate
@@ -78,10 +79,7 @@ async def test_gpus_are_handed_out_by_ray_and_counted_free_again(tmp_path: Path)
     try:
         await provider.open()
         assert provider.free_gpus() == 2
-        handles = [
-            await provider.start(i, endpoint, report_addr="http://127.0.0.1:9", master_token="t")
-            for i in (1, 2)
-        ]
+        handles = [await provider.start(order(i, endpoint)) for i in (1, 2)]
         assert sorted(h.gpus for h in handles) == [("0",), ("1",)]
         assert provider.free_gpus() == 0
         assert all(provider.state(h) is RunState.RUNNING for h in handles)

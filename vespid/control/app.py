@@ -37,7 +37,7 @@ from vespid.control.metrics import ControlMetrics
 from vespid.control.models import EndpointConfig, load_endpoints_file
 from vespid.control.page import StatusPage
 from vespid.control.policy import PolicyState, WorkerPhase, decide
-from vespid.control.providers.base import Provider, RunState
+from vespid.control.providers.base import Provider, RunState, WorkerOrder
 from vespid.control.router import Router
 from vespid.control.settings import ControlSettings
 from vespid.control.store import Store
@@ -592,11 +592,13 @@ class ControlPlane:
                 self._gpus_promised -= promised
                 handed = True
                 handle = await self.provider.start(
-                    worker_id,
-                    endpoint,
-                    report_addr=self.url,
-                    master_token=self.master_token,
-                    request_key=encode_request_key(key) if key else "",
+                    WorkerOrder(
+                        worker_id,
+                        endpoint,
+                        report_addr=self.url,
+                        master_token=self.master_token,
+                        request_key=encode_request_key(key) if key else "",
+                    )
                 )
                 took_s = time.monotonic() - began
                 self.metrics.provider_seconds.labels("start").observe(took_s)

@@ -15,12 +15,26 @@ from typing import Any
 
 from vespid.control.models import EndpointConfig
 
-__all__ = ["Provider", "RunState", "WorkerHandle"]
+__all__ = ["Provider", "RunState", "WorkerHandle", "WorkerOrder"]
 
 
 class RunState(enum.Enum):
     RUNNING = "running"  # the worker's processes are alive
     EXITED = "exited"  # they stopped or crashed on their own
+
+
+@dataclass(frozen=True)
+class WorkerOrder:
+    """One worker the control plane asks a provider for.
+
+    ``request_key`` (base64), when not empty, is the worker's HMAC key: it must reach the
+    worker as ``VESPID_REQUEST_KEY`` and nothing else."""
+
+    worker_id: int
+    endpoint: EndpointConfig
+    report_addr: str  # the control plane's URL, for the worker's reports
+    master_token: str
+    request_key: str = ""
 
 
 @dataclass
@@ -41,19 +55,8 @@ class Provider(abc.ABC):
     name: str = "provider"
 
     @abc.abstractmethod
-    async def start(
-        self,
-        worker_id: int,
-        endpoint: EndpointConfig,
-        *,
-        report_addr: str,
-        master_token: str,
-        request_key: str = "",
-    ) -> WorkerHandle:
-        """Launch a worker; return once its processes are started (not ready).
-
-        ``request_key`` (base64), when not empty, is the worker's HMAC key: it must reach
-        the worker as ``VESPID_REQUEST_KEY`` and nothing else."""
+    async def start(self, order: WorkerOrder) -> WorkerHandle:
+        """Launch a worker; return once its processes are started (not ready)."""
 
     async def open(self) -> None:
         """Get ready to start workers (e.g. connect to a cluster); called once at start."""

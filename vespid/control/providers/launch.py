@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from vespid.control.models import EndpointConfig
+from vespid.control.providers.base import WorkerOrder
 from vespid.servers.process import ChildProcess, free_port
 
 __all__ = ["LaunchSpec", "Launched", "launch", "template_key"]
@@ -32,15 +33,11 @@ def template_key(endpoint: EndpointConfig) -> str:
 
 @dataclass(frozen=True)
 class LaunchSpec:
-    """Everything needed to launch one worker."""
+    """A worker order, and where on this machine to launch it."""
 
-    worker_id: int
-    endpoint: EndpointConfig
-    report_addr: str
-    master_token: str
+    order: WorkerOrder
     log_dir: Path
     host: str = "127.0.0.1"  # where the worker listens, and the address in its url
-    request_key: str = ""
     gpus: tuple[str, ...] = ()
 
 
@@ -55,28 +52,29 @@ class Launched:
 
 async def launch(spec: LaunchSpec) -> Launched:
     """Start the worker's processes; returns once they are started (not ready)."""
-    template = spec.endpoint.template
+    order = spec.order
+    template = order.endpoint.template
     worker_port, http_port = free_port(), free_port()
     gpu_env = {"CUDA_VISIBLE_DEVICES": ",".join(spec.gpus)} if spec.gpus else {}
     env = {
         # The endpoint's max_queue_time is the worker's MAX_WAIT_TIME unless the template
         # says; workers of one template share one cached benchmark though their model
         # servers get new ports.
-        "MAX_WAIT_TIME": str(spec.endpoint.scaling.max_queue_time),
-        "VESPID_BENCHMARK_KEY": template_key(spec.endpoint),
+        "MAX_WAIT_TIME": str(order.endpoint.scaling.max_queue_time),
+        "VESPID_BENCHMARK_KEY": template_key(order.endpoint),
         **template.env,
         "WORKER_PORT": str(worker_port),
         "WORKER_HTTP_PORT": str(http_port),
         "VESPID_HOST": spec.host,
         "PUBLIC_IPADDR": spec.host,
-        "REPORT_ADDR": spec.report_addr,
-        "CONTAINER_ID": str(spec.worker_id),
-        "MASTER_TOKEN": spec.master_token,
+        "REPORT_ADDR": order.report_addr,
+        "CONTAINER_ID": str(order.worker_id),
+        "MASTER_TOKEN": order.master_token,
         "VESPID_ACCEPT_VAST_SIGNATURES": "false",
         **gpu_env,
     }
-    if spec.request_key:
-        env["VESPID_REQUEST_KEY"] = spec.request_key
+    if order.request_key:
+        env["VESPID_REQUEST_KEY"] = order.request_key
     await asyncio.to_thread(spec.log_dir.mkdir, parents=True, exist_ok=True)
     fill: dict[str, Any] = {"worker_port": worker_port, "gpus": ",".join(spec.gpus)}
     null = template.model_command is None or template.env.get("BACKEND") == "null"
@@ -98,20 +96,20 @@ async def launch(spec: LaunchSpec) -> Launched:
         role = "sidecar" if null else "model server"
         procs.append(
             ChildProcess(
-                f"{role} {spec.worker_id}",
+                f"{role} {order.worker_id}",
                 argv,
                 env={**template.model_env, **gpu_env},
-                log_path=spec.log_dir / f"model-{spec.worker_id}.log",
+                log_path=spec.log_dir / f"model-{order.worker_id}.log",
                 die_with_parent=True,
             )
         )
     procs.append(
         ChildProcess.python(
-            f"worker {spec.worker_id}",
+            f"worker {order.worker_id}",
             "-m",
             "vespid.worker",
             env=env,
-            log_path=spec.log_dir / f"worker-{spec.worker_id}.log",
+            log_path=spec.log_dir / f"worker-{order.worker_id}.log",
             die_with_parent=True,
         )
     )

@@ -20,8 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from vespid.control.models import EndpointConfig
-from vespid.control.providers.base import Provider, RunState, WorkerHandle
+from vespid.control.providers.base import Provider, RunState, WorkerHandle, WorkerOrder
 from vespid.control.providers.launch import LaunchSpec, launch
 from vespid.errors import ConfigError
 from vespid.servers.process import ChildProcess
@@ -54,40 +53,25 @@ class LocalProvider(Provider):
         taken, self._free_gpus = self._free_gpus[:count], self._free_gpus[count:]
         return tuple(taken)
 
-    async def start(
-        self,
-        worker_id: int,
-        endpoint: EndpointConfig,
-        *,
-        report_addr: str,
-        master_token: str,
-        request_key: str = "",
-    ) -> WorkerHandle:
+    async def start(self, order: WorkerOrder) -> WorkerHandle:
+        endpoint = order.endpoint
         gpus = self._take_gpus(endpoint.template.gpus_per_worker)
-        spec = LaunchSpec(
-            worker_id=worker_id,
-            endpoint=endpoint,
-            report_addr=report_addr,
-            master_token=master_token,
-            log_dir=self.log_dir,
-            request_key=request_key,
-            gpus=gpus,
-        )
+        spec = LaunchSpec(order, self.log_dir, gpus=gpus)
         try:
             launched = await launch(spec)
         except BaseException:
             self._free_gpus.extend(gpus)
             raise
-        self._procs[worker_id] = launched.procs
+        self._procs[order.worker_id] = launched.procs
         handle = WorkerHandle(
-            worker_id=worker_id,
+            worker_id=order.worker_id,
             endpoint=endpoint.name,
             url=launched.url,
             started_at=time.time(),
             gpus=gpus,
             info=launched.info,
         )
-        log.info("started worker %d for %s at %s", worker_id, endpoint.name, handle.url)
+        log.info("started worker %d for %s at %s", order.worker_id, endpoint.name, handle.url)
         return handle
 
     async def stop(self, handle: WorkerHandle) -> None:

@@ -23,14 +23,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 
-from vespid.control.models import EndpointConfig
-from vespid.control.providers.base import Provider, RunState, WorkerHandle
+from vespid.control.providers.base import Provider, RunState, WorkerHandle, WorkerOrder
 from vespid.control.providers.launch import Launched, LaunchSpec, launch
 from vespid.errors import ConfigError
 
@@ -65,17 +65,7 @@ class WorkerHost:
         ray = _ray()
         host = spec.host or await asyncio.to_thread(_node_address, ray)
         gpus = tuple(str(g) for g in ray.get_gpu_ids())
-        spec = LaunchSpec(
-            worker_id=spec.worker_id,
-            endpoint=spec.endpoint,
-            report_addr=spec.report_addr,
-            master_token=spec.master_token,
-            log_dir=spec.log_dir,
-            host=host,
-            request_key=spec.request_key,
-            gpus=gpus,
-        )
-        self._launched = await launch(spec)
+        self._launched = await launch(dataclasses.replace(spec, host=host, gpus=gpus))
         return {"url": self._launched.url, "node": host, "gpus": list(gpus),
                 "info": self._launched.info}  # fmt: skip
 
@@ -191,32 +181,18 @@ class RayProvider(Provider):
 
     # -- the Provider interface --------------------------------------------------
 
-    async def start(
-        self,
-        worker_id: int,
-        endpoint: EndpointConfig,
-        *,
-        report_addr: str,
-        master_token: str,
-        request_key: str = "",
-    ) -> WorkerHandle:
+    async def start(self, order: WorkerOrder) -> WorkerHandle:
         # Counted at once, before any wait: the control plane's own count of GPUs promised
         # to this start drops as this call begins.
+        endpoint = order.endpoint
         gpus = endpoint.template.gpus_per_worker if self._free_gpus is not None else 0
         self._placing += gpus
         try:
             ray = await self._connect()
-            spec = LaunchSpec(
-                worker_id=worker_id,
-                endpoint=endpoint,
-                report_addr=report_addr,
-                master_token=master_token,
-                log_dir=self.log_dir,
-                # On a Ray instance of its own every node is this machine: the workers listen
-                # where the control plane does; on a cluster, at their node's address.
-                host=self.local_host if self._started_ray and self.local_host else "",
-                request_key=request_key,
-            )
+            # On a Ray instance of its own every node is this machine: the workers listen
+            # where the control plane does; on a cluster, at their node's address.
+            host = self.local_host if self._started_ray and self.local_host else ""
+            spec = LaunchSpec(order, self.log_dir, host=host)
             actor, placed = await self._place(ray, spec, gpus)
         finally:
             try:
@@ -226,6 +202,7 @@ class RayProvider(Provider):
                 log.warning("could not read Ray's free GPUs: %s", exc)
             finally:
                 self._placing -= gpus
+        worker_id = order.worker_id
         name = actor_name(worker_id)
         self._actors[worker_id] = actor
         self._alive[worker_id] = True
@@ -248,7 +225,7 @@ class RayProvider(Provider):
         host_class = ray.remote(WorkerHost)
         actor = await asyncio.to_thread(
             lambda: host_class.options(
-                name=actor_name(spec.worker_id), num_cpus=0, num_gpus=gpus, max_restarts=0
+                name=actor_name(spec.order.worker_id), num_cpus=0, num_gpus=gpus, max_restarts=0
             ).remote()
         )
         try:
@@ -257,8 +234,9 @@ class RayProvider(Provider):
             await asyncio.to_thread(ray.kill, actor)
             if isinstance(exc, TimeoutError):
                 raise ConfigError(
-                    f"no Ray node took worker {spec.worker_id} of {spec.endpoint.name} within "
-                    f"{self.start_timeout_s:g} s (it asks for {gpus} GPU(s))"
+                    f"no Ray node took worker {spec.order.worker_id} of "
+                    f"{spec.order.endpoint.name} within {self.start_timeout_s:g} s "
+                    f"(it asks for {gpus} GPU(s))"
                 ) from None
             raise
         return actor, placed
