@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from tests.control.conftest import MakeControl
+from vespid.servers.process import free_port
 
 
 async def cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
@@ -55,3 +58,20 @@ async def test_control_config_error_is_one_line() -> None:
         "vespid control: VESPID_CONTROL_PORT: Input should be a valid integer, unable to parse "
         "string as an integer (got 'http')"
     ]
+
+
+async def test_unreachable_ray_cluster_is_one_line(tmp_path: Path) -> None:
+    """A Ray address where nothing listens stops start-up at once with one line, rather
+    than leaving ray.init to wait for minutes."""
+    port = free_port()
+    env = {"VESPID_PROVIDER": "ray", "VESPID_RAY_ADDRESS": f"127.0.0.1:{port}",
+           "VESPID_STATE_DIR": str(tmp_path), "VESPID_CONTROL_PORT": "0",
+           "PATH": os.environ.get("PATH", "")}  # fmt: skip
+    code, out, err = await cli("control", env=env)
+    assert code == 2
+    assert out == ""
+    [line] = err.splitlines()
+    assert line.startswith(
+        f"vespid control: VESPID_RAY_ADDRESS: nothing answers at 127.0.0.1:{port} ("
+    )
+    assert line.endswith("start the cluster's head (ray start --head) or fix the address")

@@ -81,6 +81,27 @@ class WorkerHost:
                 await proc.stop()
 
 
+async def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """ConfigError unless a ``host:port`` (or ``ray://host:port``) cluster address accepts a
+    TCP connection: ray.init waits minutes on an address where nothing listens."""
+    target = address.removeprefix("ray://")
+    host, sep, port = target.rpartition(":")
+    if not sep or not port.isdigit():
+        return  # "auto" and the like: Ray finds the cluster itself
+    try:
+        async with asyncio.timeout(timeout_s):
+            _, writer = await asyncio.open_connection(host or "127.0.0.1", int(port))
+    except (OSError, TimeoutError) as exc:
+        why = str(exc) or "no answer in time"
+        raise ConfigError(
+            f"VESPID_RAY_ADDRESS: nothing answers at {address} ({why}); "
+            "start the cluster's head (ray start --head) or fix the address"
+        ) from None
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+
+
 def actor_name(worker_id: int) -> str:
     """The Ray actor of a worker, by name (in the ``vespid`` namespace)."""
     return f"vespid-worker-{worker_id}"
@@ -135,12 +156,16 @@ class RayProvider(Provider):
                 kwargs: dict[str, Any] = {"namespace": RAY_NAMESPACE, "log_to_driver": False,
                                           "include_dashboard": False}  # fmt: skip
                 if self.address is not None:
+                    await _check_reachable(self.address)
                     kwargs["address"] = self.address
                 elif self.local_host is not None:
                     kwargs["_node_ip_address"] = self.local_host
                 kwargs.update(self.init_options)
                 began = time.monotonic()
-                await asyncio.to_thread(ray.init, **kwargs)
+                try:
+                    await asyncio.to_thread(ray.init, **kwargs)
+                except (ConnectionError, RuntimeError, ValueError) as exc:
+                    raise ConfigError(f"VESPID_RAY_ADDRESS: Ray did not start ({exc})") from None
                 self._started_ray = self.address is None
                 self._connected = True
                 await self._refresh_gpus(ray)
