@@ -5,6 +5,7 @@ from an empty endpoint to the first byte, split into its parts.
     python bench/control_plane.py                 # tiny generated model (fast)
     python bench/control_plane.py --gemma         # the demo's Gemma 3 270M
     python bench/control_plane.py --routes 3000 --json out.json
+    python bench/control_plane.py --provider ray   # the cold start through a Ray actor
 
 Route throughput: a control plane in a child process (so its CPU time is its own) with a
 null endpoint kept at one ready worker; the bench sends ``--routes`` /route/ calls at 16
@@ -122,10 +123,10 @@ async def route_throughput(
         await control.stop()
 
 
-async def cold_start(model_args: list[str], workdir: Path) -> dict[str, Any]:
+async def cold_start(model_args: list[str], workdir: Path, provider: str) -> dict[str, Any]:
     settings = ControlSettings(
         host="127.0.0.1", port=0, state_dir=workdir / "cold-state", scale_interval_s=0.1,
-        log_level="warning",
+        log_level="warning", provider=provider,
     )  # fmt: skip
     async with running_control(settings, os.environ) as control, aiohttp.ClientSession() as http:
         spec = {
@@ -203,6 +204,8 @@ async def main() -> None:
     parser.add_argument("--routes", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--gemma", action="store_true", help="cold-start the demo's Gemma model")
+    parser.add_argument("--provider", choices=("local", "ray"), default="local",
+                        help="where the cold-started worker runs")  # fmt: skip
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="vespid-bench-") as tmp:
@@ -216,7 +219,7 @@ async def main() -> None:
             signing: await route_throughput(args.routes, args.concurrency, workdir, signing)
             for signing in ("hmac", "rsa")
         }
-        cold = await cold_start(model_args, workdir)
+        cold = await cold_start(model_args, workdir, args.provider)
     print(f"/route/ on one control-plane process ({os.cpu_count()} CPUs on this machine):")
     for signing, kind in (("hmac", "HMAC tags (the default)"), ("rsa", "RSA signatures")):
         r = routes[signing]
@@ -226,7 +229,8 @@ async def main() -> None:
             f"CPU-second ({r['cpu_us_per_route']} µs CPU per route, signing included)"
         )
     print(
-        f"cold start ({'Gemma 3 270M' if args.gemma else 'tiny model'}): "
+        f"cold start ({'Gemma 3 270M' if args.gemma else 'tiny model'}, {args.provider} "
+        "provider): "
         f"{cold['total_s']} s from request to first byte"
     )
     for name, seconds in cold["parts_s"].items():
