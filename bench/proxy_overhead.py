@@ -279,6 +279,11 @@ class Target:
         return [self.make_body(payload, endpoint) for _ in range(n)]
 
 
+def proxy_processes(targets: Sequence[Target]) -> list[tuple[str, int]]:
+    """(name, pid) of each proxy process once: the RSA target is the same worker process."""
+    return [(t.name, t.pid) for t in targets if t.pid is not None and t.name != WORKER_RSA]
+
+
 class Envelopes:
     """Request bodies in vespid's envelope, signed the way the router signs them."""
 
@@ -438,8 +443,7 @@ class Bench:
 
     async def idle_cpu(self, seconds: float = 1.0) -> dict[str, float]:
         """CPU ms per second each proxy spends with no traffic (should be about 0)."""
-        proxies = [(t.name, t.pid) for t in self.targets if t.pid is not None]
-        proxies = [(n, pid) for n, pid in proxies if n != WORKER_RSA]  # the same process
+        proxies = proxy_processes(self.targets)
         before = {name: proc_cpu_s(pid) for name, pid in proxies}
         await asyncio.sleep(seconds)
         return {name: (proc_cpu_s(pid) - before[name]) * 1e3 / seconds for name, pid in proxies}
@@ -555,11 +559,7 @@ async def measure(
     return {
         "worker_replay_status": bench.replay_status,
         "idle_cpu_ms_per_s": idle,
-        "rss_mib_after": {
-            t.name: proc_rss_mib(t.pid)
-            for t in targets
-            if t.pid is not None and t.name != WORKER_RSA
-        },
+        "rss_mib_after": {name: proc_rss_mib(pid) for name, pid in proxy_processes(targets)},
         "concurrent": {name: tally.summary() for name, tally in conc.items()},
         "sequential": {name: tally.summary() for name, tally in seq.items()},
         "streaming": {name: tally.summary() for name, tally in streams.items()},

@@ -125,7 +125,7 @@ def vespid_message(auth: Mapping[str, Any], prefix: bytes = VESPID_PREFIX) -> by
 def worker_request_key(secret: bytes, worker_id: int) -> bytes:
     """The HMAC key of one worker: a PRF of the control plane's secret and the worker's id,
     so the router needs to keep no per-worker key and a worker learns nothing of others'."""
-    return hmac.digest(secret, b"vespid-worker-request-key-v1\n%d" % worker_id, "sha256")
+    return hmac_tag(secret, b"vespid-worker-request-key-v1\n%d" % worker_id)
 
 
 def encode_request_key(key: bytes) -> str:
