@@ -25,7 +25,11 @@ error's extra fields; ``error`` is a string, as Vast's clients expect.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 __all__ = [
     "BackendError",
@@ -79,6 +83,25 @@ class BadRequest(HTTPFacingError):
 class RequestInvalid(HTTPFacingError):
     status_code = 422
     code = "invalid_request"
+
+    @classmethod
+    def listing(cls, what: str, problems: Mapping[str, str]) -> RequestInvalid:
+        """One error naming every problem found: ``invalid <what> (field: problem, ...)``,
+        with the problems also as ``fields``."""
+        fixes = ", ".join(f"{field}: {problem}" for field, problem in problems.items())
+        return cls(f"invalid {what} ({fixes})", fields=dict(problems))
+
+    @classmethod
+    def from_validation(
+        cls, exc: ValidationError, what: str, *, prefix: str = ""
+    ) -> RequestInvalid:
+        """The error for a pydantic model's refusal; each field named by its dotted path
+        (behind ``prefix``), each problem in pydantic's words."""
+        problems: dict[str, str] = {}
+        for error in exc.errors(include_url=False, include_input=False):
+            field = ".".join(str(part) for part in error["loc"]) or "body"
+            problems.setdefault(prefix + field, error["msg"])
+        return cls.listing(what, problems)
 
 
 class PayloadInvalid(RequestInvalid):
