@@ -30,7 +30,11 @@ _GONE: Final = frozenset({400, 404, 410})
 
 
 class Session:
-    """One session on ``target``'s endpoint; its fields are set once it is open."""
+    """One session on ``target``'s endpoint; its fields are set once it is open.
+
+    Made by ``Endpoint.session``, which gives it the dispatcher that opens it and
+    pins its requests to its worker.
+    """
 
     def __init__(
         self,
