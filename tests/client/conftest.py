@@ -70,11 +70,14 @@ class Stack:
             **env,
         )
 
-    def client(self, **options: Any) -> Client:
-        """A client with the account key and fast polling (50 ms cap)."""
+    def client(
+        self, *, base_url: str | None = None, api_key: str | None = None, **options: Any
+    ) -> Client:
+        """A client of the router stand-in (or ``base_url``) with the account key (or
+        ``api_key``) and fast polling (50 ms cap)."""
         options.setdefault("max_poll_interval_s", 0.05)
         options.setdefault("timeout_s", 10.0)
-        return Client(self.url, self.router.account_key, **options)
+        return Client(base_url or self.url, api_key or self.router.account_key, **options)
 
     async def proxy(
         self, target: RunningWorker

@@ -228,8 +228,7 @@ async def test_endpoint_lookup_errors(stack: Stack) -> None:
     async with stack.client() as client:
         with pytest.raises(EndpointNotFound, match=r"no endpoint named 'nope'.*known: llm"):
             await client.get_endpoint("nope")
-    async with stack.client() as client:
-        client._api_key = "wrong"
+    async with stack.client(api_key="wrong") as client:
         with pytest.raises(ControlPlaneError, match="refused the API key") as caught:
             await client.get_endpoint("llm")
     assert caught.value.status == 401
@@ -247,7 +246,6 @@ async def test_queued_forever_ends_at_the_deadline(stack: Stack) -> None:
 
 
 async def test_an_unreachable_router_is_given_up_on(stack: Stack) -> None:
-    async with stack.client() as client:
-        client.base_url = dead_url()
+    async with stack.client(base_url=dead_url()) as client:
         with pytest.raises(ControlPlaneError, match="failed 3 times in a row"):
             await client.endpoint("llm", api_key="endpoint-key").request("/echo", {})

@@ -14,6 +14,7 @@ import vespid.client.errors
 from vespid.client import ClientError, SSEEvent, SSEParser, completion_text
 from vespid.client.call import error_line, render_body
 from vespid.client.client import Client
+from vespid.client.dispatch import Target
 from vespid.client.retry import describe_body, is_retryable, poll_delay_s
 from vespid.errors import ConfigError, VespidError
 
@@ -154,12 +155,14 @@ def _isort_key(name: str) -> tuple[int, str]:
         "vespid.client",
         "vespid.client.call",
         "vespid.client.client",
+        "vespid.client.dispatch",
         "vespid.client.endpoint",
         "vespid.client.errors",
         "vespid.client.response",
         "vespid.client.retry",
         "vespid.client.session",
         "vespid.client.sse",
+        "vespid.client.transport",
     ],
 )
 def test_all_is_sorted_and_importable(name: str) -> None:
@@ -183,3 +186,9 @@ def test_every_client_error_is_exported_and_rooted_at_vespid_error() -> None:
         assert cls.__name__ in vespid.client.__all__
         codes.add(cls.code)
     assert len(codes) == len(classes)  # each class has its own code
+
+
+def test_a_dispatch_target_keeps_its_key_out_of_repr() -> None:
+    target = Target("llm", "endpoint-secret")
+    assert "endpoint-secret" not in repr(target)
+    assert target.api_key == "endpoint-secret"

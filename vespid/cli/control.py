@@ -6,17 +6,16 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import click
 
-from vespid.cli.worker import serve_until_signalled, setting_options
+from vespid.cli.options import setting_options, with_options
 from vespid.control.settings import ControlSettings
-from vespid.errors import ConfigError
 from vespid.logs import setup_logging
+from vespid.runtime import exit_on_config_error, serve_until_signalled
 from vespid.settings import load_settings
 
 __all__ = ["control", "endpoint"]
@@ -26,11 +25,8 @@ __all__ = ["control", "endpoint"]
 @setting_options(ControlSettings)
 def control(**flags: Any) -> None:
     """Run the router and autoscaler (see docs/control.md)."""
-    try:
+    with exit_on_config_error("vespid control"):
         settings = load_settings(ControlSettings, os.environ, flags)
-    except ConfigError as exc:
-        click.echo(f"vespid control: {exc}", err=True)
-        sys.exit(2)
     setup_logging(settings.log_level)
     from vespid.control.serve import serve_control
 
@@ -118,7 +114,7 @@ def _pair(text: str, option: str) -> tuple[str, Any]:
         return key, value
 
 
-_options = [
+_spec_options = with_options([
     click.option("--api-key", default=None, help="Key clients use (generated if omitted)."),
     click.option("--set", "scaling", multiple=True, metavar="PARAM=VALUE",
                  help="A scaling parameter, e.g. --set max_workers=2 --set min_load=0."),
@@ -126,18 +122,12 @@ _options = [
     click.option("--model-command", default=None,
                  help="Model server command ({model_port} is filled in); none: a null worker."),
     click.option("--gpus", type=int, default=None, help="GPUs per worker."),
-]  # fmt: skip
-
-
-def _with_options(func: Any) -> Any:
-    for option in reversed(_options):
-        func = option(func)
-    return func
+])  # fmt: skip
 
 
 @endpoint.command("create")
 @click.argument("name")
-@_with_options
+@_spec_options
 @click.pass_context
 def create(ctx: click.Context, /, name: str, **opts: Any) -> None:
     """Create endpoint NAME."""
@@ -146,7 +136,7 @@ def create(ctx: click.Context, /, name: str, **opts: Any) -> None:
 
 @endpoint.command("update")
 @click.argument("name")
-@_with_options
+@_spec_options
 @click.pass_context
 def update(ctx: click.Context, /, name: str, **opts: Any) -> None:
     """Change some fields of endpoint NAME."""

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import signal
 import sys
 from pathlib import Path
 
 import click
 
-from vespid.cli.worker import run_async
+from vespid.runtime import on_stop_signals, run_async
 
 __all__ = ["demo"]
 
@@ -62,7 +61,6 @@ def demo(
     async def main() -> None:
         task = asyncio.current_task()
         assert task is not None
-        loop = asyncio.get_running_loop()
         stopping = False
 
         def stop() -> None:
@@ -72,8 +70,7 @@ def demo(
                 _out("\nstopping…\n")
                 task.cancel()
 
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop)
+        on_stop_signals(stop)
         try:
             await run_demo(
                 out=_out,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +25,7 @@ from vespid.loadtest.report import render_text
 from vespid.loadtest.run import Watch, load_test, save_outputs, session_test
 from vespid.loadtest.runner import LoadPlan, Progress
 from vespid.loadtest.sessions import SessionPlan
+from vespid.runtime import stop_event
 
 __all__ = ["loadtest"]
 
@@ -215,6 +215,7 @@ def loadtest(**opts: Any) -> None:  # fmt: skip
 
 
 def _run(o: dict[str, Any]) -> dict[str, Any]:
+    """The run the options ask for; Ctrl-C (or SIGTERM) stops it early, and it still reports."""
     show: Watch | None = None
     if not o["no_progress"]:
         tty = sys.stderr.isatty()
@@ -230,7 +231,7 @@ def _run(o: dict[str, Any]) -> dict[str, Any]:
 
         async def main() -> dict[str, Any]:
             return await session_test(
-                url=o["url"], api_key=o["api_key"], plan=plan_s, stop=_interrupts(), watch=show,
+                url=o["url"], api_key=o["api_key"], plan=plan_s, stop=stop_event(), watch=show,
                 max_poll_interval_s=o["poll_interval"],
             )  # fmt: skip
 
@@ -240,20 +241,11 @@ def _run(o: dict[str, Any]) -> dict[str, Any]:
         async def main() -> dict[str, Any]:
             return await load_test(
                 url=o["url"], api_key=o["api_key"], plan=plan, payloads=payloads,
-                source=source, stop=_interrupts(), watch=show,
+                source=source, stop=stop_event(), watch=show,
                 max_poll_interval_s=o["poll_interval"],
             )  # fmt: skip
 
     return asyncio.run(main())
-
-
-def _interrupts() -> asyncio.Event:
-    """An event Ctrl-C (or SIGTERM) sets: the run stops early and still reports."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    return stop
 
 
 def _session_plan(o: dict[str, Any]) -> SessionPlan:

@@ -1,19 +1,17 @@
 """An endpoint: its name and key, and the two things one does with it.
 
 ``request`` sends one payload to a worker the router picks; ``session`` reserves
-one worker for a series of requests. Both go through the client's routing loop
-(see ``vespid.client.client``).
+one worker for a series of requests. Both go through the client's ``Dispatcher``
+(see ``vespid.client.dispatch``), which the endpoint is given when it is made.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
+from vespid.client.dispatch import Dispatcher, Target
 from vespid.client.response import Response
 from vespid.client.session import Session
-
-if TYPE_CHECKING:
-    from vespid.client.client import Client
 
 __all__ = ["DEFAULT_COST", "Endpoint"]
 
@@ -21,23 +19,27 @@ DEFAULT_COST: Final = 100.0
 
 
 class Endpoint:
-    """One endpoint: its name, its key (kept out of ``repr``), and requests to it."""
+    """One endpoint: its name, its key (kept out of ``repr``), and requests to it.
+
+    Made by ``Client`` (``get_endpoint``, ``list_endpoints``, ``endpoint``), which
+    gives it the dispatcher and the key to route with.
+    """
 
     def __init__(
         self,
-        client: Client,
+        dispatcher: Dispatcher,
         name: str,
         *,
-        api_key: str | None = None,
+        api_key: str,
         id: Any = None,
         info: dict[str, Any] | None = None,
     ) -> None:
-        self.client = client
         self.name = name
         self.id = id
         self.info = info or {}
         """The listing entry, without its API key."""
-        self._api_key = api_key
+        self._dispatcher = dispatcher
+        self._target = Target(name, api_key)
 
     def __repr__(self) -> str:
         return f"<Endpoint {self.name!r} id={self.id!r}>"
@@ -45,7 +47,7 @@ class Endpoint:
     @property
     def api_key(self) -> str:
         """The key routes are asked with: the endpoint's own, else the client's."""
-        return self._api_key or self.client._api_key
+        return self._target.api_key
 
     async def request(
         self,
@@ -64,8 +66,8 @@ class Endpoint:
         ``iter_chunks()``, ``iter_events()`` or ``iter_text()``. A non-2xx final
         answer raises ``WorkerError``.
         """
-        return await self.client._dispatch(
-            self,
+        return await self._dispatcher.request(
+            self._target,
             path,
             payload,
             cost=cost,
@@ -90,7 +92,8 @@ class Endpoint:
         ``on_close_payload`` plus ``session_id`` when the session ends.
         """
         return Session(
-            self,
+            self._dispatcher,
+            self._target,
             cost=cost,
             lifetime=lifetime,
             on_close_route=on_close_route,

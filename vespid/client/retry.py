@@ -1,4 +1,4 @@
-"""When to ask again, and how long to wait: pure rules with no I/O.
+"""When to ask again, how long to wait, and for how long in all: pure rules with no I/O.
 
 Polling a queued route and re-routing after a failed worker both wait
 ``uniform(lo, hi)`` with ``hi = min(2**attempt + uniform(0, 1), max_poll_interval_s)``
@@ -11,9 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import random
+from dataclasses import dataclass
 from typing import Any, Final
 
-__all__ = ["RETRYABLE_STATUSES", "Deadline", "describe_body", "is_retryable", "poll_delay_s"]
+from vespid.errors import ConfigError
+
+__all__ = [
+    "RETRYABLE_STATUSES",
+    "Deadline",
+    "Limits",
+    "describe_body",
+    "is_retryable",
+    "poll_delay_s",
+]
 
 # Worker statuses after which the request goes to another worker (PROTOCOL.md 1 and 5):
 # 408 timed out, 429 too busy, 5xx broken or gone.
@@ -56,3 +66,23 @@ class Deadline:
 
     def elapsed_s(self) -> float:
         return self._loop.time() - self.started
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """A client's bounds on time and attempts (see ``Client`` for each one's meaning);
+    ``ConfigError`` if one is out of range."""
+
+    timeout_s: float = 600.0
+    max_poll_interval_s: float = 5.0
+    max_attempts: int = 5
+    connect_timeout_s: float = 10.0
+    control_timeout_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        for name in ("timeout_s", "max_poll_interval_s", "connect_timeout_s", "control_timeout_s"):
+            value = getattr(self, name)
+            if not value > 0:
+                raise ConfigError(f"{name} must be > 0 seconds (got {value!r})")
+        if self.max_attempts < 1:
+            raise ConfigError(f"max_attempts must be at least 1 (got {self.max_attempts!r})")

@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import logging
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
+from vespid.client.dispatch import Dispatcher, Target
 from vespid.client.errors import ClientError, SessionClosed, WorkerError
 from vespid.client.response import Response
-from vespid.client.retry import Deadline
-
-if TYPE_CHECKING:
-    from vespid.client.endpoint import Endpoint
+from vespid.client.transport import worker_path
 
 __all__ = ["Session"]
 
@@ -32,11 +30,16 @@ _GONE: Final = frozenset({400, 404, 410})
 
 
 class Session:
-    """One session; its fields are set once it is open."""
+    """One session on ``target``'s endpoint; its fields are set once it is open.
+
+    Made by ``Endpoint.session``, which gives it the dispatcher that opens it and
+    pins its requests to its worker.
+    """
 
     def __init__(
         self,
-        endpoint: Endpoint,
+        dispatcher: Dispatcher,
+        target: Target,
         *,
         cost: float,
         lifetime: float,
@@ -45,11 +48,12 @@ class Session:
         timeout_s: float | None,
         max_attempts: int | None,
     ) -> None:
-        self.endpoint = endpoint
+        self.target = target
         self.cost = cost
         self.lifetime = lifetime
         self.on_close_route = on_close_route
         self.on_close_payload = on_close_payload
+        self._dispatcher = dispatcher
         self._timeout_s = timeout_s
         self._max_attempts = max_attempts
         self._opened: tuple[str, float, str, dict[str, Any]] | None = None
@@ -57,7 +61,7 @@ class Session:
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open" if self._opened else "not opened"
-        return f"<Session {self.endpoint.name!r} {state}>"
+        return f"<Session {self.target.name!r} {state}>"
 
     # -- what the worker gave us ----------------------------------------------
 
@@ -96,8 +100,8 @@ class Session:
             payload["on_close_route"] = self.on_close_route
         if self.on_close_payload is not None:
             payload["on_close_payload"] = self.on_close_payload
-        resp = await self.endpoint.client._dispatch(
-            self.endpoint,
+        resp = await self._dispatcher.request(
+            self.target,
             "/session/create",
             payload,
             cost=self.cost,
@@ -136,16 +140,14 @@ class Session:
                 body=None,
                 url=url,
             )
-        path = path if path.startswith("/") else "/" + path
-        client = self.endpoint.client
-        outcome = await client._send(
+        path = worker_path(path)
+        outcome = await self._dispatcher.pinned(
             url,
             path,
             {"auth_data": auth, "session_id": session_id, "payload": payload},
             auth_data=auth,
             stream=stream,
-            deadline=Deadline(timeout_s or client.timeout_s),
-            attempts=1,
+            timeout_s=timeout_s,
         )
         if isinstance(outcome, Response):
             return outcome
@@ -166,15 +168,12 @@ class Session:
         """POST ``{"session_id", "session_auth"}``; None if the worker is gone or
         no longer knows the session."""
         session_id, _, url, auth = self._fields()
-        client = self.endpoint.client
-        outcome = await client._send(
+        outcome = await self._dispatcher.pinned(
             url,
             route,
             {"session_id": session_id, "session_auth": auth},
             auth_data=auth,
-            stream=False,
-            deadline=Deadline(client.control_timeout_s),
-            attempts=1,
+            timeout_s=self._dispatcher.limits.control_timeout_s,
         )
         if isinstance(outcome, Response):
             return outcome

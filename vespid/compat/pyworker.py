@@ -259,8 +259,8 @@ def build_worker(
 
 def start_server(backend: Backend, routes: Sequence[web.RouteDef], **_: Any) -> None:
     """Serve the worker until SIGINT or SIGTERM (what PyWorker's start_server does)."""
-    from vespid.cli.worker import run_async
     from vespid.logs import setup_logging
+    from vespid.runtime import run_async
     from vespid.worker.serve import serve
 
     try:
