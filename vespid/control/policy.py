@@ -191,16 +191,16 @@ def _explain_delay(
 
 
 def _explain_starts(
-    snapshot: ScalingSnapshot, state: PolicyState, wanted: int, start: int, held: int
+    snapshot: ScalingSnapshot, state: PolicyState, wanted: int, held: int
 ) -> list[str]:
     """Why fewer workers start than are wanted, if they do."""
     notes = []
     if wanted and snapshot.launching:
         notes.append(f"{min(wanted, snapshot.launching)} already launching")
-    if wanted > snapshot.launching and backing_off(state, snapshot.now):
-        assert state.start_after is not None
+    start_after = state.start_after
+    if wanted > snapshot.launching and start_after is not None and snapshot.now < start_after:
         notes.append(
-            f"starts held {_num(state.start_after - snapshot.now)} s more: "
+            f"starts held {_num(start_after - snapshot.now)} s more: "
             f"{state.start_failures} worker(s) in a row failed before ready (backoff)"
         )
     if held:
@@ -239,7 +239,7 @@ def _act(
         )
     cold = cold_target(active, params)
     notes.append(f"start {start}, stop {len(stop) + len(errored)}, cold {cold}")
-    notes += _explain_starts(snapshot, backoff, wanted, start, held)
+    notes += _explain_starts(snapshot, backoff, wanted, held)
     decision = Decision(
         active, cold, stop + errored, start, "; ".join(notes), held_for_gpus=held,
         timed_out=timed_out,
