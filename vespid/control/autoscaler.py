@@ -201,19 +201,24 @@ class Autoscaler:
         )
 
         async def start() -> None:
+            launching = True
             try:
                 await self.store.set_meta("next_worker_id", str(self.next_worker_id))
                 began = time.monotonic()
                 handle = await self.provider.start(order)
                 took_s = time.monotonic() - began
+                # In the fleet from here on: no longer counted as launching too.
                 self.fleet.add(handle).request_key = key
+                self._launching[endpoint.name] -= 1
+                launching = False
                 self._log_action(endpoint.name, "start", worker_id, reason, took_s)
                 await self.store.put_worker(str(worker_id), endpoint.name, handle.info)
             except Exception:
                 log.exception("starting a worker for %s failed", endpoint.name)
             finally:
                 gpus.settle()  # the provider settles it once its count shows them taken
-                self._launching[endpoint.name] -= 1
+                if launching:
+                    self._launching[endpoint.name] -= 1
 
         self._track(start())
 
