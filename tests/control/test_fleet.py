@@ -4,9 +4,19 @@ from __future__ import annotations
 
 import time
 
-from vespid.control.fleet import Fleet
-from vespid.control.models import EndpointConfig
+from vespid.control.fleet import STALE_AFTER_S, Fleet
+from vespid.control.models import EndpointConfig, WorkerTemplate
+from vespid.control.policy import WorkerPhase
 from vespid.control.providers.base import WorkerHandle
+from vespid.protocol.wire import REPORT_INTERVAL_S, WorkerStatusReport
+
+
+def report(worker_id: int = 1, **fields: float | str) -> WorkerStatusReport:
+    return WorkerStatusReport.model_validate({"id": worker_id, "mtoken": "", **fields})
+
+
+def add(fleet: Fleet, worker_id: int = 1, endpoint: str = "llm") -> None:
+    fleet.add(WorkerHandle(worker_id, endpoint, "http://127.0.0.1:9", started_at=time.time()))
 
 
 def test_new_workers_are_assumed_to_reach_the_last_measured_throughput() -> None:
@@ -16,9 +26,59 @@ def test_new_workers_are_assumed_to_reach_the_last_measured_throughput() -> None
     endpoint = EndpointConfig(name="llm")
     before = fleet.snapshot(endpoint, queued_load=0, queued_requests=0)
     assert before.params.default_perf == 100
-    handle = WorkerHandle(worker_id=1, endpoint="llm", url="http://w", started_at=time.time())
-    fleet.add(handle)
-    fleet.ingest({"id": 1, "max_perf": 20.0, "cur_load": 0, "num_requests_working": 0})
+    add(fleet)
+    fleet.ingest(report(max_perf=20.0, cur_load=0, num_requests_working=0))
     fleet.remove(1)  # gone (scaled to zero); the next one starts unbenchmarked
     after = fleet.snapshot(endpoint, queued_load=40, queued_requests=2)
     assert after.params.default_perf == 20
+
+
+def test_snapshot_changes_nothing_and_noting_the_queue_is_its_own_step() -> None:
+    fleet = Fleet()
+    endpoint = EndpointConfig(name="llm")
+    fleet.snapshot(endpoint, queued_load=100, queued_requests=1)
+    assert fleet.books == {}  # a snapshot reads; it creates no books
+    fleet.note_waiting("llm", 1)
+    assert fleet.books["llm"].last_activity_at is not None
+
+
+def test_snapshot_carries_the_template_and_the_gates_inputs() -> None:
+    fleet = Fleet()
+    endpoint = EndpointConfig(
+        name="llm", template=WorkerTemplate(ready_timeout=60, gpus_per_worker=2)
+    )
+    snapshot = fleet.snapshot(endpoint, queued_load=0, queued_requests=0, free_gpus=3, launching=1)
+    assert (snapshot.params.ready_timeout_s, snapshot.params.gpus_per_worker) == (60, 2)
+    assert (snapshot.free_gpus, snapshot.launching, snapshot.start_failures) == (3, 1, 0)
+
+
+def test_workers_that_fail_before_ready_are_counted_until_one_is_ready() -> None:
+    fleet = Fleet()
+    endpoint = EndpointConfig(name="llm")
+    for worker_id in (1, 2):
+        add(fleet, worker_id)
+        fleet.mark_errored(worker_id, "process exited")
+        assert (
+            fleet.snapshot(endpoint, queued_load=0, queued_requests=0)
+            .workers[0]
+            .failed_before_ready
+        )
+        fleet.remove(worker_id)
+    assert fleet.snapshot(endpoint, queued_load=0, queued_requests=0).start_failures == 2
+    add(fleet, 3)
+    fleet.ingest(report(3, max_perf=50.0))
+    assert fleet.workers[3].phase is WorkerPhase.READY
+    assert fleet.snapshot(endpoint, queued_load=0, queued_requests=0).start_failures == 0
+    fleet.mark_errored(3, "process exited")  # it had been ready: not a failed start
+    fleet.remove(3)
+    assert fleet.snapshot(endpoint, queued_load=0, queued_requests=0).start_failures == 0
+
+
+def test_a_worker_is_stale_after_three_report_intervals() -> None:
+    assert STALE_AFTER_S == 3 * REPORT_INTERVAL_S == 30.0
+    fleet = Fleet()
+    add(fleet)
+    fleet.ingest(report(max_perf=50.0), now=100.0)
+    assert fleet.mark_stale(now=100.0 + STALE_AFTER_S) == []
+    [stale] = fleet.mark_stale(now=100.25 + STALE_AFTER_S)
+    assert (stale.phase, stale.error_msg) == (WorkerPhase.ERRORED, "no report for 30 s")

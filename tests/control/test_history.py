@@ -17,6 +17,7 @@ from vespid.control.providers.base import WorkerHandle
 from vespid.control.router import Router
 from vespid.errors import Overloaded
 from vespid.protocol.signing import Signer, generate_private_key
+from vespid.protocol.wire import WorkerStatusReport
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +27,7 @@ def signer() -> Signer:
 
 def ready_worker(fleet: Fleet, endpoint: str, max_perf: float) -> None:
     fleet.add(WorkerHandle(1, endpoint, "http://127.0.0.1:9", started_at=time.time()))
-    fleet.ingest({"id": 1, "max_perf": max_perf, "cur_load": 0})
+    fleet.ingest(WorkerStatusReport(id=1, mtoken="", max_perf=max_perf, cur_load=0))
 
 
 def test_the_docstring_example(signer: Signer) -> None:

@@ -13,7 +13,7 @@ from tests.control.conftest import admin
 from tests.support.waiting import wait_until
 from vespid.control.models import EndpointConfig, WorkerTemplate
 from vespid.control.policy import WorkerPhase
-from vespid.control.providers.base import RunState, WorkerOrder
+from vespid.control.providers.base import GpuLedger, RunState, WorkerOrder
 from vespid.control.providers.local import LocalProvider
 from vespid.control.serve import running_control
 from vespid.control.settings import ControlSettings
@@ -92,3 +92,18 @@ async def test_workers_beyond_the_free_gpus_are_not_started(
     short = [r for r in caplog.records if "free GPUs fit" in r.getMessage()]
     assert len(short) == 1
     assert "gpu wants 4 more worker(s) but the free GPUs fit 2" in short[0].getMessage()
+
+
+def test_the_gpu_ledger_counts_promises_until_settled() -> None:
+    """The module docstring's example: 2 free, 1 promised -> 1 free; the provider counts 1
+    free once the worker has it and the promise is settled -> still 1, not 0."""
+    ledger = GpuLedger()
+    assert ledger.free() is None  # not limited by GPUs
+    assert ledger.promise(1).gpus == 0  # nothing to hold where GPUs are not counted
+    ledger.count(2)
+    promise = ledger.promise(1)
+    assert ledger.free() == 1
+    ledger.count(1)  # the provider took them
+    promise.settle()
+    promise.settle()  # idempotent
+    assert ledger.free() == 1

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from vespid.control.policy import (
+    MAX_START_BACKOFF_S,
     Decision,
     Direction,
     PolicyState,
@@ -22,11 +23,16 @@ from vespid.control.policy import (
     ScalingSnapshot,
     WorkerPhase,
     WorkerView,
+    accepts_work,
     apply_delay,
+    backoff_delay_s,
     bound_active,
     choose_stops,
     cold_target,
+    count_start_failures,
     decide,
+    expire_starting,
+    fit_gpus,
     fleet_perf,
     is_inactive,
     is_routable,
@@ -35,6 +41,8 @@ from vespid.control.policy import (
     min_load_floor,
     queue_time_s,
     scale_from_zero,
+    start_backoff,
+    starts_now,
     workers_for,
 )
 
@@ -71,8 +79,12 @@ def starting(worker_id: str, started_at: float = NOW - 10) -> WorkerView:
     return WorkerView(worker_id, WorkerPhase.STARTING, started_at=started_at)
 
 
-def errored(worker_id: str, max_perf: float | None = 100.0) -> WorkerView:
-    return WorkerView(worker_id, WorkerPhase.ERRORED, max_perf=max_perf)
+def errored(
+    worker_id: str, max_perf: float | None = 100.0, *, before_ready: bool = False
+) -> WorkerView:
+    return WorkerView(
+        worker_id, WorkerPhase.ERRORED, max_perf=max_perf, failed_before_ready=before_ready
+    )
 
 
 def cold(worker_id: str, max_perf: float | None = 100.0) -> WorkerView:
@@ -134,6 +146,8 @@ WORKED_IN_FULL = replace(WORKED, params=replace(WORKED.params, target_queue_time
         ),
         pytest.param({"scale_down_delay_s": -1.0}, "scale_down_delay_s", id="negative-delay"),
         pytest.param({"default_perf": 0.0}, "default_perf", id="zero-default-perf"),
+        pytest.param({"ready_timeout_s": 0.0}, "ready_timeout_s", id="zero-ready-timeout"),
+        pytest.param({"gpus_per_worker": -1}, "gpus_per_worker", id="negative-gpus"),
     ],
 )
 def test_bad_parameters_are_refused_naming_the_field(overrides: dict[str, Any], name: str) -> None:
@@ -490,6 +504,193 @@ def test_zero_delay_scales_down_at_once() -> None:
 )
 def test_choose_stops(workers: tuple[WorkerView, ...], count: int, expected: tuple[str]) -> None:
     assert choose_stops(workers, count, DEFAULT_PARAMS) == expected
+
+
+# -- gates on starting: ready timeout, backoff, GPUs -----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("phase", "wait_s", "max_queue_time_s", "expected"),
+    [
+        pytest.param(WorkerPhase.READY, 30.0, 30.0, True, id="at-the-limit"),  # 30 <= 30
+        pytest.param(WorkerPhase.READY, 30.25, 30.0, False, id="over-the-limit"),
+        pytest.param(WorkerPhase.READY, math.inf, 30.0, False, id="not-benchmarked"),
+        pytest.param(WorkerPhase.STARTING, 0.0, 30.0, False, id="starting"),
+    ],
+)
+def test_accepts_work_is_the_routing_rule(
+    phase: WorkerPhase, wait_s: float, max_queue_time_s: float, expected: bool
+) -> None:
+    assert accepts_work(phase, wait_s, max_queue_time_s) is expected
+
+
+@pytest.mark.parametrize(
+    ("started_at", "timed_out"),
+    [
+        # ready_timeout 600 s: 1000 - 400 = 600, not more than 600: still starting
+        pytest.param(NOW - 600, (), id="at-the-timeout"),
+        # 1000 - 399.75 = 600.25 > 600: errored, failed before ready
+        pytest.param(NOW - 600.25, ("s",), id="past-the-timeout"),
+        pytest.param(NOW - 10, (), id="young"),
+    ],
+)
+def test_expire_starting(started_at: float, timed_out: tuple[str, ...]) -> None:
+    snapshot = make_snapshot(
+        params=make_params(ready_timeout_s=600.0), workers=(ready("a"), starting("s", started_at))
+    )
+    after, late = expire_starting(snapshot)
+    assert late == timed_out
+    [s] = [w for w in after.workers if w.worker_id == "s"]
+    assert (s.state is WorkerPhase.ERRORED) is bool(timed_out)
+    assert s.failed_before_ready is bool(timed_out)
+
+
+@pytest.mark.parametrize(
+    ("failures", "delay_s"),
+    [
+        pytest.param(0, 0.0, id="none"),
+        pytest.param(1, 1.0, id="first"),  # 2 ** 0
+        pytest.param(2, 2.0, id="second"),  # 2 ** 1
+        pytest.param(3, 4.0, id="third"),  # 2 ** 2
+        pytest.param(7, MAX_START_BACKOFF_S, id="capped"),  # 2 ** 6 = 64 -> 60
+        pytest.param(5000, MAX_START_BACKOFF_S, id="no-overflow"),
+    ],
+)
+def test_backoff_delay(failures: int, delay_s: float) -> None:
+    assert backoff_delay_s(failures) == delay_s
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        pytest.param({}, 0, id="none"),
+        pytest.param({"start_failures": 2}, 2, id="gone-already"),
+        # 1 gone + b failed before ready; c errored after it was ready does not count
+        pytest.param(
+            {"start_failures": 1,
+             "workers": (errored("b", before_ready=True), errored("c"))},
+            2,
+            id="present-too",
+        ),
+    ],
+)  # fmt: skip
+def test_count_start_failures(overrides: dict[str, Any], expected: int) -> None:
+    assert count_start_failures(make_snapshot(**overrides)) == expected
+
+
+def backoff(failures: int, start_after: float | None) -> PolicyState:
+    return PolicyState(start_failures=failures, start_after=start_after)
+
+
+@pytest.mark.parametrize(
+    ("failures", "state", "after"),
+    [
+        pytest.param(0, PolicyState(), PolicyState(), id="nothing-failed"),
+        # the first failure seen at 1000: no start before 1000 + 1
+        pytest.param(1, PolicyState(), backoff(1, NOW + 1), id="first-failure"),
+        # the same count keeps the deadline it set
+        pytest.param(1, backoff(1, NOW - 0.5), backoff(1, NOW - 0.5), id="same-count-kept"),
+        # a second failure: 1000 + 2
+        pytest.param(2, backoff(1, NOW - 3), backoff(2, NOW + 2), id="second-doubles"),
+        # a worker became ready: the count is 0 and the backoff goes
+        pytest.param(0, backoff(3, NOW + 4), PolicyState(), id="ready-clears"),
+        # reset and failed again between two decisions (3 -> 1): a new 1 s wait
+        pytest.param(1, backoff(3, NOW - 1), backoff(1, NOW + 1), id="reset-then-failed"),
+    ],
+)
+def test_start_backoff(failures: int, state: PolicyState, after: PolicyState) -> None:
+    assert start_backoff(make_snapshot(start_failures=failures), state) == after
+
+
+@pytest.mark.parametrize(
+    ("wanted", "free_gpus", "per_worker", "expected"),
+    [
+        pytest.param(4, 2, 1, 2, id="cut-to-free"),  # 2 // 1 = 2
+        pytest.param(3, 5, 2, 2, id="two-each"),  # 5 // 2 = 2
+        pytest.param(4, 0, 1, 0, id="none-free"),
+        pytest.param(4, None, 1, 4, id="not-limited"),
+        pytest.param(4, 0, 0, 4, id="workers-without-gpus"),
+        pytest.param(0, 4, 1, 0, id="none-wanted"),
+    ],
+)
+def test_fit_gpus(wanted: int, free_gpus: int | None, per_worker: int, expected: int) -> None:
+    assert fit_gpus(wanted, free_gpus, per_worker) == expected
+
+
+@pytest.mark.parametrize(
+    ("overrides", "state", "wanted", "expected"),
+    [
+        pytest.param({}, PolicyState(), 3, (3, 0), id="all"),
+        # 3 - 1 launching = 2
+        pytest.param({"launching": 1}, PolicyState(), 3, (2, 0), id="less-launching"),
+        pytest.param({"launching": 4}, PolicyState(), 3, (0, 0), id="all-launching"),
+        # backing off until 1000.5: nothing now
+        pytest.param({}, backoff(1, NOW + 0.5), 3, (0, 0), id="backing-off"),
+        # the deadline has passed: all 3
+        pytest.param({}, backoff(1, NOW), 3, (3, 0), id="backoff-over"),
+        # 3 - 1 launching = 2; 1 free GPU at 1 each -> 1 now, 1 held
+        pytest.param(
+            {"launching": 1, "free_gpus": 1, "params": make_params(gpus_per_worker=1)},
+            PolicyState(), 3, (1, 1), id="docstring-example",
+        ),
+    ],
+)  # fmt: skip
+def test_starts_now(
+    overrides: dict[str, Any], state: PolicyState, wanted: int, expected: tuple[int, int]
+) -> None:
+    assert starts_now(make_snapshot(**overrides), state, wanted) == expected
+
+
+def test_a_failed_start_holds_its_replacement_then_it_starts() -> None:
+    """What the old control-plane test measured with real processes, on a fake clock:
+    the replacement of a worker that failed before ready starts 1 s after the failure,
+    the next 2 s after the second, and a ready worker clears the wait."""
+    params = make_params(min_load=100.0, inactivity_timeout_s=0.0)
+    flow = Flow(make_snapshot(params=params, workers=(errored("w1", before_ready=True),)))
+    first = flow.step(0.25)  # the failure is seen at 1000.25: stopped, no start until 1001.25
+    assert (first.stop, first.start) == (("w1",), 0)
+    assert "starts held 1 s more: 1 worker(s) in a row failed before ready" in first.reason
+    assert flow.state.start_after == NOW + 1.25
+    assert flow.step(0.5, start_failures=1).start == 0  # 1000.75: still waiting
+    assert flow.step(0.5).start == 1  # 1001.25: the replacement starts
+    # It fails too: the second failure doubles the wait to 2 s.
+    second = flow.step(0.25, workers=(errored("w2", before_ready=True),))
+    assert second.start == 0
+    assert flow.state.start_after == flow.snapshot.now + 2.0
+    assert flow.step(1.75, start_failures=2).start == 0
+    assert flow.step(0.25).start == 1
+    # A worker becomes ready: the count goes to 0 and so does the backoff.
+    flow.step(1.0, workers=(ready("w3"),), start_failures=0)
+    assert flow.state == PolicyState()
+
+
+def test_a_worker_past_its_ready_timeout_is_replaced_after_a_backoff() -> None:
+    params = make_params(min_load=100.0, ready_timeout_s=60.0)
+    snapshot = make_snapshot(params=params, workers=(starting("s", NOW - 60.25),))
+    decision, state = decide(snapshot, PolicyState())
+    assert (decision.timed_out, decision.stop, decision.start) == (("s",), ("s",), 0)
+    assert "replacing 1 errored (s; s not ready within 60 s)" in decision.reason
+    assert state.start_after == NOW + 1.0
+
+
+def test_starts_are_cut_to_the_free_gpus_and_the_rest_held() -> None:
+    # 400 queued at perf 100 -> 4 wanted; 3 free GPUs at 2 each fit 1
+    snapshot = make_snapshot(
+        workers=(),
+        queued_requests=4,
+        queued_load=400.0,
+        free_gpus=3,
+        params=make_params(gpus_per_worker=2),
+    )
+    decision, _ = decide(snapshot, PolicyState())
+    assert (decision.target_active, decision.start, decision.held_for_gpus) == (4, 1, 3)
+    assert "3 held for GPUs (3 free, 2 per worker)" in decision.reason
+
+
+def test_starts_already_launching_are_not_made_twice() -> None:
+    snapshot = make_snapshot(workers=(), queued_requests=2, queued_load=200.0, launching=2)
+    decision, _ = decide(snapshot, PolicyState())
+    assert (decision.target_active, decision.start) == (2, 0)
 
 
 # -- whole decisions -------------------------------------------------------------------------

@@ -1,9 +1,11 @@
 """The fleet: every worker the control plane knows, fed by the workers' own reports.
 
 This is the stateful half of autoscaling (the policy is the pure half): it ingests
-``/worker_status/`` reports, ignores stale or unknown ones, marks workers that stop
-reporting, and builds the frozen snapshot the policy decides on. It also keeps the
-router's books of recent demand: load routed, queued, and refused.
+``/worker_status/`` reports, ignores unknown workers, marks workers that stop reporting
+or fail, counts the workers in a row that failed before they were ready, and builds the
+frozen snapshot the policy decides on (``snapshot`` only reads; the steps that change
+state have their own names). It also keeps the router's books of recent demand: load
+routed, queued, and refused.
 """
 
 from __future__ import annotations
@@ -15,13 +17,14 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from vespid.control.models import EndpointConfig
-from vespid.control.policy import ScalingParams, ScalingSnapshot, WorkerPhase, WorkerView
+from vespid.control.policy import ScalingSnapshot, WorkerPhase, WorkerView
 from vespid.control.providers.base import WorkerHandle
+from vespid.protocol.wire import REPORT_INTERVAL_S, WorkerStatusReport
 
-__all__ = ["Fleet", "WorkerRecord"]
+__all__ = ["RATE_WINDOW_S", "STALE_AFTER_S", "EndpointBooks", "Fleet", "WorkerRecord"]
 
-# A worker reports at least every 10 s; three missed reports and it is out.
-STALE_AFTER_S: Final = 30.0
+# Three missed reports and a worker is out (30 s at the 10 s report interval).
+STALE_AFTER_S: Final = 3 * REPORT_INTERVAL_S
 RATE_WINDOW_S: Final = 30.0
 
 
@@ -66,7 +69,13 @@ class WorkerRecord:
             sessions=self.sessions,
             in_flight=max(0, self.in_flight - self.sessions),
             started_at=self.handle.started_at,
+            failed_before_ready=self.failed_before_ready,
         )
+
+    @property
+    def failed_before_ready(self) -> bool:
+        """ERRORED without ever having been ready (a model that cannot load)."""
+        return self.phase is WorkerPhase.ERRORED and self.ready_after_s is None
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -96,12 +105,20 @@ class EndpointBooks:
     last_perf: float | None = None
     rejections: deque[tuple[float, float]] = field(default_factory=deque)
     last_activity_at: float | None = None
+    start_failures: int = 0  # workers in a row stopped after failing before ready
 
     @staticmethod
-    def _rate(events: deque[tuple[float, float]], now: float) -> float:
+    def rate(events: deque[tuple[float, float]], now: float) -> float:
+        """Workload/s over the last ``RATE_WINDOW_S`` (60 of cost in 30 s -> 2/s)."""
+        since = now - RATE_WINDOW_S
+        return sum(cost for at, cost in events if at >= since) / RATE_WINDOW_S
+
+    @staticmethod
+    def note(events: deque[tuple[float, float]], now: float, cost: float) -> None:
+        """Record an event, forgetting those past the window (memory stays bounded)."""
         while events and events[0][0] < now - RATE_WINDOW_S:
             events.popleft()
-        return sum(cost for _, cost in events) / RATE_WINDOW_S
+        events.append((now, cost))
 
 
 class Fleet:
@@ -117,7 +134,12 @@ class Fleet:
         return record
 
     def remove(self, worker_id: int) -> WorkerRecord | None:
-        return self.workers.pop(worker_id, None)
+        """Forget a worker being stopped; one that failed before it was ready counts
+        toward its endpoint's start backoff."""
+        record = self.workers.pop(worker_id, None)
+        if record is not None and record.failed_before_ready:
+            self._books(record.handle.endpoint).start_failures += 1
+        return record
 
     def of(self, endpoint: str) -> list[WorkerRecord]:
         return [w for w in self.workers.values() if w.handle.endpoint == endpoint]
@@ -127,37 +149,43 @@ class Fleet:
 
     # -- reports -------------------------------------------------------------
 
-    def ingest(self, report: dict[str, Any], now: float | None = None) -> WorkerRecord | None:
+    def ingest(self, report: WorkerStatusReport, now: float | None = None) -> WorkerRecord | None:
         """Apply a ``/worker_status/`` report; None if the worker is unknown."""
-        record = self.workers.get(int(report["id"]))
+        record = self.workers.get(report.id)
         if record is None:
             return None
         now = time.monotonic() if now is None else now
+        books = self._books(record.handle.endpoint)
         record.last_report_at = now
-        record.cur_load = float(report.get("cur_load", 0.0))
+        record.cur_load = report.cur_load
         record.routed_load = 0.0
         # Sessions are tickets in num_requests_working too; num_sessions tells them apart.
-        record.in_flight = int(report.get("num_requests_working", 0))
-        record.sessions = int(report.get("num_sessions", 0))
+        record.in_flight = report.num_requests_working
+        record.sessions = report.num_sessions
         # A worker's own 429s (rej_load) are not demand here: the client re-routes them,
         # so they come back through the router's queue; counting both would overshoot.
-        record.served_total += float(report.get("cur_perf", 0.0))
-        max_perf = float(report.get("max_perf", 0.0))
-        record.max_perf = max_perf if max_perf > 0 else record.max_perf
-        if max_perf > 0:
-            self._books(record.handle.endpoint).last_perf = max_perf
-        if report.get("loadtime"):
-            record.loadtime_s = float(report["loadtime"])
-        record.error_msg = str(report.get("error_msg") or "")
+        record.served_total += report.cur_perf
+        if report.max_perf > 0:
+            record.max_perf = books.last_perf = report.max_perf
+        if report.loadtime:
+            record.loadtime_s = report.loadtime
+        record.error_msg = report.error_msg or ""
         if record.error_msg:
             record.phase = WorkerPhase.ERRORED
         elif record.max_perf:
             record.phase = WorkerPhase.READY
             if record.ready_after_s is None:
                 record.ready_after_s = max(0.0, time.time() - record.handle.started_at)
-        if record.cur_load > 0 or float(report.get("new_load", 0.0)) > 0:
-            self._books(record.handle.endpoint).last_activity_at = time.time()
+                books.start_failures = 0  # a worker made it: starts need not wait
+        if record.cur_load > 0 or report.new_load > 0:
+            books.last_activity_at = time.time()
         return record
+
+    def mark_errored(self, worker_id: int, why: str) -> None:
+        """A worker the control plane found broken (exited, not ready in time)."""
+        record = self.workers.get(worker_id)
+        if record is not None and record.phase is not WorkerPhase.ERRORED:
+            record.phase, record.error_msg = WorkerPhase.ERRORED, why
 
     def mark_stale(self, now: float | None = None) -> list[WorkerRecord]:
         """Workers that stopped reporting: errored, so the policy replaces them."""
@@ -179,41 +207,41 @@ class Fleet:
 
     def note_arrival(self, endpoint: str, cost: float) -> None:
         books = self._books(endpoint)
-        books.arrivals.append((time.monotonic(), cost))
+        books.note(books.arrivals, time.monotonic(), cost)
         books.last_activity_at = time.time()
 
     def note_rejection(self, endpoint: str, cost: float) -> None:
         books = self._books(endpoint)
-        books.rejections.append((time.monotonic(), cost))
+        books.note(books.rejections, time.monotonic(), cost)
         books.last_activity_at = time.time()
 
-    def snapshot(
-        self, endpoint: EndpointConfig, *, queued_load: float, queued_requests: int
-    ) -> ScalingSnapshot:
-        now_mono = time.monotonic()
-        books = self._books(endpoint.name)
-        s = endpoint.scaling
-        params = ScalingParams(
-            min_load=s.min_load,
-            target_util=s.target_util,
-            cold_mult=s.cold_mult,
-            cold_workers=s.cold_workers,
-            max_workers=s.max_workers,
-            inactivity_timeout_s=s.inactivity_timeout,
-            max_queue_time_s=s.max_queue_time,
-            target_queue_time_s=s.target_queue_time,
-            scale_down_delay_s=s.scale_down_delay,
-            **({"default_perf": books.last_perf} if books.last_perf else {}),
-        )
+    def note_waiting(self, endpoint: str, queued_requests: int) -> None:
+        """Requests waiting in the router's queue are activity, polled or not."""
         if queued_requests:
-            books.last_activity_at = time.time()
+            self._books(endpoint).last_activity_at = time.time()
+
+    def snapshot(
+        self,
+        endpoint: EndpointConfig,
+        *,
+        queued_load: float,
+        queued_requests: int,
+        free_gpus: int | None = None,
+        launching: int = 0,
+    ) -> ScalingSnapshot:
+        """What the policy may know about ``endpoint`` now; changes nothing."""
+        mono = time.monotonic()
+        books = self.books.get(endpoint.name) or EndpointBooks()
         return ScalingSnapshot(
             now=time.time(),
-            params=params,
+            params=endpoint.policy_params(default_perf=books.last_perf),
             workers=tuple(w.view() for w in self.of(endpoint.name)),
             queued_load=queued_load,
             queued_requests=queued_requests,
-            rejected_load_rate=EndpointBooks._rate(books.rejections, now_mono),
-            arrival_rate=EndpointBooks._rate(books.arrivals, now_mono),
+            rejected_load_rate=EndpointBooks.rate(books.rejections, mono),
+            arrival_rate=EndpointBooks.rate(books.arrivals, mono),
             last_activity_at=books.last_activity_at,
+            start_failures=books.start_failures,
+            free_gpus=free_gpus,
+            launching=launching,
         )

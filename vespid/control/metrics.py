@@ -1,18 +1,21 @@
-"""The control plane's Prometheus metrics."""
+"""The control plane's Prometheus metrics: counters bumped where things happen, gauges
+set from the fleet and the router's queues at each scrape."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Collection
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-if TYPE_CHECKING:
-    from vespid.control.app import ControlPlane
+from vespid.control.fleet import Fleet
+from vespid.control.router import Router
 
 __all__ = ["ControlMetrics"]
 
 
 class ControlMetrics:
+    """One registry per control plane (tests run several in one process)."""
+
     def __init__(self) -> None:
         self.registry = r = CollectorRegistry(auto_describe=True)
         self.endpoints = Gauge("vespid_control_endpoints", "Endpoints configured.", registry=r)
@@ -41,15 +44,23 @@ class ControlMetrics:
             ["outcome"], registry=r,
         )  # fmt: skip
 
-    def refresh(self, control: ControlPlane) -> None:
-        """Set the gauges from the control plane's current state."""
-        self.endpoints.set(len(control.endpoints))
+    def count_route(self, answer: str) -> None:
+        """One answer to ``/route/``: routed, queued or rejected."""
+        self.route_decisions.labels(answer).inc()
+
+    def count_finished(self, success: bool) -> None:
+        """One request a worker reported finished."""
+        self.requests_finished.labels("success" if success else "failure").inc()
+
+    def refresh(self, endpoints: Collection[str], fleet: Fleet, router: Router) -> None:
+        """Set the gauges from the endpoints, the fleet and the router's queues."""
+        self.endpoints.set(len(endpoints))
         self.workers.clear()
-        for record in control.fleet.workers.values():
+        for record in fleet.workers.values():
             self.workers.labels(record.handle.endpoint, record.phase.value).inc()
         self.queue_depth.clear()
-        for name in control.endpoints:
-            self.queue_depth.labels(name).set(control.router.queued_load(name)[1])
+        for name in endpoints:
+            self.queue_depth.labels(name).set(router.queued_load(name)[1])
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

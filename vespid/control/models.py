@@ -8,15 +8,24 @@ typo in a file stops start-up with a line naming it.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from vespid.errors import ConfigError
+from vespid.control.policy_types import ScalingParams
+from vespid.errors import ConfigError, NotFound, RequestInvalid
 
-__all__ = ["EndpointConfig", "ScalingConfig", "WorkerTemplate", "load_endpoints_file"]
+__all__ = [
+    "EndpointConfig",
+    "ScalingConfig",
+    "WorkerTemplate",
+    "find_endpoint",
+    "load_endpoints_file",
+    "parse_endpoint",
+]
 
 
 class ScalingConfig(BaseModel):
@@ -70,6 +79,25 @@ class EndpointConfig(BaseModel):
     scaling: ScalingConfig = Field(default_factory=ScalingConfig)
     template: WorkerTemplate = Field(default_factory=WorkerTemplate)
 
+    def policy_params(self, default_perf: float | None = None) -> ScalingParams:
+        """The policy's parameters: the scaling config's, the template's ready timeout and
+        GPUs, and the throughput assumed for a worker not yet benchmarked (when known)."""
+        s, t = self.scaling, self.template
+        return ScalingParams(
+            min_load=s.min_load,
+            target_util=s.target_util,
+            cold_mult=s.cold_mult,
+            cold_workers=s.cold_workers,
+            max_workers=s.max_workers,
+            inactivity_timeout_s=s.inactivity_timeout,
+            max_queue_time_s=s.max_queue_time,
+            target_queue_time_s=s.target_queue_time,
+            scale_down_delay_s=s.scale_down_delay,
+            ready_timeout_s=t.ready_timeout,
+            gpus_per_worker=t.gpus_per_worker,
+            **({"default_perf": default_perf} if default_perf else {}),
+        )
+
     def public(self) -> dict[str, Any]:
         """The listing shape Vast's console API uses (``/api/v0/endptjobs/``)."""
         s = self.scaling
@@ -91,12 +119,19 @@ class EndpointConfig(BaseModel):
         }
 
 
-def _describe(exc: ValidationError, where: str) -> str:
-    parts = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"])
-        parts.append(f"{where}{'.' + loc if loc else ''}: {err['msg']}")
-    return "; ".join(parts)
+def parse_endpoint(body: Any) -> EndpointConfig:
+    """An endpoint from a JSON body; ``RequestInvalid`` (422) naming every bad field."""
+    try:
+        return EndpointConfig.model_validate(body)
+    except ValidationError as exc:
+        raise RequestInvalid.from_validation(exc, "endpoint") from None
+
+
+def find_endpoint(endpoints: Mapping[str, EndpointConfig], name: object) -> EndpointConfig:
+    """The endpoint called ``name``; ``NotFound`` (404) saying where to look."""
+    if not isinstance(name, str) or name not in endpoints:
+        raise NotFound(f"no endpoint named {name!r}; see GET /api/v0/endptjobs/")
+    return endpoints[name]
 
 
 def load_endpoints_file(path: Path) -> list[EndpointConfig]:
@@ -114,5 +149,8 @@ def load_endpoints_file(path: Path) -> list[EndpointConfig]:
         try:
             endpoints.append(EndpointConfig.model_validate(item))
         except ValidationError as exc:
-            raise ConfigError(_describe(exc, f"{path}: endpoints[{i}]")) from None
+            error = RequestInvalid.from_validation(
+                exc, f"endpoint in {path}", prefix=f"endpoints[{i}]."
+            )
+            raise ConfigError(error.message) from None
     return endpoints

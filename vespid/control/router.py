@@ -26,7 +26,7 @@ from typing import Any, Final
 
 from vespid.control.fleet import Fleet, WorkerRecord
 from vespid.control.models import EndpointConfig
-from vespid.control.policy import WorkerPhase
+from vespid.control.policy import accepts_work
 from vespid.errors import Overloaded
 from vespid.protocol.signing import Signer
 
@@ -92,9 +92,7 @@ class Router:
     def candidates(self, endpoint: EndpointConfig) -> list[WorkerRecord]:
         limit = endpoint.scaling.max_queue_time
         ready = [
-            w
-            for w in self.fleet.of(endpoint.name)
-            if w.phase is WorkerPhase.READY and w.est_wait_s() <= limit
+            w for w in self.fleet.of(endpoint.name) if accepts_work(w.phase, w.est_wait_s(), limit)
         ]
         return sorted(ready, key=lambda w: (w.est_wait_s(), w.worker_id))
 

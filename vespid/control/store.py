@@ -12,6 +12,7 @@ import abc
 import asyncio
 import json
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,14 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def set_meta(self, key: str, value: str) -> None: ...
+
+    async def meta_or_create(self, key: str, make: Callable[[], str]) -> str:
+        """The value kept under ``key``; on first use, ``make()``'s, kept from then on."""
+        value = await self.get_meta(key)
+        if value is None:
+            value = make()
+            await self.set_meta(key, value)
+        return value
 
     @abc.abstractmethod
     async def put_worker(self, worker_id: str, endpoint: str, info: dict[str, Any]) -> None: ...

@@ -1,17 +1,22 @@
 """The wire format in one place: routes, header names, request envelopes and report bodies.
 
 Field names are the protocol's own (Vast.ai Serverless), misspellings included
-(``num_requests_recieved``). Parsing here is hand-written rather than a model
-validation because it runs on every proxied request; each failure names the
-field and what was expected, so the caller can fix the request.
+(``num_requests_recieved``). Two kinds of parsing live here. The hot path (a client's
+request to a worker: ``parse_worker_request``, ``parse_auth_data``) is hand-written
+rather than a model validation because it runs on every proxied request; each failure
+names the field and what was expected. The cold-path bodies (worker reports, the
+``/route/`` call) are pydantic models that both ends use: the sender builds the model it
+sends, the receiver validates with it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Final, TypedDict
+from typing import Any, Final, NotRequired
 
 import orjson
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, with_config
+from typing_extensions import TypedDict  # pydantic needs it before Python 3.12
 
 from vespid.errors import RequestInvalid
 
@@ -21,6 +26,7 @@ __all__ = [
     "DELETE_REQUESTS_PATH",
     "PROTOCOL_VERSION",
     "PUBKEY_PATH",
+    "REPORT_INTERVAL_S",
     "ROUTE_PATH",
     "SESSION_HEADER",
     "UPDATE_PATH",
@@ -28,6 +34,7 @@ __all__ = [
     "AuthData",
     "DeleteRequestsReport",
     "FinishedRequest",
+    "RouteRequest",
     "WorkerRequest",
     "WorkerStatusReport",
     "dumps",
@@ -45,6 +52,10 @@ DELETE_REQUESTS_PATH: Final = "/delete_requests/"
 UPDATE_PATH: Final = "/pyworker/update"
 # Router route the client calls.
 ROUTE_PATH: Final = "/route/"
+
+# A worker sends a status report at least this often (every second while its load
+# changes); the control plane counts a worker silent for three of these as gone.
+REPORT_INTERVAL_S: Final = 10.0
 
 # Methods other than POST carry their auth_data as JSON in this header (the body is
 # forwarded as-is).
@@ -172,44 +183,73 @@ def dumps(value: Any) -> bytes:
         return json.dumps(value, separators=(",", ":")).encode()
 
 
-class WorkerStatusReport(TypedDict):
-    """Body of ``POST <REPORT_ADDR>/worker_status/``."""
-
-    id: int
-    mtoken: str
-    version: str
-    loadtime: float
-    new_load: float
-    cur_load: float
-    rej_load: float
-    max_perf: float
-    cur_perf: float
-    error_msg: str
-    num_requests_working: int
-    num_requests_recieved: int
-    additional_disk_usage: float
-    disk_usage: float
-    working_request_idxs: list[int]
-    cur_capacity: int
-    max_capacity: int
-    url: str
-    num_sessions: int  # vespid's addition: open sessions (occupancy, not backlog)
+# -- cold-path bodies: validated with pydantic ------------------------------------------
+#
+# Unknown fields are ignored (Vast's PyWorker and client send more than vespid reads) and
+# numbers must be finite: an inf or NaN load would poison every sum the autoscaler takes.
+_COLD_PATH: Final = ConfigDict(extra="ignore", allow_inf_nan=False, frozen=True)
 
 
+class WorkerStatusReport(BaseModel):
+    """Body of ``POST <REPORT_ADDR>/worker_status/`` (PROTOCOL.md section 3).
+
+    The worker's reporter builds one and sends ``model_dump(mode="json")``; the control
+    plane validates what it receives with the same model. Only ``id`` and ``mtoken`` are
+    required: a field a sender leaves out reads as nothing to report.
+    """
+
+    model_config = _COLD_PATH
+
+    id: StrictInt  # CONTAINER_ID
+    mtoken: StrictStr  # MASTER_TOKEN
+    version: str = ""
+    loadtime: float = 0.0  # seconds from start to ready, sent once, else 0
+    new_load: float = 0.0  # workload received since the last report
+    cur_load: float = 0.0  # workload in progress, sessions included
+    rej_load: float = 0.0  # workload refused (429) since the last report
+    max_perf: float = 0.0  # workload/s at full load; 0 until benchmarked
+    cur_perf: float = 0.0  # workload served since the last report
+    error_msg: str | None = ""  # non-empty once the model is broken
+    num_requests_working: int = 0  # requests and sessions in progress
+    num_requests_recieved: int = 0  # (sic: the protocol's spelling)
+    additional_disk_usage: float = 0.0
+    disk_usage: float = 0.0  # GB
+    working_request_idxs: list[int] = Field(default_factory=list)
+    cur_capacity: int = 0
+    max_capacity: int = 0
+    url: str | None = ""
+    num_sessions: int = 0  # vespid's addition: open sessions (occupancy, not backlog)
+
+
+@with_config(_COLD_PATH)
 class FinishedRequest(TypedDict):
-    """One entry of a ``/delete_requests/`` report."""
+    """One entry of a ``/delete_requests/`` report (the worker's books keep these as dicts)."""
 
     request_idx: int
     success: bool
-    status: int
-    entered_queue_at: float
-    work_started_at: float
-    work_completed_at: float
+    status: NotRequired[int]
+    entered_queue_at: NotRequired[float]
+    work_started_at: NotRequired[float]
+    work_completed_at: NotRequired[float]
 
 
-class DeleteRequestsReport(TypedDict):
-    """Body of ``POST <REPORT_ADDR>/delete_requests/``."""
+class DeleteRequestsReport(BaseModel):
+    """Body of ``POST <REPORT_ADDR>/delete_requests/``: requests that finished."""
 
-    worker_id: int
-    mtoken: str
+    model_config = _COLD_PATH
+
+    worker_id: StrictInt
+    mtoken: StrictStr
     requests: list[FinishedRequest]
+
+
+class RouteRequest(BaseModel):
+    """Body of ``POST /route/`` (PROTOCOL.md section 5); Vast's client adds fields such as
+    ``replay_timeout``, which are ignored."""
+
+    model_config = _COLD_PATH
+
+    endpoint: StrictStr  # the endpoint's name
+    api_key: StrictStr | None = None  # else the Authorization header or ?api_key=
+    cost: StrictFloat = Field(0.0, ge=0)  # workload
+    request_idx: StrictInt | None = None  # 0 or absent: a new request; else a queued one

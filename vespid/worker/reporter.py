@@ -1,9 +1,10 @@
 """Reports to the autoscaler: ``/worker_status/`` and ``/delete_requests/``.
 
-Cadence: a status report every second while something changed, else every 10 s
-(also while loading); finished requests are reported once a second. Each report
-goes to the first address in REPORT_ADDR that accepts it, with a few quick retries.
-Reports run in their own task, so a slow or dead autoscaler never delays a request.
+Cadence: a status report every second while something changed, else every
+``REPORT_INTERVAL_S`` (10 s, also while loading); finished requests are reported once
+a second. Each report goes to the first address in REPORT_ADDR that accepts it, with a
+few quick retries. Reports run in their own task, so a slow or dead autoscaler never
+delays a request.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import aiohttp
 from vespid import __version__
 from vespid.protocol.wire import (
     DELETE_REQUESTS_PATH,
+    REPORT_INTERVAL_S,
     WORKER_STATUS_PATH,
     DeleteRequestsReport,
     WorkerStatusReport,
@@ -34,7 +36,7 @@ __all__ = ["Reporter"]
 log = logging.getLogger("vespid.worker")
 
 TICK_S: Final = 1.0
-IDLE_EVERY_S: Final = 10.0
+IDLE_EVERY_S: Final = REPORT_INTERVAL_S
 ATTEMPTS: Final = 3
 POST_TIMEOUT_S: Final = 5.0
 
@@ -76,27 +78,27 @@ class Reporter:
         loadtime = 0.0
         if life.loadtime_s is not None and not self._loadtime_sent:
             loadtime = round(life.loadtime_s, 3)
-        return {
-            "id": s.container_id,
-            "mtoken": s.master_token,
-            "version": __version__,
-            "loadtime": loadtime,
-            "new_load": round(counters.new_load, 6),
-            "cur_load": round(self.books.cur_load, 6),
-            "rej_load": round(counters.rej_load, 6),
-            "max_perf": life.max_perf or 0.0,
-            "cur_perf": round(counters.served_load, 6),
-            "error_msg": life.error_msg if life.state is WorkerState.ERRORED else "",
-            "num_requests_working": len(working),
-            "num_requests_recieved": counters.received,
-            "additional_disk_usage": 0.0,
-            "disk_usage": disk_usage,
-            "working_request_idxs": sorted(t.request_idx for t in working),
-            "cur_capacity": 0,
-            "max_capacity": 0,
-            "url": s.public_url or "",
-            "num_sessions": len(self.sessions),
-        }
+        return WorkerStatusReport(
+            id=s.container_id,
+            mtoken=s.master_token,
+            version=__version__,
+            loadtime=loadtime,
+            new_load=round(counters.new_load, 6),
+            cur_load=round(self.books.cur_load, 6),
+            rej_load=round(counters.rej_load, 6),
+            max_perf=life.max_perf or 0.0,
+            cur_perf=round(counters.served_load, 6),
+            error_msg=life.error_msg if life.state is WorkerState.ERRORED else "",
+            num_requests_working=len(working),
+            num_requests_recieved=counters.received,
+            additional_disk_usage=0.0,
+            disk_usage=disk_usage,
+            working_request_idxs=sorted(t.request_idx for t in working),
+            cur_capacity=0,
+            max_capacity=0,
+            url=s.public_url or "",
+            num_sessions=len(self.sessions),
+        )
 
     async def post(self, path: str, body: Any) -> bool:
         """POST to the first address that accepts, retrying briefly; never raises."""
@@ -135,20 +137,20 @@ class Reporter:
             counters = self.books.take_counters()
             report = await self.status_report(counters)
             self._last_sent = now
-            if await self.post(WORKER_STATUS_PATH, report):
+            if await self.post(WORKER_STATUS_PATH, report.model_dump(mode="json")):
                 self._last_state = state
-                if report["loadtime"]:
+                if report.loadtime:
                     self._loadtime_sent = True
             else:
                 self.books.restore_counters(counters)  # the next report carries them
         finished = self.books.take_finished()
         if finished:
-            body: DeleteRequestsReport = {
-                "worker_id": self.settings.container_id,
-                "mtoken": self.settings.master_token,
-                "requests": finished,
-            }
-            await self.post(DELETE_REQUESTS_PATH, body)
+            body = DeleteRequestsReport(
+                worker_id=self.settings.container_id,
+                mtoken=self.settings.master_token,
+                requests=finished,
+            )
+            await self.post(DELETE_REQUESTS_PATH, body.model_dump(mode="json"))
 
     async def run(self) -> None:
         while True:

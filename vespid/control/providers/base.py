@@ -4,6 +4,12 @@ A provider turns "one more worker for endpoint E" into running processes somewhe
 (local processes, a Ray cluster, a cloud) and reports whether they still run. The
 control plane learns readiness and load from the worker's own reports, not from the
 provider.
+
+Free GPUs have one owner, the provider's ``GpuLedger``: the provider writes its own
+count of free GPUs there, the autoscaler promises GPUs to each start it decides on, and
+the provider settles the promise once its count shows them taken. Example: 2 GPUs free;
+the autoscaler promises 1 to a start, so 1 is free; Ray places the worker and counts 1
+free, the promise is settled: still 1 free, not 0.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from typing import Any
 
 from vespid.control.models import EndpointConfig
 
-__all__ = ["Provider", "RunState", "WorkerHandle", "WorkerOrder"]
+__all__ = ["GpuLedger", "GpuPromise", "Provider", "RunState", "WorkerHandle", "WorkerOrder"]
 
 
 class RunState(enum.Enum):
@@ -23,18 +29,69 @@ class RunState(enum.Enum):
     EXITED = "exited"  # they stopped or crashed on their own
 
 
+class GpuLedger:
+    """Free GPUs as the provider counts them, less those promised to starts that the
+    count does not show yet. Event-loop only."""
+
+    def __init__(self) -> None:
+        self._counted: int | None = None  # the provider's count; None: not limited by GPUs
+        self._promised = 0
+
+    @property
+    def limited(self) -> bool:
+        """Whether the provider limits workers by GPUs."""
+        return self._counted is not None
+
+    def count(self, free: int | None) -> None:
+        """The provider's own count of free GPUs (None: it does not limit by GPUs)."""
+        self._counted = free
+
+    def promise(self, gpus: int) -> GpuPromise:
+        """Hold ``gpus`` for a start until it is settled (none when not limited)."""
+        held = gpus if self.limited else 0
+        self._promised += held
+        return GpuPromise(self, held)
+
+    def _release(self, gpus: int) -> None:
+        self._promised -= gpus
+
+    def free(self) -> int | None:
+        """GPUs a new start may have now; None when workers are not limited by GPUs."""
+        if self._counted is None:
+            return None
+        return max(0, self._counted - self._promised)
+
+
+@dataclass
+class GpuPromise:
+    """GPUs held in a ledger for one start; ``settle`` (idempotent) lets them go once the
+    provider's count shows them taken, or the start failed."""
+
+    ledger: GpuLedger
+    gpus: int
+    settled: bool = False
+
+    def settle(self) -> None:
+        if not self.settled:
+            self.settled = True
+            self.ledger._release(self.gpus)
+
+
 @dataclass(frozen=True)
 class WorkerOrder:
     """One worker the control plane asks a provider for.
 
     ``request_key`` (base64), when not empty, is the worker's HMAC key: it must reach the
-    worker as ``VESPID_REQUEST_KEY`` and nothing else."""
+    worker as ``VESPID_REQUEST_KEY`` and nothing else. ``gpus``, when given, is the
+    promise the autoscaler made this start in the provider's ledger: the provider
+    settles it once its count of free GPUs shows the worker's."""
 
     worker_id: int
     endpoint: EndpointConfig
     report_addr: str  # the control plane's URL, for the worker's reports
     master_token: str
     request_key: str = ""
+    gpus: GpuPromise | None = None
 
 
 @dataclass
@@ -54,6 +111,9 @@ class Provider(abc.ABC):
 
     name: str = "provider"
 
+    def __init__(self) -> None:
+        self.gpus = GpuLedger()
+
     @abc.abstractmethod
     async def start(self, order: WorkerOrder) -> WorkerHandle:
         """Launch a worker; return once its processes are started (not ready)."""
@@ -63,9 +123,10 @@ class Provider(abc.ABC):
         return
 
     def free_gpus(self) -> int | None:
-        """GPUs free to hand to new workers now; None when the provider does not limit
-        workers by GPUs (a CPU machine, or one that finds machines on demand)."""
-        return None
+        """GPUs free to hand to new workers now, promises deducted; None when the provider
+        does not limit workers by GPUs (a CPU machine, or one that finds machines on
+        demand)."""
+        return self.gpus.free()
 
     @abc.abstractmethod
     async def stop(self, handle: WorkerHandle) -> None:

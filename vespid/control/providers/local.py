@@ -34,14 +34,16 @@ class LocalProvider(Provider):
     name = "local"
 
     def __init__(self, log_dir: Path, environ: Mapping[str, str]) -> None:
+        super().__init__()
         self.log_dir = log_dir
         visible = environ.get("CUDA_VISIBLE_DEVICES", "")
         self._all_gpus = tuple(g.strip() for g in visible.split(",") if g.strip())
         self._free_gpus = list(self._all_gpus)
         self._procs: dict[int, list[ChildProcess]] = {}
+        self._count_gpus()
 
-    def free_gpus(self) -> int | None:
-        return len(self._free_gpus) if self._all_gpus else None
+    def _count_gpus(self) -> None:
+        self.gpus.count(len(self._free_gpus) if self._all_gpus else None)
 
     def _take_gpus(self, count: int) -> tuple[str, ...]:
         if count == 0 or not self._all_gpus:
@@ -51,16 +53,25 @@ class LocalProvider(Provider):
                 f"gpus_per_worker={count} but only {len(self._free_gpus)} GPU(s) are free"
             )
         taken, self._free_gpus = self._free_gpus[:count], self._free_gpus[count:]
+        self._count_gpus()
         return tuple(taken)
+
+    def _return_gpus(self, gpus: tuple[str, ...]) -> None:
+        self._free_gpus.extend(g for g in gpus if g not in self._free_gpus)
+        self._count_gpus()
 
     async def start(self, order: WorkerOrder) -> WorkerHandle:
         endpoint = order.endpoint
-        gpus = self._take_gpus(endpoint.template.gpus_per_worker)
+        try:
+            gpus = self._take_gpus(endpoint.template.gpus_per_worker)
+        finally:
+            if order.gpus is not None:  # taken (or refused) at once: the count shows it
+                order.gpus.settle()
         spec = LaunchSpec(order, self.log_dir, gpus=gpus)
         try:
             launched = await launch(spec)
         except BaseException:
-            self._free_gpus.extend(gpus)
+            self._return_gpus(gpus)
             raise
         self._procs[order.worker_id] = launched.procs
         handle = WorkerHandle(
@@ -79,7 +90,7 @@ class LocalProvider(Provider):
         # The worker first (it stops taking requests), then its model server.
         for proc in reversed(procs):
             await proc.stop()
-        self._free_gpus.extend(g for g in handle.gpus if g not in self._free_gpus)
+        self._return_gpus(handle.gpus)
 
     def state(self, handle: WorkerHandle) -> RunState:
         procs = self._procs.get(handle.worker_id)

@@ -130,6 +130,7 @@ class RayProvider(Provider):
     ) -> None:
         """``init_options`` go to ``ray.init`` as they are (e.g. ``num_gpus`` to declare
         GPUs of a local instance)."""
+        super().__init__()
         self.log_dir = log_dir
         self.address = address
         self.local_host = local_host
@@ -137,8 +138,6 @@ class RayProvider(Provider):
         self.init_options = dict(init_options or {})
         self._actors: dict[int, Any] = {}
         self._alive: dict[int, bool] = {}
-        self._free_gpus: int | None = None
-        self._placing = 0  # GPUs asked by actors not yet placed (not in the free count yet)
         self._connected = False
         self._started_ray = False
         self._lock = asyncio.Lock()
@@ -181,7 +180,7 @@ class RayProvider(Provider):
     async def _refresh_gpus(self, ray: Any) -> None:
         total = (await asyncio.to_thread(ray.cluster_resources)).get("GPU", 0)
         available = (await asyncio.to_thread(ray.available_resources)).get("GPU", 0)
-        self._free_gpus = int(available) if total else None
+        self.gpus.count(int(available) if total else None)
 
     async def _watch(self, ray: Any) -> None:
         """Poll every actor's liveness, and the free GPUs, once a second."""
@@ -199,19 +198,14 @@ class RayProvider(Provider):
             with contextlib.suppress(Exception):
                 await self._refresh_gpus(ray)
 
-    def free_gpus(self) -> int | None:
-        if self._free_gpus is None:
-            return None
-        return max(0, self._free_gpus - self._placing)
-
     # -- the Provider interface --------------------------------------------------
 
     async def start(self, order: WorkerOrder) -> WorkerHandle:
-        # Counted at once, before any wait: the control plane's own count of GPUs promised
-        # to this start drops as this call begins.
+        # The GPUs stay promised in the ledger (the autoscaler's promise, or one made here
+        # for a caller without one) until Ray's count of free GPUs shows them taken.
         endpoint = order.endpoint
-        gpus = endpoint.template.gpus_per_worker if self._free_gpus is not None else 0
-        self._placing += gpus
+        gpus = endpoint.template.gpus_per_worker if self.gpus.limited else 0
+        promise = order.gpus or self.gpus.promise(gpus)
         try:
             ray = await self._connect()
             # On a Ray instance of its own every node is this machine: the workers listen
@@ -226,7 +220,7 @@ class RayProvider(Provider):
             except Exception as exc:
                 log.warning("could not read Ray's free GPUs: %s", exc)
             finally:
-                self._placing -= gpus
+                promise.settle()
         worker_id = order.worker_id
         name = actor_name(worker_id)
         self._actors[worker_id] = actor

@@ -1,0 +1,243 @@
+"""The autoscaler loop: per endpoint, snapshot -> ``decide`` -> start and stop through the
+provider, every ``scale_interval_s`` and at once when woken (a request queued, an
+endpoint deleted).
+
+Before deciding, each step retires what is broken: workers silent for too long
+(``Fleet.mark_stale``), workers whose processes exited (the provider says so), workers of
+deleted endpoints, and queued requests nobody polls any more. Everything else (backoff,
+ready timeout, GPU fitting) is the pure policy's; this loop only carries decisions out,
+keeps the scaling log, and logs what the policy held back when it changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, MutableMapping
+from typing import Any, Final
+
+from vespid.control.fleet import Fleet
+from vespid.control.history import History
+from vespid.control.keys import ControlKeys
+from vespid.control.metrics import ControlMetrics
+from vespid.control.models import EndpointConfig
+from vespid.control.policy import Decision, PolicyState, WorkerPhase, decide
+from vespid.control.providers.base import Provider, RunState, WorkerOrder
+from vespid.control.router import Router
+from vespid.control.settings import ControlSettings
+from vespid.control.store import Store
+from vespid.protocol.signing import encode_request_key
+
+__all__ = ["SCALING_LOG_KEPT", "Autoscaler"]
+
+log = logging.getLogger("vespid.control")
+
+SCALING_LOG_KEPT: Final = 200  # scaling actions kept for the status page
+
+
+class Autoscaler:
+    """The loop and the workers it starts and stops. Event-loop only."""
+
+    def __init__(
+        self,
+        settings: ControlSettings,
+        store: Store,
+        provider: Provider,
+        endpoints: MutableMapping[str, EndpointConfig],
+        fleet: Fleet,
+        router: Router,
+        history: History,
+        metrics: ControlMetrics,
+        keys: ControlKeys,
+        *,
+        url: str,
+        next_worker_id: int,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.provider = provider
+        self.endpoints = endpoints  # the control plane's live mapping
+        self.fleet = fleet
+        self.router = router
+        self.history = history
+        self.metrics = metrics
+        self.keys = keys
+        self.url = url
+        self.next_worker_id = next_worker_id
+        self.policy_states: dict[str, PolicyState] = {}
+        self.scaling_log: list[dict[str, Any]] = []  # the latest actions, oldest first
+        self._launching: dict[str, int] = {}  # endpoint -> starts asked of the provider
+        self._short_of_gpus: dict[str, int] = {}  # endpoint -> starts held (logged once)
+        self._busy: set[asyncio.Task[None]] = set()
+        self._kick = asyncio.Event()  # set to decide now rather than at the next tick
+
+    # -- the loop ------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """Decide now rather than at the next tick."""
+        self._kick.set()
+
+    async def run(self) -> None:
+        """Step every ``scale_interval_s`` (or when woken) until cancelled."""
+        while True:
+            try:
+                await self.step()
+            except Exception:  # the loop must outlive any one bad decision
+                log.exception("autoscaler step failed")
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.settings.scale_interval_s):
+                    await self._kick.wait()
+            self._kick.clear()
+
+    async def step(self) -> None:
+        """One step: retire broken workers, then snapshot -> decide -> act, per endpoint."""
+        self.fleet.mark_stale()
+        self.router.drop_abandoned()
+        self._retire()
+        for endpoint in list(self.endpoints.values()):
+            self._act(endpoint, self._decide(endpoint))
+
+    def _retire(self) -> None:
+        """Stop workers of deleted endpoints; mark those whose processes exited."""
+        for record in list(self.fleet.workers.values()):
+            if record.handle.endpoint not in self.endpoints:
+                self._spawn_stop(record.worker_id, "endpoint deleted")
+            elif (
+                record.phase is not WorkerPhase.ERRORED
+                and self.provider.state(record.handle) is RunState.EXITED
+            ):
+                self.fleet.mark_errored(record.worker_id, "process exited")
+
+    def _decide(self, endpoint: EndpointConfig) -> Decision:
+        name = endpoint.name
+        queued_load, queued = self.router.queued_load(name)
+        self.fleet.note_waiting(name, queued)
+        snapshot = self.fleet.snapshot(
+            endpoint,
+            queued_load=queued_load,
+            queued_requests=queued,
+            free_gpus=self.provider.free_gpus(),
+            launching=self._launching.get(name, 0),
+        )
+        before = self.policy_states.get(name, PolicyState())
+        decision, after = decide(snapshot, before)
+        self.policy_states[name] = after
+        if after.start_after is not None and after.start_after != before.start_after:
+            log.warning(
+                "%d worker(s) of %s in a row failed before they were ready; next start in %.0f s",
+                after.start_failures, name, after.start_after - snapshot.now,
+            )  # fmt: skip
+        return decision
+
+    def _act(self, endpoint: EndpointConfig, decision: Decision) -> None:
+        timeout_s = endpoint.template.ready_timeout
+        for worker_id in decision.timed_out:
+            self.fleet.mark_errored(int(worker_id), f"not ready within {timeout_s:g} s")
+        for worker_id in decision.stop:
+            self._spawn_stop(int(worker_id), decision.reason)
+        self._note_gpu_shortfall(endpoint, decision)
+        for _ in range(decision.start):
+            self._spawn_start(endpoint, decision.reason)
+
+    def _note_gpu_shortfall(self, endpoint: EndpointConfig, decision: Decision) -> None:
+        """Log starts held for GPUs when their number changes, not at every tick."""
+        short = decision.held_for_gpus
+        if short and self._short_of_gpus.get(endpoint.name) != short:
+            log.warning(
+                "%s wants %d more worker(s) but the free GPUs fit %d (gpus_per_worker=%d); "
+                "the rest start when GPUs free up",
+                endpoint.name, decision.start + short, decision.start,
+                endpoint.template.gpus_per_worker,
+            )  # fmt: skip
+        if short:
+            self._short_of_gpus[endpoint.name] = short
+        else:
+            self._short_of_gpus.pop(endpoint.name, None)
+
+    def forget(self, endpoint: str) -> None:
+        """An endpoint was deleted: its demand books, policy state and queue go with it,
+        so one created later under the same name starts from nothing; decide now."""
+        self.fleet.books.pop(endpoint, None)
+        self.policy_states.pop(endpoint, None)
+        self.router.queues.pop(endpoint, None)
+        self.wake()
+
+    # -- starting and stopping -------------------------------------------------------
+
+    def _log_action(
+        self, endpoint: str, action: str, worker_id: int, reason: str, took_s: float
+    ) -> None:
+        self.metrics.scaling_actions.labels(endpoint, action).inc()
+        self.metrics.provider_seconds.labels(action).observe(took_s)
+        self.scaling_log.append(
+            {"time": time.time(), "endpoint": endpoint, "action": action,
+             "worker_id": worker_id, "reason": reason, "provider_s": round(took_s, 4)}
+        )  # fmt: skip
+        del self.scaling_log[:-SCALING_LOG_KEPT]
+        self.history.note_action(endpoint, action)
+        log.info("%s worker %d of %s: %s", action, worker_id, endpoint, reason)
+
+    def _track(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._busy.add(task)
+        task.add_done_callback(self._busy.discard)
+
+    def _spawn_start(self, endpoint: EndpointConfig, reason: str) -> None:
+        worker_id = self.next_worker_id
+        self.next_worker_id += 1
+        self._launching[endpoint.name] = self._launching.get(endpoint.name, 0) + 1
+        # Promised now, so the next decision sees them taken even before the provider runs.
+        gpus = self.provider.gpus.promise(endpoint.template.gpus_per_worker)
+        key = self.keys.worker_key(worker_id) if self.settings.request_signing == "hmac" else None
+        order = WorkerOrder(
+            worker_id,
+            endpoint,
+            report_addr=self.url,
+            master_token=self.keys.master_token,
+            request_key=encode_request_key(key) if key else "",
+            gpus=gpus,
+        )
+
+        async def start() -> None:
+            launching = True
+            try:
+                await self.store.set_meta("next_worker_id", str(self.next_worker_id))
+                began = time.monotonic()
+                handle = await self.provider.start(order)
+                took_s = time.monotonic() - began
+                # In the fleet from here on: no longer counted as launching too.
+                self.fleet.add(handle).request_key = key
+                self._launching[endpoint.name] -= 1
+                launching = False
+                self._log_action(endpoint.name, "start", worker_id, reason, took_s)
+                await self.store.put_worker(str(worker_id), endpoint.name, handle.info)
+            except Exception:
+                log.exception("starting a worker for %s failed", endpoint.name)
+            finally:
+                gpus.settle()  # the provider settles it once its count shows them taken
+                if launching:
+                    self._launching[endpoint.name] -= 1
+
+        self._track(start())
+
+    def _spawn_stop(self, worker_id: int, reason: str) -> None:
+        record = self.fleet.remove(worker_id)
+        if record is None:
+            return
+
+        async def stop() -> None:
+            began = time.monotonic()
+            await self.provider.stop(record.handle)
+            took_s = time.monotonic() - began
+            await self.store.delete_worker(str(worker_id))
+            self._log_action(record.handle.endpoint, "stop", worker_id, reason, took_s)
+
+        self._track(stop())
+
+    async def close(self) -> None:
+        """Cancel the starts and stops still running."""
+        for task in list(self._busy):
+            task.cancel()
+        await asyncio.gather(*self._busy, return_exceptions=True)

@@ -1,0 +1,84 @@
+"""The control plane's secrets: made on first start, kept in the store, and who presents which.
+
+On first start the control plane makes the router's RSA key (it signs routes for workers
+that check RSA), the master token (workers report with it), the request secret (each
+worker's HMAC key derives from it and the worker's id), the CA certificate Vast's client
+downloads, and the admin key (unless ``VESPID_ADMIN_KEY`` sets one); later starts load the
+same ones, so workers and clients keep working across a restart. The admin key is also
+written to ``STATE_DIR/admin.key`` (mode 600) for the CLI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+
+from vespid.control.settings import ControlSettings
+from vespid.control.store import Store
+from vespid.control.tls import make_ca_pem
+from vespid.protocol.signing import (
+    generate_private_key,
+    load_private_key,
+    private_key_pem,
+    public_key_pem,
+    worker_request_key,
+)
+from vespid.web import bearer_token
+
+__all__ = ["ControlKeys", "load_keys", "presented_key"]
+
+
+@dataclass(frozen=True)
+class ControlKeys:
+    """The secrets one control plane holds (see the module docstring)."""
+
+    router_key: RSAPrivateKey
+    public_key_pem: bytes
+    master_token: str
+    request_secret: bytes
+    admin_key: str
+    ca_pem: bytes
+
+    def worker_key(self, worker_id: int) -> bytes:
+        """The HMAC key of one worker: routes to it are tagged with it."""
+        return worker_request_key(self.request_secret, worker_id)
+
+
+async def load_keys(store: Store, settings: ControlSettings) -> ControlKeys:
+    """The keys kept in ``store``, made there first if this is the first start."""
+    pem = await store.meta_or_create(
+        "router_key", lambda: private_key_pem(generate_private_key()).decode()
+    )
+    router_key = load_private_key(pem.encode())
+    master_token = await store.meta_or_create("master_token", lambda: secrets.token_urlsafe(24))
+    request_secret = await store.meta_or_create("request_secret", lambda: secrets.token_urlsafe(32))
+    ca_pem = await store.meta_or_create("ca_pem", make_ca_pem)
+    admin_key = settings.admin_key or await store.meta_or_create(
+        "admin_key", lambda: secrets.token_urlsafe(24)
+    )
+    await asyncio.to_thread(_write_admin_key, settings.state_dir / "admin.key", admin_key)
+    return ControlKeys(
+        router_key=router_key,
+        public_key_pem=public_key_pem(router_key),
+        master_token=master_token,
+        request_secret=request_secret.encode(),
+        admin_key=admin_key,
+        ca_pem=ca_pem.encode(),
+    )
+
+
+def _write_admin_key(path: Path, admin_key: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(admin_key + "\n")
+    path.chmod(0o600)
+
+
+def presented_key(request: web.Request) -> str | None:
+    """The key a caller presents: ``Authorization: Bearer <key>``, else ``?api_key=``
+    (the console API and ``/route/`` accept both, as Vast's do)."""
+    return bearer_token(request) or request.query.get("api_key")

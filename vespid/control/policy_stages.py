@@ -1,0 +1,357 @@
+"""The autoscaling policy's stages: small pure functions, each tested on its own.
+
+``decide`` (in ``policy.py``) composes them; the formulas and a worked example are in
+its module docstring and in docs/autoscaler.md. Besides the demand stages this module
+holds the rules that gate starts: the ready timeout (``expire_starting``), the start
+backoff (``start_backoff``: 1 s after the first worker that fails before it is ready,
+doubling up to 60 s, cleared once a worker becomes ready) and GPU fitting
+(``fit_gpus``: no more starts than the free GPUs fit). None of them does I/O or reads a
+clock: ``snapshot.now`` is the time.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import replace
+from typing import Final
+
+from vespid.control.policy_types import (
+    Demand,
+    Direction,
+    PolicyState,
+    ScalingParams,
+    ScalingSnapshot,
+    WorkerPhase,
+    WorkerView,
+)
+
+__all__ = [
+    "MAX_START_BACKOFF_S",
+    "MIN_QUEUE_HORIZON_S",
+    "ROUNDING_SLACK",
+    "accepts_work",
+    "apply_delay",
+    "backing_off",
+    "backoff_delay_s",
+    "bound_active",
+    "choose_stops",
+    "cold_target",
+    "count_start_failures",
+    "expire_starting",
+    "fit_gpus",
+    "fleet_perf",
+    "has_work",
+    "is_busy",
+    "is_inactive",
+    "is_routable",
+    "is_saturated",
+    "live_workers",
+    "measure_demand",
+    "min_load_floor",
+    "queue_time_s",
+    "scale_from_zero",
+    "start_backoff",
+    "starts_now",
+    "worker_perf",
+    "workers_for",
+]
+
+# The backlog drains over target_queue_time_s, but never over less than a second: with
+# target_queue_time_s = 0 it counts in full, Vast's convention (a load of W needs W/s).
+MIN_QUEUE_HORIZON_S: Final = 1.0
+# Float noise forgiven when rounding up to whole workers.
+ROUNDING_SLACK: Final = 1e-9
+# The longest wait between starts for an endpoint whose workers keep failing.
+MAX_START_BACKOFF_S: Final = 60.0
+
+# -- workers -----------------------------------------------------------------
+
+_LIVE: Final = frozenset({WorkerPhase.STARTING, WorkerPhase.READY})
+
+
+def worker_perf(worker: WorkerView, params: ScalingParams) -> float:
+    """``max_perf`` once benchmarked (and positive), else ``default_perf``."""
+    if worker.max_perf is not None and worker.max_perf > 0:
+        return worker.max_perf
+    return params.default_perf
+
+
+def fleet_perf(snapshot: ScalingSnapshot) -> float:
+    """Mean max_perf of the benchmarked workers (errored ones aside), else default_perf.
+
+    Example: READY at 100 and 200 plus one STARTING with no benchmark -> 150.
+    """
+    known: list[float] = []
+    for worker in snapshot.workers:
+        if worker.state is not WorkerPhase.ERRORED and worker.max_perf and worker.max_perf > 0:
+            known.append(worker.max_perf)
+    return sum(known) / len(known) if known else snapshot.params.default_perf
+
+
+def queue_time_s(worker: WorkerView, params: ScalingParams) -> float:
+    """The router's wait estimate: cur_load / perf (300 workload at 100/s -> 3 s)."""
+    return worker.cur_load / worker_perf(worker, params)
+
+
+def accepts_work(phase: WorkerPhase, wait_s: float, max_queue_time_s: float) -> bool:
+    """The routing rule, the one place it is written: READY, with a queue time of at most
+    ``max_queue_time_s``. The router applies it to its own wait estimate (which counts
+    load routed since the last report); the policy to a ``WorkerView``.
+
+    Example: READY with 3000 workload at 100/s waits 30 s: accepted at 30 s, not at 29 s.
+    """
+    return phase is WorkerPhase.READY and wait_s <= max_queue_time_s
+
+
+def is_routable(worker: WorkerView, params: ScalingParams) -> bool:
+    """READY and not saturated: the router may send it work now."""
+    return accepts_work(worker.state, queue_time_s(worker, params), params.max_queue_time_s)
+
+
+def is_saturated(worker: WorkerView, params: ScalingParams) -> bool:
+    """A READY worker whose queue time exceeds max_queue_time_s: the router skips it.
+
+    Example: 3100 workload at 100/s is 31 s > 30 s; an occupied null worker (100 at
+    100/s, 1 s) is saturated at max_queue_time 0 but not at 30 s.
+    """
+    return worker.state is WorkerPhase.READY and not is_routable(worker, params)
+
+
+def is_busy(worker: WorkerView) -> bool:
+    """Requests in flight, open sessions or load: never stopped."""
+    return worker.in_flight > 0 or worker.sessions > 0 or worker.cur_load > 0
+
+
+def live_workers(snapshot: ScalingSnapshot) -> tuple[WorkerView, ...]:
+    """READY and STARTING workers: the active ones, which count as capacity."""
+    return tuple(w for w in snapshot.workers if w.state in _LIVE)
+
+
+# -- demand and bounds -------------------------------------------------------
+
+
+def measure_demand(snapshot: ScalingSnapshot) -> Demand:
+    """The demand formula's terms (see the module docstring for the worked example)."""
+    occupancy = backlog = 0.0
+    for worker in live_workers(snapshot):
+        if worker.sessions > 0:
+            occupancy += worker.cur_load
+        else:
+            backlog += worker.cur_load
+    return Demand(
+        occupancy=occupancy,
+        backlog=backlog + snapshot.queued_load,
+        horizon_s=max(snapshot.params.target_queue_time_s, MIN_QUEUE_HORIZON_S),
+        arrival=snapshot.arrival_rate,
+        rejected=snapshot.rejected_load_rate,
+    )
+
+
+def workers_for(capacity: float, perf: float) -> int:
+    """Whole workers of ``perf`` for ``capacity`` workload/s: ceil, forgiving float noise.
+
+    Examples: 312.5 at 100 -> 4; (0.1 + 0.2) at 0.1 -> 3, not 4; 0 -> 0.
+    """
+    if capacity <= 0:
+        return 0
+    return max(0, math.ceil(capacity / perf - ROUNDING_SLACK))
+
+
+def min_load_floor(params: ScalingParams, perf: float) -> int:
+    """Workers kept for min_load: ceil(min_load / target_util / perf).
+
+    Example: min_load 100 at target_util 0.9 and perf 100 -> 111.1 -> 2 workers; at 1.0 -> 1.
+    """
+    return workers_for(params.min_load / params.target_util, perf)
+
+
+def bound_active(wanted: int, params: ScalingParams, perf: float, *, inactive: bool) -> int:
+    """``wanted`` raised to the min_load floor and, while active, to 1; cut to max_workers."""
+    floor = max(min_load_floor(params, perf), 0 if inactive else 1)
+    return min(max(wanted, floor), params.max_workers)
+
+
+def cold_target(active: int, params: ScalingParams) -> int:
+    """max(cold_workers, ceil(active × cold_mult)), within max_workers − active.
+
+    Example: 4 active, cold_mult 0.5, cold_workers 1, max_workers 5 -> max(1, 2) = 2 -> 1.
+    """
+    wanted = max(params.cold_workers, workers_for(active * params.cold_mult, 1.0))
+    return max(0, min(wanted, params.max_workers - active))
+
+
+def has_work(snapshot: ScalingSnapshot) -> bool:
+    """Anything queued, refused, in progress or reserved right now."""
+    return (
+        snapshot.queued_requests > 0
+        or snapshot.queued_load > 0
+        or snapshot.rejected_load_rate > 0
+        or any(is_busy(w) for w in live_workers(snapshot))
+    )
+
+
+def is_inactive(snapshot: ScalingSnapshot) -> bool:
+    """No work now and none for inactivity_timeout_s (never, when that is <= 0).
+
+    An endpoint that has never seen activity (``last_activity_at`` None) is inactive.
+    """
+    timeout_s = snapshot.params.inactivity_timeout_s
+    if timeout_s <= 0 or has_work(snapshot):
+        return False
+    last = snapshot.last_activity_at
+    return last is None or snapshot.now - last >= timeout_s
+
+
+# -- stages ------------------------------------------------------------------
+
+
+def scale_from_zero(snapshot: ScalingSnapshot, demand: Demand, perf: float) -> int | None:
+    """The fast path, run first: work waiting and nothing READY or STARTING.
+
+    Returns the workers to start at once (at least 1, at most max_workers), or None
+    when the fast path does not apply. No delay, and nothing else in between.
+    """
+    if live_workers(snapshot):
+        return None
+    waiting = (
+        snapshot.queued_requests > 0 or snapshot.queued_load > 0 or snapshot.rejected_load_rate > 0
+    )
+    if not waiting:
+        return None
+    params = snapshot.params
+    wanted = max(1, workers_for(demand.total / params.target_util, perf))
+    return bound_active(wanted, params, perf, inactive=False)
+
+
+def apply_delay(
+    current: int, desired: int, state: PolicyState, now: float, down_delay_s: float
+) -> tuple[int, PolicyState]:
+    """Scale up at once; scale down once ``now − pending_since >= down_delay_s``.
+
+    A scale-down goes to the most workers wanted since it was first wanted (so a
+    brief dip does not take the fleet below what the rest of the window needed).
+    Wanting ``current`` or more at any tick cancels it. Example, delay 30 s, 3
+    active: wanted 1 at t=0 and 2 at t=10 -> 3 until t=30, then 2.
+    """
+    if desired == current:
+        return current, PolicyState()
+    direction = Direction.UP if desired > current else Direction.DOWN
+    delay_s = down_delay_s if direction is Direction.DOWN else 0.0
+    if state.pending_direction is direction and state.pending_since is not None:
+        since, peak = state.pending_since, max(state.pending_peak, desired)
+    else:
+        since, peak = now, desired
+    if now - since >= delay_s:
+        return (desired if direction is Direction.UP else peak), PolicyState()
+    return current, PolicyState(direction, since, peak)
+
+
+def choose_stops(
+    workers: Iterable[WorkerView], count: int, params: ScalingParams
+) -> tuple[str, ...]:
+    """Up to ``count`` workers to stop for a scale-down, never a busy one.
+
+    STARTING workers go first, newest first (the most start-up left to waste no more
+    of); then idle READY workers, slowest first, then newest, then by id.
+    """
+    idle = [w for w in workers if not is_busy(w)]
+    starting = sorted(
+        (w for w in idle if w.state is WorkerPhase.STARTING),
+        key=lambda w: (-w.started_at, w.worker_id),
+    )
+    ready = sorted(
+        (w for w in idle if w.state is WorkerPhase.READY),
+        key=lambda w: (worker_perf(w, params), -w.started_at, w.worker_id),
+    )
+    return tuple(w.worker_id for w in [*starting, *ready][: max(0, count)])
+
+
+# -- gates on starting ------------------------------------------------------------
+
+
+def expire_starting(snapshot: ScalingSnapshot) -> tuple[ScalingSnapshot, tuple[str, ...]]:
+    """STARTING workers older than ``ready_timeout_s`` become ERRORED (failed before ready).
+
+    Returns the snapshot as the rest of the policy sees it, and the ids that timed out.
+    Example: ready_timeout 600 s, started at 1000: at 1600 still STARTING, at 1600.25
+    ERRORED, so it is stopped and counts toward the start backoff.
+    """
+    limit_s = snapshot.params.ready_timeout_s
+    late = tuple(
+        w.worker_id
+        for w in snapshot.workers
+        if w.state is WorkerPhase.STARTING and snapshot.now - w.started_at > limit_s
+    )
+    if not late:
+        return snapshot, ()
+    workers = tuple(
+        replace(w, state=WorkerPhase.ERRORED, failed_before_ready=True)
+        if w.worker_id in late
+        else w
+        for w in snapshot.workers
+    )
+    return replace(snapshot, workers=workers), late
+
+
+def count_start_failures(snapshot: ScalingSnapshot) -> int:
+    """Workers in a row that failed before they were ready: those already gone
+    (``start_failures``) plus the ERRORED ones still in the snapshot that never were."""
+    present = sum(
+        1 for w in snapshot.workers if w.state is WorkerPhase.ERRORED and w.failed_before_ready
+    )
+    return snapshot.start_failures + present
+
+
+def backoff_delay_s(failures: int) -> float:
+    """The wait before the next start after ``failures`` failed starts in a row.
+
+    Examples: 0 -> 0 s; 1 -> 1 s; 2 -> 2 s; 3 -> 4 s; 7 -> 60 s (64 capped); 1000 -> 60 s.
+    """
+    if failures <= 0:
+        return 0.0
+    return min(2.0 ** min(failures - 1, 16), MAX_START_BACKOFF_S)
+
+
+def start_backoff(snapshot: ScalingSnapshot, state: PolicyState) -> PolicyState:
+    """Set, keep or clear the start backoff from the failures the snapshot shows.
+
+    A new count of failures sets ``start_after = now + backoff_delay_s(count)``; the same
+    count keeps the deadline it set; none (a worker became ready) clears it. Example:
+    first failure seen at 1000 -> no start before 1001; the second at 1002 -> 1004.
+    """
+    failures = count_start_failures(snapshot)
+    if failures == state.start_failures:
+        return state
+    if failures == 0:
+        return replace(state, start_failures=0, start_after=None)
+    start_after = snapshot.now + backoff_delay_s(failures)
+    return replace(state, start_failures=failures, start_after=start_after)
+
+
+def backing_off(state: PolicyState, now: float) -> bool:
+    """Whether starts wait for the backoff at ``now``."""
+    return state.start_after is not None and now < state.start_after
+
+
+def fit_gpus(wanted: int, free_gpus: int | None, gpus_per_worker: int) -> int:
+    """``wanted`` cut to the workers the free GPUs fit (free GPUs already exclude those
+    promised to starts in flight).
+
+    Examples: 4 wanted, 2 free, 1 each -> 2; 3 wanted, 5 free, 2 each -> 2; GPUs not
+    limited (None) or workers without GPUs -> all 4.
+    """
+    if wanted <= 0 or not gpus_per_worker or free_gpus is None:
+        return max(0, wanted)
+    return min(wanted, max(0, free_gpus) // gpus_per_worker)
+
+
+def starts_now(snapshot: ScalingSnapshot, state: PolicyState, wanted: int) -> tuple[int, int]:
+    """``(starts to make now, starts the free GPUs do not fit)`` for ``wanted`` more live
+    workers: less the starts already launching, none while backing off, then cut to the
+    GPUs. Example: 3 wanted, 1 launching, 1 free GPU at 1 each -> (1, 1)."""
+    wanted = max(0, wanted - snapshot.launching)
+    if not wanted or backing_off(state, snapshot.now):
+        return 0, 0
+    fits = fit_gpus(wanted, snapshot.free_gpus, snapshot.params.gpus_per_worker)
+    return fits, wanted - fits
