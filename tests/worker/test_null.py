@@ -56,7 +56,7 @@ async def test_release_closes_the_active_session(
     null_worker: tuple[Autoscaler, RunningWorker], http: aiohttp.ClientSession
 ) -> None:
     scaler, worker = null_worker
-    control = f"http://127.0.0.1:{worker.worker.control_port}"
+    control = f"http://127.0.0.1:{worker.served.control_port}"
     async with http.post(
         worker.url + "/session/create", json=envelope(signed(scaler, worker), {"lifetime": 60})
     ) as r:
@@ -74,8 +74,8 @@ async def test_control_server_listens_on_loopback_only(
     null_worker: tuple[Autoscaler, RunningWorker],
 ) -> None:
     _, worker = null_worker
-    w = worker.worker
-    runner = w._side_runners[-1]
+    runner = worker.served.control
+    assert runner is not None
     assert [addr[0] for addr in runner.addresses] == ["127.0.0.1"]
     assert is_loopback("127.0.0.1")
     assert is_loopback("::1")
@@ -95,7 +95,7 @@ async def test_backend_health_url_replaces_the_stub(
         BACKEND_HEALTH_URL=backend_url + "/health",
         VESPID_HEALTH_INTERVAL_S="0.05",
     )
-    async with http.get(f"http://127.0.0.1:{worker.worker.control_port}/health") as r:
+    async with http.get(f"http://127.0.0.1:{worker.served.control_port}/health") as r:
         assert r.status == 404  # the consumer's health is what counts now
     stand_in.healthy = False  # the queue consumer crashed
     await worker.wait_state(WorkerState.ERRORED)
@@ -148,7 +148,8 @@ async def test_soak_1000_sessions_by_20_clients_leaves_nothing_behind(
     # Short-lived tasks of the worker's own loops (a report being sent) may still be
     # finishing; none may stay.
     await wait_until(lambda: not {t for t in asyncio.all_tasks() if not t.done()} - tasks_before)
-    remembered = worker.worker.verifier.replay_book_size if worker.worker.verifier else 0
+    verifier = worker.worker.router_key.verifier
+    remembered = verifier.replay_book_size if verifier else 0
     assert remembered == 1000
     bound = 512 * 1024 + 700 * remembered
     assert growth < bound, f"memory grew by {growth} bytes (bound {bound})"
