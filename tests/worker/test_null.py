@@ -6,15 +6,20 @@ import asyncio
 import gc
 import tracemalloc
 from typing import Any
+from unittest import mock
 
 import aiohttp
+import orjson
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
 
 from tests.support.servers import Autoscaler, ScriptedBackend
 from tests.support.waiting import wait_until
 from tests.worker.conftest import MakeWorker, RunningWorker, envelope
+from vespid.web import error_middleware
 from vespid.worker.lifecycle import WorkerState
-from vespid.worker.null import is_loopback
+from vespid.worker.null import build_control_app, is_loopback
 
 
 def signed(scaler: Autoscaler, worker: RunningWorker, cost: float = 100) -> dict[str, Any]:
@@ -82,6 +87,25 @@ async def test_control_server_listens_on_loopback_only(
     assert not is_loopback("10.0.0.5")
     assert not is_loopback(None)
     assert not is_loopback("x")
+
+
+async def test_control_server_refuses_a_peer_off_loopback_with_403(
+    null_worker: tuple[Autoscaler, RunningWorker],
+) -> None:
+    """Checked in-process (tests talk to 127.0.0.1 only): a request whose peer is
+    10.0.0.5 gets the 403 JSON answer, and no session is released."""
+    _, worker = null_worker
+    app = build_control_app(worker.worker.sessions, worker.worker.settings)
+    transport = mock.Mock()
+    transport.get_extra_info.return_value = ("10.0.0.5", 40000)
+    request = make_mocked_request("POST", "/release", app=app, transport=transport)
+    match = await app.router.resolve(request)
+    response = await error_middleware(request, match.handler)
+    assert isinstance(response, web.Response)
+    assert response.status == 403
+    assert response.body == orjson.dumps(
+        {"error": "the control server answers local processes only", "code": "forbidden"}
+    )
 
 
 async def test_backend_health_url_replaces_the_stub(

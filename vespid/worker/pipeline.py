@@ -34,7 +34,7 @@ from vespid.errors import HTTPFacingError, NotFound
 from vespid.protocol.wire import AuthData
 from vespid.worker.admission import Admission
 from vespid.worker.books import Books, Outcome, Ticket
-from vespid.worker.lifecycle import Lifecycle
+from vespid.worker.lifecycle import Lifecycle, WorkerState
 from vespid.worker.metrics import WorkerMetrics
 from vespid.worker.router_key import RouterKey
 from vespid.worker.sessions import Session, SessionManager
@@ -45,6 +45,8 @@ __all__ = ["Flight", "Pipeline", "log_request"]
 req_log = logging.getLogger("vespid.request")
 
 REFUSED: Final = "refused"  # the outcome logged and counted for a request refused at its checks
+_CANCELLED: Final = Outcome.CANCELLED  # read per request: an enum member costs a lookup
+_READY: Final = WorkerState.READY
 
 
 def log_request(
@@ -98,7 +100,7 @@ class Pipeline:
         # The RSA key may still be on its way only when it is fetched from REPORT_ADDR.
         self._key_may_come = bool(settings.report_addr)
         self._ready_wait_s = settings.ready_wait_s
-        self._null = settings.backend == "null"
+        self.null = settings.backend == "null"
 
     async def check(self, auth: AuthData, *, presented_by_session: bool = False) -> None:
         """Verify the signature (unless the auth_data is its session's own), then wait
@@ -109,27 +111,9 @@ class Pipeline:
                 await self.router_key.wait_loaded(self._ready_wait_s)
             verifier.verify(auth)
         lifecycle = self.lifecycle
-        await lifecycle.wait_ready()
+        if lifecycle.state is not _READY:
+            await lifecycle.wait_ready()
         self.admission.max_perf = lifecycle.max_perf
-
-    async def accept(self, auth: AuthData, session_id: str | None) -> Session | None:
-        """Check a parsed request and find the session it rides, if any; raises
-        HTTPFacingError when it is refused."""
-        if session_id is None:
-            await self.check(auth)
-            if self._null:
-                raise NotFound(
-                    "this is a null worker: it has no model server; open a session with "
-                    "/session/create, then send requests with its session_id"
-                )
-            return None
-        # A request may ride its session with the auth_data that opened it (already
-        # verified, then; its signature would otherwise count as a replay) or with a
-        # freshly signed one.
-        session = self.sessions.lookup(session_id)
-        await self.check(auth, presented_by_session=session.owns(auth))
-        self.sessions.touch(session)
-        return session
 
 
 class Flight:
@@ -160,14 +144,30 @@ class Flight:
         self._entered = False
         self._label: str | None = None  # set when answered without the backend
         self.status = 499  # until told otherwise: the client went away
-        self.outcome: Outcome | None = Outcome.CANCELLED
+        self.outcome: Outcome | None = _CANCELLED
 
     async def __aenter__(self) -> Flight:
         return self
 
     async def accept(self, auth: AuthData, session_id: str | None) -> Session | None:
-        """The pipeline's checks; the session the request rides, if any."""
-        session = await self._pipeline.accept(auth, session_id)
+        """Check a parsed request and find the session it rides, if any; raises
+        HTTPFacingError when it is refused."""
+        pipeline = self._pipeline
+        if session_id is None:
+            await pipeline.check(auth)
+            if pipeline.null:
+                raise NotFound(
+                    "this is a null worker: it has no model server; open a session with "
+                    "/session/create, then send requests with its session_id"
+                )
+            self.auth = auth
+            return None
+        # A request may ride its session with the auth_data that opened it (already
+        # verified, then; its signature would otherwise count as a replay) or with a
+        # freshly signed one.
+        session = pipeline.sessions.lookup(session_id)
+        await pipeline.check(auth, presented_by_session=session.owns(auth))
+        pipeline.sessions.touch(session)
         self.auth = auth
         self.session = session
         return session
