@@ -11,6 +11,7 @@
         ├── BodyTooLarge         413   body over the configured limit
         ├── SignatureInvalid     401   missing, forged, expired or replayed signature
         ├── Unauthorized         401   wrong token
+        ├── Forbidden            403   caller not allowed here (e.g. not on loopback)
         ├── NotFound             404   unknown route or object
         ├── SessionGone          410   unknown or closed session_id
         ├── Overloaded           429   estimated wait above the limit
@@ -38,6 +39,7 @@ __all__ = [
     "BadRequest",
     "BodyTooLarge",
     "ConfigError",
+    "Forbidden",
     "HTTPFacingError",
     "NotFound",
     "NotReady",
@@ -123,6 +125,11 @@ class SignatureInvalid(HTTPFacingError):
 class Unauthorized(HTTPFacingError):
     status_code = 401
     code = "unauthorized"
+
+
+class Forbidden(HTTPFacingError):
+    status_code = 403
+    code = "forbidden"
 
 
 class NotFound(HTTPFacingError):

@@ -17,10 +17,11 @@ from examples.hello_world import server as hello
 from examples.hello_world.model_server import build_app
 from tests.support.servers import Autoscaler, start_app
 from tests.worker.conftest import MakeWorker, envelope
-from vespid.compat.pyworker import Backend, build_worker, worker_settings
+from vespid.compat.pyworker import Backend, worker_parts, worker_settings
 from vespid.protocol.wire import AUTH_HEADER
 from vespid.testing.tgi import TGIStandIn
 from vespid.worker.lifecycle import WorkerState
+from vespid.worker.serve import running_worker
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore::pydantic.warnings.PydanticDeprecatedSince20"  # text-generation 0.7 uses .dict()
@@ -152,8 +153,14 @@ async def test_pyworker_style_module_runs_on_vespid(
             "UNSECURED": "true",
             "VESPID_CACHE_DIR": str(tmp_path),
         }
-        worker = build_worker(backend, routes, worker_settings(backend, env))
-        async with start_app(worker.build_app(), handler_cancellation=True) as url:
+        parts = worker_parts(backend, routes)
+        async with running_worker(
+            worker_settings(backend, env),
+            handlers=parts.handlers,
+            routes=parts.routes,
+            benchmark=parts.benchmark,
+        ) as running:
+            worker, url = running.worker, f"http://127.0.0.1:{running.port}"
             await _wait_ready(worker)
             assert worker.lifecycle.max_perf
             assert worker.lifecycle.max_perf > 0

@@ -76,7 +76,7 @@ class TaskWorker:
 
     @property
     def runner(self) -> TaskRunner:
-        tasks = self.running.worker.tasks
+        tasks = self.running.served.tasks
         assert tasks is not None
         return tasks.runner
 

@@ -11,13 +11,12 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 from blockbuster import BlockBuster, blockbuster_ctx
 
 from tests.support.servers import Autoscaler, ScriptedBackend, start_app
 from vespid.worker.app import Worker
 from vespid.worker.lifecycle import WorkerState
-from vespid.worker.serve import start_front
+from vespid.worker.serve import ServedWorker, running_worker
 from vespid.worker.settings import load_worker_settings
 
 
@@ -43,12 +42,21 @@ async def no_leaked_tasks() -> AsyncIterator[None]:
 
 @dataclass
 class RunningWorker:
-    worker: Worker
-    url: str
+    """A worker served as ``vespid worker`` serves it, on 127.0.0.1."""
+
+    served: ServedWorker
+
+    @property
+    def worker(self) -> Worker:
+        return self.served.worker
 
     @property
     def port(self) -> int:
-        return int(self.url.rsplit(":", 1)[1])
+        return self.served.port
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
 
     async def wait_state(self, state: WorkerState, timeout_s: float = 15.0) -> None:
         life = self.worker.lifecycle
@@ -95,20 +103,7 @@ async def make_worker(tmp_path: Path) -> AsyncIterator[MakeWorker]:
                 **env,
             }
             settings = load_worker_settings(full_env)
-            worker = Worker(settings)
-            runner = web.AppRunner(worker.build_app(), access_log=None, handler_cancellation=True)
-            await runner.setup()
-            stack.push_async_callback(runner.cleanup)
-            # The worker port as `vespid worker` serves it: the lean front where it applies.
-            front = await start_front(worker, runner)
-            if front is not None:
-                stack.push_async_callback(front.shutdown)
-                port = front.port
-            else:
-                site = web.TCPSite(runner, "127.0.0.1", 0)
-                await site.start()
-                port = runner.addresses[0][1]
-            running = RunningWorker(worker, f"http://127.0.0.1:{port}")
+            running = RunningWorker(await stack.enter_async_context(running_worker(settings)))
             if wait_ready:
                 await running.wait_state(WorkerState.READY)
             return running

@@ -13,15 +13,15 @@ from typing import Any
 import httptools
 import orjson
 import pytest
-from aiohttp import web
 
 from tests.support.servers import ScriptedBackend
 from tests.support.waiting import wait_until
 from tests.worker.conftest import RunningWorker
 from vespid.worker.app import Worker
-from vespid.worker.front import IDLE_TIMEOUT_S, message_end
+from vespid.worker.front import IDLE_TIMEOUT_S
+from vespid.worker.http11 import message_end
 from vespid.worker.lifecycle import WorkerState
-from vespid.worker.serve import start_front
+from vespid.worker.serve import running_worker
 from vespid.worker.settings import load_worker_settings
 
 MAX_BODY = 4000
@@ -97,18 +97,11 @@ async def front(
             "ALLOW_PARALLEL": "true",
         }
     )
-    worker = Worker(settings)
-    runner = web.AppRunner(worker.build_app(), access_log=None, handler_cancellation=True)
-    await runner.setup()
-    served = await start_front(worker, runner)
-    assert served is not None
-    try:
-        running = RunningWorker(worker, f"http://127.0.0.1:{served.port}")
+    async with running_worker(settings) as served:
+        assert served.front is not None
+        running = RunningWorker(served)
         await running.wait_state(WorkerState.READY)
         yield running, stand_in
-    finally:
-        await served.shutdown(timeout_s=5)
-        await runner.cleanup()
 
 
 async def connect(
@@ -285,7 +278,7 @@ async def test_idle_kept_alive_connection_is_closed(
 ) -> None:
     """A client that keeps a connection open and sends nothing loses it (aiohttp's rule)."""
     running, _ = front
-    served = running.worker.front
+    served = running.served.front
     assert served is not None
     writer, responses = await connect(running)
     writer.write(post("/echo", envelope({"a": 1})))

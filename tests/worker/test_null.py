@@ -6,15 +6,20 @@ import asyncio
 import gc
 import tracemalloc
 from typing import Any
+from unittest import mock
 
 import aiohttp
+import orjson
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
 
 from tests.support.servers import Autoscaler, ScriptedBackend
 from tests.support.waiting import wait_until
 from tests.worker.conftest import MakeWorker, RunningWorker, envelope
+from vespid.web import error_middleware
 from vespid.worker.lifecycle import WorkerState
-from vespid.worker.null import is_loopback
+from vespid.worker.null import build_control_app, is_loopback
 
 
 def signed(scaler: Autoscaler, worker: RunningWorker, cost: float = 100) -> dict[str, Any]:
@@ -56,7 +61,7 @@ async def test_release_closes_the_active_session(
     null_worker: tuple[Autoscaler, RunningWorker], http: aiohttp.ClientSession
 ) -> None:
     scaler, worker = null_worker
-    control = f"http://127.0.0.1:{worker.worker.control_port}"
+    control = f"http://127.0.0.1:{worker.served.control_port}"
     async with http.post(
         worker.url + "/session/create", json=envelope(signed(scaler, worker), {"lifetime": 60})
     ) as r:
@@ -74,14 +79,33 @@ async def test_control_server_listens_on_loopback_only(
     null_worker: tuple[Autoscaler, RunningWorker],
 ) -> None:
     _, worker = null_worker
-    w = worker.worker
-    runner = w._side_runners[-1]
+    runner = worker.served.control
+    assert runner is not None
     assert [addr[0] for addr in runner.addresses] == ["127.0.0.1"]
     assert is_loopback("127.0.0.1")
     assert is_loopback("::1")
     assert not is_loopback("10.0.0.5")
     assert not is_loopback(None)
     assert not is_loopback("x")
+
+
+async def test_control_server_refuses_a_peer_off_loopback_with_403(
+    null_worker: tuple[Autoscaler, RunningWorker],
+) -> None:
+    """Checked in-process (tests talk to 127.0.0.1 only): a request whose peer is
+    10.0.0.5 gets the 403 JSON answer, and no session is released."""
+    _, worker = null_worker
+    app = build_control_app(worker.worker.sessions, worker.worker.settings)
+    transport = mock.Mock()
+    transport.get_extra_info.return_value = ("10.0.0.5", 40000)
+    request = make_mocked_request("POST", "/release", app=app, transport=transport)
+    match = await app.router.resolve(request)
+    response = await error_middleware(request, match.handler)
+    assert isinstance(response, web.Response)
+    assert response.status == 403
+    assert response.body == orjson.dumps(
+        {"error": "the control server answers local processes only", "code": "forbidden"}
+    )
 
 
 async def test_backend_health_url_replaces_the_stub(
@@ -95,7 +119,7 @@ async def test_backend_health_url_replaces_the_stub(
         BACKEND_HEALTH_URL=backend_url + "/health",
         VESPID_HEALTH_INTERVAL_S="0.05",
     )
-    async with http.get(f"http://127.0.0.1:{worker.worker.control_port}/health") as r:
+    async with http.get(f"http://127.0.0.1:{worker.served.control_port}/health") as r:
         assert r.status == 404  # the consumer's health is what counts now
     stand_in.healthy = False  # the queue consumer crashed
     await worker.wait_state(WorkerState.ERRORED)
@@ -148,7 +172,8 @@ async def test_soak_1000_sessions_by_20_clients_leaves_nothing_behind(
     # Short-lived tasks of the worker's own loops (a report being sent) may still be
     # finishing; none may stay.
     await wait_until(lambda: not {t for t in asyncio.all_tasks() if not t.done()} - tasks_before)
-    remembered = worker.worker.verifier.replay_book_size if worker.worker.verifier else 0
+    verifier = worker.worker.router_key.verifier
+    remembered = verifier.replay_book_size if verifier else 0
     assert remembered == 1000
     bound = 512 * 1024 + 700 * remembered
     assert growth < bound, f"memory grew by {growth} bytes (bound {bound})"

@@ -145,8 +145,8 @@ async def test_hmac_tagged_requests_need_no_public_key(
         async with http.post(worker.url + "/echo", json=envelope(wrong, {})) as resp:
             assert resp.status == 401
             assert "does not match" in (await resp.json())["error"]
-        assert worker.worker.verifier is not None
-        assert worker.worker.verifier.public_key is None  # never needed
+        assert worker.worker.router_key.verifier is not None
+        assert worker.worker.router_key.verifier.public_key is None  # never needed
 
 
 async def test_errored_worker_reports_error_msg(

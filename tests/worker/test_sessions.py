@@ -272,7 +272,7 @@ async def test_session_end_on_the_plain_http_port(
     scaler, _, worker = env
     auth = signed(scaler, worker)
     _, created = await create(http, worker, auth)
-    port = worker.worker.http_port
+    port = worker.served.http_port
     assert port is not None
     assert port != worker.port
     ref = {"session_id": created["session_id"], "session_auth": auth}

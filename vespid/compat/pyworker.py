@@ -45,7 +45,6 @@ from vespid.errors import BackendError, ConfigError, PayloadInvalid
 from vespid.handlers.base import BackendCall, Handler
 from vespid.protocol.wire import dumps
 from vespid.types import BenchmarkFunction
-from vespid.worker.app import Worker
 from vespid.worker.settings import WorkerSettings, load_worker_settings
 
 __all__ = [
@@ -54,9 +53,10 @@ __all__ = [
     "EndpointHandler",
     "JsonDataException",
     "LogAction",
-    "build_worker",
+    "WorkerParts",
     "endpoint_benchmark",
     "start_server",
+    "worker_parts",
     "worker_settings",
 ]
 
@@ -238,10 +238,18 @@ def worker_settings(backend: Backend, environ: Mapping[str, str]) -> WorkerSetti
     return load_worker_settings(environ, backend.settings_overrides())
 
 
-def build_worker(
-    backend: Backend, routes: Sequence[web.RouteDef], settings: WorkerSettings
-) -> Worker:
-    """A vespid Worker for a PyWorker-style backend and routes."""
+@dataclasses.dataclass(frozen=True)
+class WorkerParts:
+    """What a PyWorker-style backend and its routes add to a vespid worker."""
+
+    handlers: list[Handler[Any]]
+    routes: list[web.RouteDef]  # plain routes, served as they are
+    benchmark: BenchmarkFunction | None
+
+
+def worker_parts(backend: Backend, routes: Sequence[web.RouteDef]) -> WorkerParts:
+    """The handlers, plain routes and benchmark for a PyWorker-style backend and routes
+    (``vespid.worker.serve.running_worker`` takes them as keywords)."""
     handlers: list[Handler[Any]] = []
     plain: list[web.RouteDef] = []
     for route in routes:
@@ -252,9 +260,7 @@ def build_worker(
         else:
             plain.append(route)
     bench = endpoint_benchmark(backend.benchmark_handler) if backend.benchmark_handler else None
-    worker = Worker(settings, handlers=handlers, routes=plain, benchmark=bench)
-    worker.on_cleanup.append(backend.close)
-    return worker
+    return WorkerParts(handlers, plain, bench)
 
 
 def start_server(backend: Backend, routes: Sequence[web.RouteDef], **_: Any) -> None:
@@ -271,11 +277,20 @@ def start_server(backend: Backend, routes: Sequence[web.RouteDef], **_: Any) -> 
     setup_logging(settings.log_level)
 
     async def main() -> None:
-        worker = build_worker(backend, routes, settings)
+        parts = worker_parts(backend, routes)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await serve(settings, stop=stop, worker=worker)
+        try:
+            await serve(
+                settings,
+                stop=stop,
+                handlers=parts.handlers,
+                routes=parts.routes,
+                benchmark=parts.benchmark,
+            )
+        finally:
+            await backend.close()
 
     run_async(main)

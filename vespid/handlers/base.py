@@ -23,16 +23,15 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Final, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import aiohttp
 from aiohttp import web
 
 from vespid.protocol.wire import dumps
+from vespid.web import JSON_HEADERS
 
 __all__ = ["JSON_HEADERS", "BackendCall", "Handler", "relay"]
-
-JSON_HEADERS: Final = {"Content-Type": "application/json"}
 
 P = TypeVar("P")
 

@@ -129,8 +129,7 @@ def parse_auth_data(value: Any) -> AuthData:
             if not cost >= 0.0 or cost == float("inf"):
                 problems["auth_data.cost"] = "expected a finite number >= 0"
     if problems:
-        fixes = ", ".join(f"{k}: {v}" for k, v in problems.items())
-        raise RequestInvalid(f"invalid auth_data ({fixes})", fields=problems)
+        raise RequestInvalid.listing("auth_data", problems)
     return AuthData(
         raw=value,
         cost=cost,

@@ -21,6 +21,10 @@ client goes away, the program's process group gets SIGTERM, then SIGKILL after
 When every slot is busy a task waits in a FIFO queue of at most
 ``VESPID_TASK_QUEUE_SIZE`` places; a task that finds the queue full, or waits longer
 than ``MAX_WAIT_TIME``, is refused with 429.
+
+The module is long for one concern: a task program's life from its GPU slot to its
+finish. ``TaskRunner`` (slots, processes, sessions) and ``RunningTask`` (one task's
+events and end) each drive the other's half of it, so they stay together.
 """
 
 from __future__ import annotations

@@ -25,10 +25,10 @@ from typing import Any, Final
 import orjson
 from aiohttp import web
 
-from vespid.errors import HTTPFacingError, NotFound, RequestInvalid
+from vespid.errors import NotFound, RequestInvalid
 from vespid.tasks.presets import load_presets
 from vespid.tasks.runner import RunningTask, TaskRunner
-from vespid.worker.app import error_response
+from vespid.web import JSON_TYPE, error_middleware, json_response
 from vespid.worker.settings import WorkerSettings
 
 __all__ = ["TASK_ID_HEADER", "TaskServer", "start_task_backend"]
@@ -47,7 +47,8 @@ class TaskServer:
         self._app_runner: web.AppRunner | None = None
 
     def build_app(self) -> web.Application:
-        app = web.Application(client_max_size=1 << 30)  # the worker in front limits bodies
+        # The worker in front limits bodies.
+        app = web.Application(client_max_size=1 << 30, middlewares=[error_middleware])
         app.router.add_post("/tasks/{model}", self.handle_task)
         app.router.add_get("/tasks", self.handle_list)
         app.router.add_get("/health", self.handle_health)
@@ -83,17 +84,14 @@ class TaskServer:
     # -- routes ------------------------------------------------------------
 
     async def handle_task(self, request: web.Request) -> web.StreamResponse:
-        try:
-            payload = await _read_input(request)
-            stream = payload.get("stream", True)
-            if not isinstance(stream, bool):
-                raise RequestInvalid("stream must be true or false", fields={"stream": "not bool"})
-            task = self.runner.task(request.match_info["model"], payload)
-            if stream:
-                return await self._stream(request, task)
-            return await self._collect(task)
-        except HTTPFacingError as exc:
-            return error_response(exc)
+        payload = await _read_input(request)
+        stream = payload.get("stream", True)
+        if not isinstance(stream, bool):
+            raise RequestInvalid("stream must be true or false", fields={"stream": "not bool"})
+        task = self.runner.task(request.match_info["model"], payload)
+        if stream:
+            return await self._stream(request, task)
+        return await self._collect(task)
 
     async def _stream(self, request: web.Request, task: RunningTask) -> web.StreamResponse:
         response = web.StreamResponse(headers={**SSE_HEADERS, TASK_ID_HEADER: task.id})
@@ -129,9 +127,7 @@ class TaskServer:
             "events": events,
         }
         return web.Response(
-            body=orjson.dumps(result),
-            content_type="application/json",
-            headers={TASK_ID_HEADER: task.id},
+            body=orjson.dumps(result), content_type=JSON_TYPE, headers={TASK_ID_HEADER: task.id}
         )
 
     async def handle_list(self, request: web.Request) -> web.Response:
@@ -151,10 +147,10 @@ class TaskServer:
             "queue_size": pool.queue_size,
             "docker": runner.docker,
         }
-        return web.Response(body=orjson.dumps(body), content_type="application/json")
+        return json_response(body)
 
     async def handle_health(self, request: web.Request) -> web.Response:
-        return web.Response(body=b'{"status":"ok"}', content_type="application/json")
+        return json_response({"status": "ok"})
 
     async def handle_metrics(self, request: web.Request) -> web.Response:
         pool, metrics = self.runner.pool, self.runner.metrics
@@ -164,9 +160,7 @@ class TaskServer:
         return web.Response(body=metrics.render(), content_type="text/plain")
 
     async def handle_unknown(self, request: web.Request) -> web.Response:
-        return error_response(
-            NotFound(f"no route {request.method} {request.path}; tasks are POST /tasks/<model>")
-        )
+        raise NotFound(f"no route {request.method} {request.path}; tasks are POST /tasks/<model>")
 
 
 async def _read_input(request: web.Request) -> dict[str, Any]:

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from vespid.worker.app import Worker
 from vespid.worker.lifecycle import WorkerState
-from vespid.worker.serve import serve
+from vespid.worker.serve import ServedWorker, running_worker, serve
 from vespid.worker.settings import WorkerSettings, load_worker_settings
 
-__all__ = ["Worker", "WorkerSettings", "WorkerState", "load_worker_settings", "serve"]
+__all__ = [
+    "ServedWorker",
+    "Worker",
+    "WorkerSettings",
+    "WorkerState",
+    "load_worker_settings",
+    "running_worker",
+    "serve",
+]

@@ -12,6 +12,8 @@ from typing import Final
 
 from aiohttp import web
 
+from vespid.errors import Forbidden
+from vespid.web import error_middleware, json_response
 from vespid.worker.sessions import SessionManager
 from vespid.worker.settings import WorkerSettings
 
@@ -27,29 +29,26 @@ def is_loopback(remote: str | None) -> bool:
         return False
 
 
+def _only_loopback(request: web.Request) -> None:
+    if not is_loopback(request.remote):
+        raise Forbidden("the control server answers local processes only")
+
+
 def build_control_app(sessions: SessionManager, settings: WorkerSettings) -> web.Application:
     """The control app: /release closes every open session; /health is a stub."""
 
-    def refused(request: web.Request) -> web.Response | None:
-        if is_loopback(request.remote):
-            return None
-        return web.json_response(
-            {"error": "the control server answers local processes only", "code": "forbidden"},
-            status=403,
-        )
-
     async def release(request: web.Request) -> web.Response:
-        if (refusal := refused(request)) is not None:
-            return refusal
+        _only_loopback(request)
         released = sessions.close_all("released")
         if not released:
-            return web.json_response({"released": False, "reason": "no active session"})
-        return web.json_response({"released": True, "session_ids": released})
+            return json_response({"released": False, "reason": "no active session"})
+        return json_response({"released": True, "session_ids": released})
 
     async def health(request: web.Request) -> web.Response:
-        return refused(request) or web.json_response({"status": "ok"})
+        _only_loopback(request)
+        return json_response({"status": "ok"})
 
-    app = web.Application(client_max_size=64 * 1024)
+    app = web.Application(client_max_size=64 * 1024, middlewares=[error_middleware])
     app.router.add_post("/release", release)
     if settings.backend_health_url is None:
         app.router.add_get("/health", health)

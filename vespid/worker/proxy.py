@@ -39,6 +39,7 @@ __all__ = [
     "AIOHTTP_ERRORS",
     "BACKEND_ERRORS",
     "PREPARED_KEY",
+    "SSE_BROKEN",
     "BackendProxy",
     "RelayResult",
     "Respond",
@@ -51,6 +52,11 @@ __all__ = [
 log = logging.getLogger("vespid.worker")
 
 CONNECT_TIMEOUT_S: Final = 10.0
+
+# What an SSE client gets, in-band, when the backend's stream breaks after the headers.
+SSE_BROKEN: Final = (
+    b'event: error\ndata: {"error": "backend stream broke", "code": "backend_error"}\n\n'
+)
 
 HOP_BY_HOP: Final = frozenset(
     {
@@ -155,8 +161,7 @@ class BackendProxy:
     """One keep-alive connection pool to the backend, shared by every request."""
 
     def __init__(self, base_url: str, *, limit: int | None, read_timeout_s: float) -> None:
-        # The URL may be known only at start-up (the task server's port), and a null
-        # worker has none: the pool is made on first use.
+        # A null worker has no backend URL: the pool is made on first use.
         self.base_url = base_url
         self._limit = limit
         self._read_timeout_s = read_timeout_s
@@ -277,10 +282,7 @@ class BackendProxy:
             log.warning("backend stream broke: %s", exc)
             if resp.content_type == "text/event-stream":
                 with contextlib.suppress(ConnectionError):
-                    await out.write(
-                        b'event: error\ndata: {"error": "backend stream broke", '
-                        b'"code": "backend_error"}\n\n'
-                    )
+                    await out.write(SSE_BROKEN)
             if request.transport is not None:
                 request.transport.close()
             return RelayResult(out, 502, broken=True)

@@ -1,21 +1,55 @@
-"""Serving a worker: its HTTP server on the worker port (the lean front where it applies,
-else aiohttp alone), until told to stop or asked for a rolling update."""
+"""Running a worker: its task backend (with ``VESPID_TASKS``), the Worker, its servers
+(the lean front on the worker port where it applies, else aiohttp alone; the
+plain-HTTP ``/session/end`` port; the null worker's 127.0.0.1 control port), and a
+clean stop in the reverse order, until told to stop or asked for a rolling update."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import ssl
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 
+from vespid.handlers.base import Handler
+from vespid.tasks.server import TaskServer, start_task_backend
+from vespid.types import BenchmarkFunction
 from vespid.worker.app import Worker
 from vespid.worker.front import Front
+from vespid.worker.null import CONTROL_HOST, build_control_app
 from vespid.worker.settings import WorkerSettings
 
-__all__ = ["serve", "start_front"]
+__all__ = ["ServedWorker", "running_worker", "serve", "start_front"]
 
 log = logging.getLogger("vespid.worker")
+
+
+@dataclass(frozen=True, slots=True)
+class ServedWorker:
+    """A worker and where it listens, while ``running_worker``'s block runs."""
+
+    worker: Worker
+    port: int  # the worker port
+    front: Front | None  # the lean front on it, unless aiohttp serves it alone
+    session_end: web.AppRunner  # /session/end over plain HTTP
+    control: web.AppRunner | None  # the null worker's control server
+    tasks: TaskServer | None  # the task backend, with VESPID_TASKS
+
+    @property
+    def http_port(self) -> int:
+        port: int = self.session_end.addresses[0][1]
+        return port
+
+    @property
+    def control_port(self) -> int | None:
+        if self.control is None:
+            return None
+        port: int = self.control.addresses[0][1]
+        return port
 
 
 def _ssl_context(settings: WorkerSettings) -> ssl.SSLContext | None:
@@ -37,48 +71,111 @@ async def start_front(worker: Worker, runner: web.AppRunner) -> Front | None:
         return None
     front = Front(worker, runner.server)
     await front.start(settings.host, settings.worker_port)
-    worker.front = front
     return front
 
 
-async def serve(
-    settings: WorkerSettings, *, stop: asyncio.Event | None = None, worker: Worker | None = None
-) -> None:
-    """Run a worker (``worker``, or one made from ``settings``) until ``stop`` is set."""
+async def _serve_side(
+    stack: AsyncExitStack, app: web.Application, host: str, port: int
+) -> web.AppRunner:
+    """Serve a small extra app until the stack closes."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    stack.push_async_callback(runner.cleanup)
+    await web.TCPSite(runner, host, port).start()
+    return runner
+
+
+async def _serve_main(stack: AsyncExitStack, worker: Worker) -> tuple[int, Front | None]:
+    """Serve the worker port until the stack closes; the port and the front, if any."""
+    settings = worker.settings
+    runner = web.AppRunner(worker.build_app(), access_log=None, handler_cancellation=True)
+    await runner.setup()
+    stack.push_async_callback(runner.cleanup)
+    front = await start_front(worker, runner)
+    if front is not None:
+        stack.push_async_callback(front.shutdown)  # first: requests in progress finish
+        assert front.port is not None
+        return front.port, front
+    site = web.TCPSite(
+        runner, settings.host, settings.worker_port, ssl_context=_ssl_context(settings)
+    )
+    await site.start()
+    port: int = runner.addresses[0][1]
+    return port, None
+
+
+@asynccontextmanager
+async def running_worker(
+    settings: WorkerSettings,
+    *,
+    handlers: Sequence[Handler[Any]] = (),
+    routes: Sequence[web.RouteDef] = (),
+    benchmark: BenchmarkFunction | None = None,
+) -> AsyncIterator[ServedWorker]:
+    """A worker serving on its ports until the block exits. With ``VESPID_TASKS`` the task
+    backend starts first, so the Worker is built with the settings pointed at it."""
+    async with AsyncExitStack() as stack:
+        tasks: TaskServer | None = None
+        if settings.tasks is not None:
+            tasks, settings = await start_task_backend(settings)
+            stack.push_async_callback(tasks.stop)
+        worker = Worker(settings, handlers=handlers, routes=routes, benchmark=benchmark)
+        stack.push_async_callback(worker.close)
+        worker.start()
+        session_end = await _serve_side(
+            stack, worker.build_session_end_app(), settings.host, settings.http_port
+        )
+        control = None
+        if settings.backend == "null":
+            control = await _serve_side(
+                stack,
+                build_control_app(worker.sessions, settings),
+                CONTROL_HOST,
+                settings.null_control_port,
+            )
+        port, front = await _serve_main(stack, worker)
+        yield ServedWorker(worker, port, front, session_end, control, tasks)
+
+
+def _warn_if_unsecured(settings: WorkerSettings) -> None:
     if settings.unsecured:
         log.warning("!" * 72)
         log.warning("UNSECURED=true: signatures are NOT checked. Never expose this worker.")
         if settings.raw_requests:
             log.warning("VESPID_RAW_REQUESTS=true: any body is served, with no auth_data at all.")
         log.warning("!" * 72)
-    worker = worker or Worker(settings)
-    runner = web.AppRunner(worker.build_app(), access_log=None, handler_cancellation=True)
-    await runner.setup()
-    front = await start_front(worker, runner)
-    if front is None:
-        site = web.TCPSite(
-            runner, settings.host, settings.worker_port, ssl_context=_ssl_context(settings)
+
+
+async def serve(
+    settings: WorkerSettings,
+    *,
+    stop: asyncio.Event | None = None,
+    handlers: Sequence[Handler[Any]] = (),
+    routes: Sequence[web.RouteDef] = (),
+    benchmark: BenchmarkFunction | None = None,
+) -> None:
+    """Run a worker until ``stop`` is set or a rolling update is asked for."""
+    _warn_if_unsecured(settings)
+    async with running_worker(
+        settings, handlers=handlers, routes=routes, benchmark=benchmark
+    ) as served:
+        worker = served.worker
+        log.info(
+            "worker listening",
+            extra={
+                "fields": {
+                    "host": settings.host,
+                    "port": served.port,
+                    "backend": worker.settings.backend_url,
+                }
+            },
         )
-        await site.start()
-    log.info(
-        "worker listening",
-        extra={
-            "fields": {
-                "host": settings.host,
-                "port": settings.worker_port,
-                "backend": worker.settings.backend_url,
-            }
-        },
-    )
-    stop = stop or asyncio.Event()
-    waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(worker.update.wait())]
-    try:
-        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        if worker.update.is_set():
-            log.info("rolling update asked for: finishing in-flight requests, then exiting")
-    finally:
-        for wait in waits:
-            wait.cancel()
-        if front is not None:
-            await front.shutdown()
-        await runner.cleanup()
+        stop = stop or asyncio.Event()
+        waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(worker.update.wait())]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            if worker.update.is_set():
+                log.info("rolling update asked for: finishing in-flight requests, then exiting")
+        finally:
+            for wait in waits:
+                wait.cancel()

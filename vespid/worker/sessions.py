@@ -86,18 +86,13 @@ def parse_session_ref(body: bytes) -> tuple[str, Any]:
         ) from None
     if not isinstance(data, dict):
         raise RequestInvalid('body must be {"session_id": "...", "session_auth": {...}}')
-    problems = {}
+    problems: dict[str, str] = {}
     if not isinstance(data.get("session_id"), str):
         problems["session_id"] = "expected a string"
     if "session_auth" not in data:
         problems["session_auth"] = "missing (the auth_data the session was created with)"
     if problems:
-        raise RequestInvalid(
-            "invalid session reference ("
-            + ", ".join(f"{k}: {v}" for k, v in problems.items())
-            + ")",
-            fields=problems,
-        )
+        raise RequestInvalid.listing("session reference", problems)
     return data["session_id"], data["session_auth"]
 
 

@@ -3,6 +3,10 @@
 Each field reads one environment variable (named in its alias) and is also a
 command-line flag of ``vespid worker`` (``--field-name``). Flags win over the
 environment. A wrong value stops start-up with one line naming the variable.
+
+The module is long for one concern: the table of settings itself (one field per
+variable, each with its constraint and description), with the checks that read
+several fields at once beside it.
 """
 
 from __future__ import annotations

@@ -1,0 +1,366 @@
+"""One client connection of the lean front (``vespid.worker.front``): an asyncio
+Protocol that parses requests with ``httptools`` (llhttp), takes each through the
+worker's pipeline (``vespid.worker.pipeline``) and its backend client, and writes the
+answer to the transport.
+
+It serves ``POST /<path>`` with a Content-Length body. Anything else is handed to
+aiohttp with the connection: the worker's own routes (``FrontTarget.own_paths``),
+other methods, HTTP/1.0, ``Expect``, ``Transfer-Encoding`` (chunked bodies),
+``Upgrade``, a body over the size limit (aiohttp answers the worker's 413), a target
+aiohttp would normalise or decode, and bytes the parser refuses. The hand-off happens
+once every request before it on that connection has been answered: aiohttp's
+``RequestHandler`` gets the transport and every byte from the first byte of the
+request it takes, and keeps the connection to its end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from typing import Final, NamedTuple, Protocol, cast
+
+import httptools
+from aiohttp import web
+
+from vespid.errors import HTTPFacingError
+from vespid.protocol.wire import dumps, parse_worker_request
+from vespid.web import JSON_HEADERS, JSON_TYPE, error_body
+from vespid.worker.backend_client import BackendClientError, BackendResponse
+from vespid.worker.books import Outcome
+from vespid.worker.http11 import STATUS_LINES, DateLine, message_end
+from vespid.worker.pipeline import Flight, Pipeline
+from vespid.worker.proxy import HOP_BY_HOP, SSE_BROKEN, BackendProxy, backend_error_for
+
+__all__ = ["FrontConnection", "FrontState", "FrontTarget"]
+
+log = logging.getLogger("vespid.worker")
+
+# Request headers that send a request to aiohttp.
+UNUSUAL_HEADERS: Final = frozenset({b"expect", b"transfer-encoding", b"upgrade"})
+# Request targets aiohttp would decode or normalise before forwarding: left to it.
+UNUSUAL_TARGET: Final = (b"%", b"/.", b"//", b"#", b"\\")
+ERROR_HEADERS: Final = [(b"Content-Type", JSON_TYPE.encode())]
+MAX_QUEUED: Final = 16  # pipelined requests parsed ahead before reading pauses
+
+
+class FrontTarget(Protocol):
+    """What the front needs of the worker it serves, and nothing more (as uvicorn's
+    protocol needs only its ASGI app): the pipeline, the backend, two settings."""
+
+    @property
+    def pipeline(self) -> Pipeline: ...
+
+    @property
+    def proxy(self) -> BackendProxy: ...
+
+    @property
+    def own_paths(self) -> frozenset[bytes]:
+        """Paths the worker answers itself: requests for them go to aiohttp."""
+        ...
+
+    @property
+    def max_body_bytes(self) -> int: ...
+
+
+class FrontState:
+    """What every connection of one front shares (as uvicorn's ServerState)."""
+
+    __slots__ = ("aiohttp_server", "connections", "date", "max_body", "own_paths", "target")
+
+    def __init__(self, target: FrontTarget, aiohttp_server: web.Server) -> None:
+        self.target = target
+        self.aiohttp_server = aiohttp_server
+        self.max_body = target.max_body_bytes
+        self.own_paths = target.own_paths
+        self.date = DateLine()
+        self.connections: set[FrontConnection] = set()
+
+
+class _HandOff(Exception):
+    """Raised from a parser callback: this request is aiohttp's."""
+
+
+class _Request(NamedTuple):
+    target: bytes
+    body: bytes
+    keep_alive: bool
+    started: float
+
+
+class FrontConnection(asyncio.Protocol):
+    """One client connection, until it ends or is handed to aiohttp."""
+
+    def __init__(self, state: FrontState) -> None:
+        self._state = state
+        self._pipeline = state.target.pipeline
+        self._proxy = state.target.proxy
+        self.task: asyncio.Task[None] | None = None
+        self._transport: asyncio.Transport | None = None
+        self._parser = httptools.HttpRequestParser(self)
+        self._raw = bytearray()  # input since the parser was last between two requests
+        self._done_in_raw = 0  # requests completed within _raw
+        self._in_message = False
+        self._hand_off_at: int | None = None  # offset in _raw where aiohttp takes over
+        self._queue: deque[_Request] = deque()
+        self._reading_paused = False
+        self._drained: asyncio.Future[None] | None = None
+        self._writing_paused = False
+        self._lost = False
+        # the request being parsed
+        self._target = b""
+        self._body: list[bytes] = []
+        self._length: int | None = None
+        self._unusual = False
+        self._started = 0.0
+        self.last_active = time.monotonic()
+
+    @property
+    def in_message(self) -> bool:
+        return self._in_message
+
+    # -- asyncio.Protocol ----------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        self._state.connections.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        self.last_active = time.monotonic()
+        self._raw += data
+        if self._hand_off_at is not None:
+            return  # aiohttp will get it
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError:
+            # _HandOff from a callback, or input llhttp refuses (aiohttp answers 400),
+            # or an upgrade: aiohttp takes the connection from this request's first byte.
+            self._hand_off_at = (
+                message_end(self._raw, self._done_in_raw) if self._done_in_raw else 0
+            )
+            self._pause_reading()
+            self._maybe_hand_off()
+        else:
+            if not self._in_message:
+                self._raw.clear()
+                self._done_in_raw = 0
+            if len(self._queue) >= MAX_QUEUED:
+                self._pause_reading()
+        if self._queue and self.task is None:
+            self.task = asyncio.get_running_loop().create_task(self._serve())
+
+    def eof_received(self) -> bool | None:
+        return None  # close our side too; a request in progress is cancelled
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
+        self._state.connections.discard(self)
+        self._queue.clear()
+        if self.task is not None:
+            self.task.cancel()  # the client went away: so does its backend call
+        self._wake_writer()
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        self._wake_writer()
+
+    # -- httptools callbacks -------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._in_message = True
+        self._target = b""
+        self._body = []
+        self._length = None
+        self._unusual = False
+        self._started = time.monotonic()
+
+    def on_url(self, url: bytes) -> None:
+        self._target += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        name = name.lower()
+        if name == b"content-length":
+            self._length = int(value) if value.isdigit() else -1
+        elif name in UNUSUAL_HEADERS:
+            self._unusual = True
+
+    def on_headers_complete(self) -> None:
+        target = self._target
+        if (
+            self._unusual
+            or self._parser.get_method() != b"POST"
+            or self._parser.get_http_version() != "1.1"
+            or self._length is None
+            or not 0 <= self._length <= self._state.max_body
+            or not target.startswith(b"/")
+            or any(s in target for s in UNUSUAL_TARGET)
+            or target.split(b"?", 1)[0] in self._state.own_paths
+        ):
+            raise _HandOff
+
+    def on_body(self, body: bytes) -> None:
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        self._in_message = False
+        self._done_in_raw += 1
+        body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
+        self._body = []
+        self._queue.append(
+            _Request(self._target, body, self._parser.should_keep_alive(), self._started)
+        )
+
+    # -- serving -------------------------------------------------------------
+
+    async def _serve(self) -> None:
+        try:
+            while self._queue and not self._lost:
+                request = self._queue.popleft()
+                if self._reading_paused and self._hand_off_at is None:
+                    self._resume_reading()
+                await self._answer(request)
+                if not request.keep_alive:
+                    self.close()
+                    return
+        except asyncio.CancelledError:
+            self.close()  # cancelled mid-answer (client gone, session ended): cut it
+            raise
+        finally:
+            self.task = None
+            self.last_active = time.monotonic()
+            if not self._lost:
+                self._maybe_hand_off()
+
+    async def _answer(self, request: _Request) -> None:
+        target = request.target.decode("latin-1")
+        try:
+            async with Flight(self._pipeline, "POST", target, request.started) as flight:
+                parsed = parse_worker_request(request.body)
+                auth = parsed.auth
+                await flight.accept(auth, parsed.session_id)
+                payload = dumps(parsed.payload)
+                await flight.admit(auth.cost)
+                status, outcome = await self._relay(target, payload, request)
+                flight.done(status, outcome)
+        except HTTPFacingError as exc:
+            self._write_whole(exc.status_code, ERROR_HEADERS, error_body(exc), request.keep_alive)
+
+    async def _relay(
+        self, target: str, body: bytes, request: _Request
+    ) -> tuple[int, Outcome | None]:
+        proxy = self._proxy
+        try:
+            resp = await proxy.client.request("POST", target, JSON_HEADERS, body)
+        except (TimeoutError, BackendClientError) as exc:
+            raise backend_error_for(exc, proxy.base_url + target) from exc
+        try:
+            if resp.content_length is not None:
+                try:
+                    data = await resp.read()
+                except (TimeoutError, BackendClientError) as exc:
+                    raise backend_error_for(exc, proxy.base_url + target) from exc
+                self._write_whole(resp.status, resp.headers, data, request.keep_alive)
+                return resp.status, None
+            return await self._stream(resp, request.keep_alive)
+        finally:
+            resp.release()
+
+    async def _stream(self, resp: BackendResponse, keep_alive: bool) -> tuple[int, Outcome | None]:
+        transport = self._transport
+        assert transport is not None
+        transport.write(
+            self._head(resp.status, resp.headers, b"Transfer-Encoding: chunked\r\n", keep_alive)
+        )
+        try:
+            while chunk := await resp.read_chunk():
+                if self._lost or transport.is_closing():
+                    return 499, Outcome.CANCELLED
+                transport.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+                await self._drain()  # waits while the client's buffer is full
+        except (TimeoutError, BackendClientError) as exc:
+            # Headers are gone already: tell an SSE client in-band, then cut the
+            # connection without the final chunk so any HTTP client sees the break.
+            log.warning("backend stream broke: %s", exc)
+            if resp.content_type == "text/event-stream" and not transport.is_closing():
+                transport.write(b"%x\r\n%b\r\n" % (len(SSE_BROKEN), SSE_BROKEN))
+            self.close()
+            return 502, Outcome.ERROR
+        if self._lost or transport.is_closing():
+            # Gone at the last chunk: it has the whole body, so this is still a success.
+            return resp.status, None
+        transport.write(b"0\r\n\r\n")
+        return resp.status, None
+
+    async def _drain(self) -> None:
+        while self._writing_paused and not self._lost:
+            self._drained = asyncio.get_running_loop().create_future()
+            await self._drained
+
+    def _wake_writer(self) -> None:
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+        self._drained = None
+
+    # -- writing -------------------------------------------------------------
+
+    def _head(
+        self, status: int, headers: list[tuple[bytes, bytes]], framing: bytes, keep_alive: bool
+    ) -> bytes:
+        parts = [STATUS_LINES[status]]
+        for name, value in headers:
+            if name.lower() not in HOP_BY_HOP:
+                parts.append(b"%b: %b\r\n" % (name, value))
+        parts.append(self._state.date.line())
+        parts.append(framing)
+        if not keep_alive:
+            parts.append(b"Connection: close\r\n")
+        parts.append(b"\r\n")
+        return b"".join(parts)
+
+    def _write_whole(
+        self, status: int, headers: list[tuple[bytes, bytes]], body: bytes, keep_alive: bool
+    ) -> None:
+        if self._transport is None or self._lost:
+            return
+        head = self._head(status, headers, b"Content-Length: %d\r\n" % len(body), keep_alive)
+        self._transport.write(head + body)
+
+    def close(self) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.close()
+
+    # -- flow control and the hand-off -----------------------------------------
+
+    def _pause_reading(self) -> None:
+        if not self._reading_paused and self._transport is not None:
+            self._reading_paused = True
+            self._transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        if self._reading_paused and self._transport is not None:
+            self._reading_paused = False
+            self._transport.resume_reading()
+
+    def _maybe_hand_off(self) -> None:
+        """Give the connection to aiohttp once every request before its turn is answered."""
+        at = self._hand_off_at
+        transport = self._transport
+        if at is None or self.task is not None or self._queue or transport is None:
+            return
+        if transport.is_closing():
+            return
+        self._state.connections.discard(self)
+        handler = self._state.aiohttp_server()
+        transport.set_protocol(handler)
+        handler.connection_made(transport)
+        rest = bytes(self._raw[at:])
+        self._raw = bytearray()
+        if self._reading_paused:
+            self._reading_paused = False
+            transport.resume_reading()
+        if rest:
+            handler.data_received(rest)
