@@ -1,5 +1,6 @@
 """HTTP helpers that every vespid server shares (worker, task server, null worker's
-control port, control plane): JSON answers, JSON errors, and one error middleware.
+control port, control plane, handlers): JSON answers, JSON errors, one error middleware,
+and which of a backend's headers are relayed to a client.
 
 Each aiohttp app adds ``error_middleware``, so a handler raises an ``HTTPFacingError``
 and never renders one itself; the worker's httptools front writes the same bytes from
@@ -9,15 +10,17 @@ and never renders one itself; the worker's httptools front writes the same bytes
 from __future__ import annotations
 
 import hmac
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
 
 import orjson
 from aiohttp import web
+from multidict import CIMultiDict
 
 from vespid.errors import HTTPFacingError, RequestInvalid
 
 __all__ = [
+    "HOP_BY_HOP",
     "JSON_HEADERS",
     "JSON_TYPE",
     "bearer_token",
@@ -26,11 +29,30 @@ __all__ = [
     "error_response",
     "json_response",
     "read_json",
+    "relay_aiohttp_headers",
+    "relay_headers",
     "same_secret",
 ]
 
 JSON_TYPE: Final = "application/json"
 JSON_HEADERS: Final = {"Content-Type": JSON_TYPE}
+
+# Headers that describe one connection, not the answer: never relayed.
+HOP_BY_HOP: Final = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"content-length",
+        b"date",
+        b"server",
+    }
+)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -78,3 +100,19 @@ def bearer_token(request: web.Request) -> str | None:
 def same_secret(given: str | None, secret: str) -> bool:
     """Constant-time comparison of a presented secret with the expected one."""
     return given is not None and hmac.compare_digest(given.encode(), secret.encode())
+
+
+def relay_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
+    """The backend's headers as the client gets them: hop-by-hop ones dropped."""
+    return [
+        (name.decode("latin-1"), value.decode("utf-8", "surrogateescape"))
+        for name, value in headers
+        if name.lower() not in HOP_BY_HOP
+    ]
+
+
+def relay_aiohttp_headers(headers: Mapping[str, str]) -> CIMultiDict[str]:
+    """An aiohttp response's headers as the client gets them: hop-by-hop ones dropped."""
+    return CIMultiDict(
+        (k, v) for k, v in headers.items() if k.lower().encode("latin-1") not in HOP_BY_HOP
+    )

@@ -29,7 +29,7 @@ import aiohttp
 from aiohttp import web
 
 from vespid.protocol.wire import dumps
-from vespid.web import JSON_HEADERS
+from vespid.web import JSON_HEADERS, relay_aiohttp_headers
 
 __all__ = ["JSON_HEADERS", "BackendCall", "Handler", "relay"]
 
@@ -48,8 +48,6 @@ class BackendCall:
 
 async def relay(request: web.Request, backend: aiohttp.ClientResponse) -> web.StreamResponse:
     """The default answer: the backend's status, content type and body, streamed as it comes."""
-    from vespid.worker.proxy import relay_aiohttp_headers
-
     out = web.StreamResponse(status=backend.status, headers=relay_aiohttp_headers(backend.headers))
     await out.prepare(request)
     async for chunk in backend.content.iter_any():

@@ -18,20 +18,16 @@ Routes:
 
 from __future__ import annotations
 
-import asyncio
-import os
 from typing import Any, Final
 
 import orjson
 from aiohttp import web
 
 from vespid.errors import NotFound, RequestInvalid
-from vespid.tasks.presets import load_presets
 from vespid.tasks.runner import RunningTask, TaskRunner
 from vespid.web import JSON_TYPE, error_middleware, json_response
-from vespid.worker.settings import WorkerSettings
 
-__all__ = ["TASK_ID_HEADER", "TaskServer", "start_task_backend"]
+__all__ = ["TASK_ID_HEADER", "TaskServer"]
 
 TASK_ID_HEADER: Final = "X-Vespid-Task-Id"
 SSE_HEADERS: Final = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
@@ -176,33 +172,3 @@ async def _read_input(request: web.Request) -> dict[str, Any]:
             "the task input must be a JSON object", fields={"payload": "not an object"}
         )
     return payload
-
-
-async def start_task_backend(settings: WorkerSettings) -> tuple[TaskServer, WorkerSettings]:
-    """Start the task server for a worker; returns it and the worker's settings pointed at it.
-
-    Unless told otherwise, the worker checks ``/health`` and takes the number of slots
-    as its throughput, so ``auth_data.cost`` reads as seconds of one GPU's time.
-    """
-    assert settings.tasks is not None
-    presets = await asyncio.to_thread(load_presets, settings.tasks)
-    runner = TaskRunner(
-        presets,
-        gpus=settings.gpus,
-        queue_size=settings.task_queue_size,
-        max_wait_s=settings.max_wait_time_s,
-        timeout_s=settings.task_timeout_s,
-        docker_cli=settings.docker,
-        environ=os.environ,  # only INHERITED_ENV passes on to the programs
-    )
-    server = TaskServer(runner)
-    url = await server.start()
-    slots = float(len(runner.pool.devices))
-    updated = settings.model_copy(
-        update={
-            "backend_url": url,
-            "healthcheck_endpoint": settings.healthcheck_endpoint or "/health",
-            "max_perf": settings.max_perf or (None if settings.benchmark else slots),
-        }
-    )
-    return server, updated

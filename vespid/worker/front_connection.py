@@ -26,12 +26,12 @@ from aiohttp import web
 
 from vespid.errors import HTTPFacingError
 from vespid.protocol.wire import dumps, parse_worker_request
-from vespid.web import JSON_HEADERS, JSON_TYPE, error_body
+from vespid.web import HOP_BY_HOP, JSON_HEADERS, JSON_TYPE, error_body
 from vespid.worker.backend_client import BackendClientError, BackendResponse
 from vespid.worker.books import Outcome
 from vespid.worker.http11 import STATUS_LINES, DateLine, message_end
 from vespid.worker.pipeline import Flight, Pipeline
-from vespid.worker.proxy import HOP_BY_HOP, SSE_BROKEN, BackendProxy, backend_error_for
+from vespid.worker.proxy import SSE_BROKEN, BackendProxy, backend_error_for
 
 __all__ = ["FrontConnection", "FrontState", "FrontTarget"]
 

@@ -18,9 +18,9 @@ from typing import Final
 
 import aiohttp
 from aiohttp import web
-from multidict import CIMultiDict
 
 from vespid.errors import BackendError, BackendTimeout, BackendUnavailable
+from vespid.web import relay_headers
 from vespid.worker.backend_client import (
     BackendClient,
     BackendClientError,
@@ -45,8 +45,6 @@ __all__ = [
     "Respond",
     "backend_error_for",
     "map_backend_errors",
-    "relay_aiohttp_headers",
-    "relay_headers",
 ]
 
 log = logging.getLogger("vespid.worker")
@@ -56,22 +54,6 @@ CONNECT_TIMEOUT_S: Final = 10.0
 # What an SSE client gets, in-band, when the backend's stream breaks after the headers.
 SSE_BROKEN: Final = (
     b'event: error\ndata: {"error": "backend stream broke", "code": "backend_error"}\n\n'
-)
-
-HOP_BY_HOP: Final = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-authenticate",
-        b"proxy-authorization",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-        b"content-length",
-        b"date",
-        b"server",
-    }
 )
 
 # Most specific first: the first entry that matches decides.
@@ -120,22 +102,6 @@ def map_backend_errors(url: str = "") -> Iterator[None]:
         yield
     except (TimeoutError, BackendClientError, aiohttp.ClientError) as exc:
         raise backend_error_for(exc, url) from exc
-
-
-def relay_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
-    """The backend's headers as the client gets them: hop-by-hop ones dropped."""
-    return [
-        (name.decode("latin-1"), value.decode("utf-8", "surrogateescape"))
-        for name, value in headers
-        if name.lower() not in HOP_BY_HOP
-    ]
-
-
-def relay_aiohttp_headers(headers: Mapping[str, str]) -> CIMultiDict[str]:
-    """An aiohttp response's headers as the client gets them: hop-by-hop ones dropped."""
-    return CIMultiDict(
-        (k, v) for k, v in headers.items() if k.lower().encode("latin-1") not in HOP_BY_HOP
-    )
 
 
 class RelayResult:

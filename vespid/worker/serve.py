@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import ssl
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -16,14 +17,16 @@ from typing import Any
 from aiohttp import web
 
 from vespid.handlers.base import Handler
-from vespid.tasks.server import TaskServer, start_task_backend
+from vespid.tasks.presets import load_presets
+from vespid.tasks.runner import TaskRunner
+from vespid.tasks.server import TaskServer
 from vespid.types import BenchmarkFunction
 from vespid.worker.app import Worker
 from vespid.worker.front import Front
 from vespid.worker.null import CONTROL_HOST, build_control_app
 from vespid.worker.settings import WorkerSettings
 
-__all__ = ["ServedWorker", "running_worker", "serve", "start_front"]
+__all__ = ["ServedWorker", "running_worker", "serve", "start_front", "start_task_backend"]
 
 log = logging.getLogger("vespid.worker")
 
@@ -58,6 +61,36 @@ def _ssl_context(settings: WorkerSettings) -> ssl.SSLContext | None:
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(settings.ssl_cert_file, settings.ssl_key_file)
     return ctx
+
+
+async def start_task_backend(settings: WorkerSettings) -> tuple[TaskServer, WorkerSettings]:
+    """Start the task server for a worker; returns it and the worker's settings pointed at it.
+
+    Unless told otherwise, the worker checks ``/health`` and takes the number of slots
+    as its throughput, so ``auth_data.cost`` reads as seconds of one GPU's time.
+    """
+    assert settings.tasks is not None
+    presets = await asyncio.to_thread(load_presets, settings.tasks)
+    runner = TaskRunner(
+        presets,
+        gpus=settings.gpus,
+        queue_size=settings.task_queue_size,
+        max_wait_s=settings.max_wait_time_s,
+        timeout_s=settings.task_timeout_s,
+        docker_cli=settings.docker,
+        environ=os.environ,  # only INHERITED_ENV passes on to the programs
+    )
+    server = TaskServer(runner)
+    url = await server.start()
+    slots = float(len(runner.pool.devices))
+    updated = settings.model_copy(
+        update={
+            "backend_url": url,
+            "healthcheck_endpoint": settings.healthcheck_endpoint or "/health",
+            "max_perf": settings.max_perf or (None if settings.benchmark else slots),
+        }
+    )
+    return server, updated
 
 
 async def start_front(worker: Worker, runner: web.AppRunner) -> Front | None:
