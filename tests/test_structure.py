@@ -104,3 +104,43 @@ def test_modules_stay_readable_in_size() -> None:
     sizes = {name: len(path.read_text().splitlines()) for name, path in _modules().items()}
     too_long = {name: n for name, n in sizes.items() if n > MAX_LINES and name not in LONG_MODULES}
     assert too_long == {}
+
+
+# The layers of docs/architecture.md, top to bottom: a module imports only from its own
+# layer's package or the layers below it, and components do not import each other.
+LAYERS: tuple[frozenset[str], ...] = (
+    frozenset({"cli", "demo", "loadtest", "compat"}),
+    frozenset({"worker", "control", "client", "tasks"}),
+    frozenset({"handlers", "benchmarks", "servers", "testing"}),
+    frozenset({"protocol", "web", "errors", "settings", "runtime", "logs", "types", ""}),
+)
+# The one import across components: the worker starts the task server as its backend.
+ACROSS_COMPONENTS = frozenset({("worker", "tasks")})
+
+
+def _part(module: str) -> str:
+    """The top-level part of vespid a module belongs to ('' for vespid itself)."""
+    return module.split(".")[1] if "." in module else ""
+
+
+def _layer(part: str) -> int:
+    return next(i for i, layer in enumerate(LAYERS) if part in layer)
+
+
+def _module_layer(module: str) -> int:
+    """A ``__main__`` module is a command (``python -m vespid.worker``), whatever its package."""
+    return 0 if module.endswith(".__main__") else _layer(_part(module))
+
+
+def test_imports_follow_the_layers() -> None:
+    wrong = []
+    for module, targets in _graph().items():
+        here = _part(module)
+        for target in targets:
+            there = _part(target)
+            if here == there or (here, there) in ACROSS_COMPONENTS:
+                continue
+            mine, theirs = _module_layer(module), _layer(there)
+            if theirs < mine or (theirs == mine == 1):
+                wrong.append(f"{module} -> {target}")
+    assert wrong == []
