@@ -21,10 +21,11 @@ from vespid.client.errors import ClientError, RequestTimeout, WorkerError, Worke
 from vespid.client.response import Response
 from vespid.client.retry import Deadline, Limits, describe_body, is_retryable
 from vespid.protocol.wire import dumps
+from vespid.web import JSON_HEADERS
 
 __all__ = ["ControlFailed", "Failed", "Transport", "parse_body", "worker_path"]
 
-_JSON_HEADERS: Final = {"Content-Type": "application/json"}
+
 # How much of a non-JSON error body is kept for messages.
 _TEXT_LIMIT: Final = 2000
 
@@ -113,7 +114,7 @@ class Transport:
         unreachable or answering 408/5xx; ``RequestTimeout`` once the deadline passed."""
         headers = {"Authorization": f"Bearer {key}"}
         if body is not None:
-            headers.update(_JSON_HEADERS)
+            headers.update(JSON_HEADERS)
         wait_s = self.limits.control_timeout_s
         try:
             async with asyncio.timeout(min(wait_s, deadline.remaining_s())):
@@ -163,7 +164,7 @@ class Transport:
                 resp = await self._http().post(
                     url,
                     data=dumps(envelope),
-                    headers=_JSON_HEADERS,
+                    headers=JSON_HEADERS,
                     timeout=timeout,
                     allow_redirects=False,
                 )
