@@ -222,12 +222,16 @@ async def run_demo(
     state_dir: Path | None = None,
     port: int = DEFAULT_PORT,
     wait: bool = True,
+    command: str = "vespid",
+    activate: str | None = None,
 ) -> DemoResult:
     """Run the demo; with ``wait``, keep the status page up until cancelled (Ctrl-C).
 
     ``model`` is ``gemma`` (the bundled Gemma 3 270M) or the path of a GGUF file;
     ``state_dir`` keeps the control plane's state and the workers' logs (a temporary
-    directory, removed at the end, when not given).
+    directory, removed at the end, when not given). ``command`` is how the user's shell
+    runs ``vespid`` (for the command suggested for more requests), ``activate`` the
+    command that would put it on PATH, if one would.
     """
     await asyncio.to_thread(_check_model, model)
     async with _state_dir(state_dir) as state, AsyncExitStack() as stack:
@@ -257,17 +261,25 @@ async def run_demo(
             f"request (a worker started from zero), the last after {result.total_s:.1f} s\n"
         )
         if wait:
-            out(
-                f"\nThe status page stays up at {control.url}/ until Ctrl-C, which stops "
-                "everything the demo started.\n"
-                f"The worker stops after {INACTIVITY_TIMEOUT_S:.0f} s without requests; "
-                "the next one starts it again:\n\n"
-                f"  vespid call {ENDPOINT} /v1/completions "
-                '\'{"prompt": "Once upon a time", "max_tokens": 48, "stream": true}\' --stream '
-                f"--cost 48 --url {control.url} --api-key {api_key}\n\n"
-            )
+            out(_more_requests(control.url, api_key, command, activate))
             await asyncio.Event().wait()  # until cancelled
         return result
+
+
+def _more_requests(url: str, api_key: str, command: str, activate: str | None) -> str:
+    """What the demo says while it keeps the status page up: a command for more requests,
+    runnable as printed from the directory the demo was started in."""
+    payload = '\'{"prompt": "Once upon a time", "max_tokens": 48}\''
+    text = (
+        f"\nThe status page stays up at {url}/ until Ctrl-C, which stops everything the demo "
+        f"started.\nThe worker stops after {INACTIVITY_TIMEOUT_S:.0f} s without requests; the "
+        "next request starts it again.\nFrom another shell in this directory:\n\n"
+        f"  {command} call {ENDPOINT} /v1/completions {payload} --stream "
+        f"--url {url} --api-key {api_key}\n\n"
+    )
+    if activate:
+        text += f"(Or `{activate}` first; then plain `vespid call ...` works.)\n\n"
+    return text
 
 
 def _model_line(model: str) -> str:

@@ -100,3 +100,52 @@ async def test_call_refuses_an_invalid_json_argument(stack: Stack) -> None:
     assert code == 2
     assert "Invalid value for 'JSON': not valid JSON" in err.decode()
     assert not stack.router.calls
+
+
+async def test_call_stream_asks_openai_for_a_stream_and_prints_its_text(
+    stack: Stack, make_worker: MakeWorker, llama_url: str
+) -> None:
+    """The README's command, whose payload has no "stream" key: --stream adds it, the text
+    prints as it arrives and ends with a newline; the cost is the payload's max_tokens."""
+    llama = await make_worker(
+        BACKEND_URL=llama_url, REPORT_ADDR=stack.scaler_url, HEALTHCHECK_ENDPOINT="/health"
+    )
+    proxy, proxy_url, _ = await stack.proxy(llama)
+    stack.router.workers = [proxy_url]
+    payload = {"prompt": "Once upon a time", "max_tokens": 8, "temperature": 0}
+    async with stack.client() as client:
+        endpoint = await client.get_endpoint("llm")
+        whole = await (await endpoint.request("/v1/completions", payload)).json()
+    expected = whole["choices"][0]["text"]
+    assert expected
+
+    proc = await start_cli(stack, "llm", "/v1/completions", orjson.dumps(payload).decode(),
+                           "--stream")  # fmt: skip
+    code, out, err = await finish(proc)
+    assert code == 0, err
+    assert out.decode() == expected + "\n"
+    assert proxy.seen[-1].body["payload"] == {**payload, "stream": True}
+    assert stack.router.route_bodies[-1]["cost"] == 8
+
+
+async def test_call_prints_a_completion_as_text_and_raw_json_with_raw(
+    stack: Stack, make_worker: MakeWorker, llama_url: str
+) -> None:
+    llama = await make_worker(
+        BACKEND_URL=llama_url, REPORT_ADDR=stack.scaler_url, HEALTHCHECK_ENDPOINT="/health"
+    )
+    stack.router.workers = [llama.url]
+    payload = orjson.dumps({"prompt": "hello", "max_tokens": 6, "temperature": 0}).decode()
+
+    code, raw, err = await finish(await start_cli(stack, "llm", "/v1/completions", payload,
+                                                  "--raw", "--cost", "3"))  # fmt: skip
+    assert code == 0, err
+    assert raw.endswith(b"\n")
+    answer = orjson.loads(raw)
+    assert answer["object"] == "text_completion"
+    assert stack.router.route_bodies[-1]["cost"] == 3  # --cost still wins
+
+    code, text, err = await finish(await start_cli(stack, "llm", "/v1/completions", payload))
+    assert code == 0, err
+    assert text.decode() == answer["choices"][0]["text"] + "\n"
+    assert stack.router.route_bodies[-1]["cost"] == 6

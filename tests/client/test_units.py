@@ -12,7 +12,14 @@ import pytest
 import vespid.client
 import vespid.client.errors
 from vespid.client import ClientError, SSEEvent, SSEParser, completion_text
-from vespid.client.call import error_line, render_body
+from vespid.client.call import (
+    answer_text,
+    error_line,
+    is_openai_path,
+    render_answer,
+    render_body,
+    stream_payload,
+)
 from vespid.client.client import Client
 from vespid.client.dispatch import Target
 from vespid.client.retry import describe_body, is_retryable, poll_delay_s
@@ -114,6 +121,39 @@ def test_render_body() -> None:
     assert render_body(b'{"a":1}', "application/json") == b'{\n  "a": 1\n}\n'
     assert render_body(b"hi", "text/plain") == b"hi\n"
     assert render_body(b"\x89PNG", "image/png") == b"\x89PNG"
+
+
+def test_stream_payload_asks_openai_routes_for_a_stream() -> None:
+    payload = {"prompt": "Once upon a time", "max_tokens": 32}
+    streamed = {**payload, "stream": True}
+    assert stream_payload("/v1/completions", payload) == streamed
+    assert stream_payload("/v1/chat/completions/", payload) == streamed
+    assert stream_payload("/v1/completions?x=1", payload) == streamed
+    assert payload == {"prompt": "Once upon a time", "max_tokens": 32}  # not changed in place
+    assert stream_payload("/v1/completions", {"stream": False}) == {"stream": False}
+    assert stream_payload("/generate", payload) == payload
+    assert stream_payload("/v1/completions", [payload]) == [payload]
+    assert (is_openai_path("/v1/completions"), is_openai_path("/v1/models")) == (True, False)
+
+
+def test_answer_text_of_completions_and_chats() -> None:
+    assert answer_text({"choices": [{"text": "Hi"}]}) == "Hi"
+    assert answer_text({"choices": [{"message": {"role": "assistant", "content": "Yo"}}]}) == "Yo"
+    assert answer_text({"choices": [{"text": "a"}, {"text": "b"}]}) == "a\nb"
+    assert answer_text({"choices": []}) is None
+    assert answer_text({"error": "x"}) is None
+    assert answer_text([1]) is None
+
+
+def test_render_answer_prints_a_completion_as_its_text() -> None:
+    body = b'{"choices": [{"text": " there"}], "usage": {"completion_tokens": 1}}'
+    assert render_answer("/v1/completions", body, "application/json") == b" there\n"
+    assert render_answer("/v1/completions", b"done\n", "text/plain") == b"done\n"
+    error = b'{"error": "no"}'
+    assert render_answer("/v1/completions", error, "application/json") == render_body(
+        error, "application/json"
+    )
+    assert render_answer("/echo", body, "application/json") == render_body(body, "application/json")
 
 
 def test_error_line_is_one_json_line() -> None:

@@ -6,12 +6,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import click
 
+from vespid.cli.admin import ADMIN_KEY_ENV, admin_request, find_admin_key, key_file
 from vespid.cli.options import setting_options, with_options
 from vespid.control.settings import ControlSettings
 from vespid.logs import setup_logging
@@ -37,32 +37,17 @@ URL_HELP = "Control plane URL [env VESPID_URL]."
 KEY_HELP = "Admin key [env VESPID_ADMIN_KEY; default: STATE_DIR/admin.key]."
 
 
-def _admin_key(given: str | None) -> str:
-    if given:
-        return given
-    state_dir = Path(os.environ.get("VESPID_STATE_DIR", Path.home() / ".vespid"))
-    try:
-        return (state_dir / "admin.key").read_text().strip()
-    except OSError:
-        raise click.UsageError(
-            f"no admin key: pass --admin-key or set VESPID_ADMIN_KEY ({state_dir}/admin.key "
-            "is written by `vespid control`)"
-        ) from None
-
-
 def _call(ctx: click.Context, method: str, path: str, body: Any = None) -> Any:
-    url, key = ctx.obj["url"], _admin_key(ctx.obj["admin_key"])
-
-    async def go() -> tuple[int, Any]:
-        async with aiohttp.ClientSession() as http, http.request(
-            method, url.rstrip("/") + path, json=body,
-            headers={"Authorization": f"Bearer {key}"},
-        ) as resp:  # fmt: skip
-            return resp.status, await resp.json(content_type=None)
-
+    url = ctx.obj["url"]
+    key = find_admin_key(ctx.obj["admin_key"])
+    if key is None:
+        raise click.UsageError(
+            f"no admin key: pass --admin-key or set {ADMIN_KEY_ENV} ({key_file()} "
+            "is written by `vespid control`)"
+        )
     try:
-        status, data = asyncio.run(go())
-    except aiohttp.ClientError as exc:
+        status, data = asyncio.run(admin_request(url, key, method, path, body))
+    except (aiohttp.ClientError, TimeoutError) as exc:
         raise click.ClickException(f"cannot reach the control plane at {url}: {exc}") from None
     if status >= 400:
         message = data.get("error") if isinstance(data, dict) else data
@@ -74,12 +59,29 @@ def _echo(data: Any) -> None:
     click.echo(json.dumps(data, indent=2))
 
 
+def _override(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    """An option given after the subcommand wins over the group's (or its variable)."""
+    if value is not None and param.name is not None:
+        ctx.obj[param.name] = value
+
+
+# Given after the subcommand (``vespid endpoint list --admin-key K``), as well as before it.
+_admin_options = with_options([
+    click.option("--url", default=None, expose_value=False, callback=_override, help=URL_HELP),
+    click.option("--admin-key", default=None, expose_value=False, callback=_override,
+                 help=KEY_HELP),
+])  # fmt: skip
+
+
 @click.group()
 @click.option("--url", envvar="VESPID_URL", default="http://127.0.0.1:8080", help=URL_HELP)
-@click.option("--admin-key", envvar="VESPID_ADMIN_KEY", default=None, help=KEY_HELP)
+@click.option("--admin-key", envvar=ADMIN_KEY_ENV, default=None, help=KEY_HELP)
 @click.pass_context
 def endpoint(ctx: click.Context, url: str, admin_key: str | None) -> None:
-    """Create, list, update and delete endpoints."""
+    """Create, list, update and delete endpoints.
+
+    --url and --admin-key go before or after the subcommand.
+    """
     ctx.obj = {"url": url, "admin_key": admin_key}
 
 
@@ -127,6 +129,7 @@ _spec_options = with_options([
 
 @endpoint.command("create")
 @click.argument("name")
+@_admin_options
 @_spec_options
 @click.pass_context
 def create(ctx: click.Context, /, name: str, **opts: Any) -> None:
@@ -136,6 +139,7 @@ def create(ctx: click.Context, /, name: str, **opts: Any) -> None:
 
 @endpoint.command("update")
 @click.argument("name")
+@_admin_options
 @_spec_options
 @click.pass_context
 def update(ctx: click.Context, /, name: str, **opts: Any) -> None:
@@ -146,6 +150,7 @@ def update(ctx: click.Context, /, name: str, **opts: Any) -> None:
 
 
 @endpoint.command("list")
+@_admin_options
 @click.pass_context
 def list_(ctx: click.Context) -> None:
     """List endpoints."""
@@ -154,6 +159,7 @@ def list_(ctx: click.Context) -> None:
 
 @endpoint.command("delete")
 @click.argument("name")
+@_admin_options
 @click.pass_context
 def delete(ctx: click.Context, name: str) -> None:
     """Delete endpoint NAME (its workers are stopped)."""

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from vespid.cli.invocation import how_to_run
 from vespid.runtime import on_stop_signals, run_async
 
 __all__ = ["demo"]
@@ -58,6 +59,8 @@ def demo(
     """
     from vespid.demo import PROMPT, DemoFailed, run_demo
 
+    again = how_to_run()
+
     async def main() -> None:
         task = asyncio.current_task()
         assert task is not None
@@ -80,6 +83,8 @@ def demo(
                 state_dir=state_dir,
                 port=port,
                 wait=not no_wait,
+                command=again.command,
+                activate=again.activate,
             )
         except asyncio.CancelledError:
             if not stopping:
