@@ -10,7 +10,7 @@ Nothing runs: ``vespid.control.policy.decide`` is called directly, with no event
   worker is READY ``--start-s`` after launch; a cold one ``--cold-start-s`` after it
   is activated.
 * Router. A request goes to the routable worker (READY, queue time within
-  ``max_queue_time_s``, as ``policy.is_routable``) that frees up first; with none, it
+  ``max_queue_time``, as ``policy.is_routable``) that frees up first; with none, it
   waits in the router's queue, first in first out. Nothing is refused with 429.
 * Collector. Every ``--tick-s`` of simulated time it builds a ``ScalingSnapshot``:
   arrival rate = workload arrived in the last ``--rate-window-s`` (30 s, as vespid's
@@ -38,20 +38,23 @@ import sys
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Final
 
+from pydantic import ValidationError
+
 from vespid.control.policy import (
     Decision,
     PolicyState,
-    ScalingParams,
+    ScalingConfig,
     ScalingSnapshot,
     WorkerPhase,
     WorkerView,
     decide,
 )
+from vespid.errors import RequestInvalid
 
 TRACE: Final = (
     Path(__file__).resolve().parents[2] / "shared" / "traces" / "AzureLLMInferenceTrace_code.csv"
@@ -74,7 +77,7 @@ class SimConfig:
     cold_start_s: float
     tick_s: float
     rate_window_s: float
-    params: ScalingParams
+    params: ScalingConfig
 
 
 @dataclass(slots=True)
@@ -159,7 +162,7 @@ class SimFleet:
 
     def _routable(self, worker: SimWorker, now: float) -> bool:
         """``policy.is_routable`` with the FIFO queue time computed exactly."""
-        limit = self.config.params.max_queue_time_s
+        limit = self.config.params.max_queue_time
         return worker.phase is WorkerPhase.READY and worker.queue_time_s(now) <= limit + (
             TIME_SLACK_S
         )
@@ -180,7 +183,7 @@ class SimFleet:
         """The next time in (clock, until] when a worker becomes ready or routable."""
         times = [w.ready_at for w in self.live.values() if w.phase is WorkerPhase.STARTING]
         if self.queue:
-            limit = self.config.params.max_queue_time_s
+            limit = self.config.params.max_queue_time
             times += [w.free_at - limit for w in self.live.values() if w.phase is WorkerPhase.READY]
         due = [t for t in times if self.clock < t <= until]
         return min(due) if due else None
@@ -226,6 +229,7 @@ class SimFleet:
         return ScalingSnapshot(
             now=now,
             params=self.config.params,
+            default_perf=perf,
             workers=tuple(views),
             queued_load=sum(r.workload for r in self.queue),
             queued_requests=len(self.queue),
@@ -403,7 +407,7 @@ def _positive(text: str) -> float:
     return value
 
 
-def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, ScalingParams]:
+def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, ScalingConfig]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     add = parser.add_argument
     add("--trace", type=Path, default=TRACE, help="trace CSV (default: %(default)s)")
@@ -426,32 +430,31 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, ScalingP
         help="arrival-rate window of the collector (default 30 s)",
     )
     add("--json", type=Path, help="write every number here")
-    defaults = ScalingParams()
+    defaults = ScalingConfig()
     add("--min-load", type=float, default=defaults.min_load)
     add("--target-util", type=float, default=defaults.target_util)
     add("--cold-mult", type=float, default=defaults.cold_mult)
     add("--cold-workers", type=int, default=defaults.cold_workers)
     add("--max-workers", type=int, default=32, help="(default 32; the policy's own is 4)")
-    add("--inactivity-timeout-s", type=float, default=defaults.inactivity_timeout_s)
-    add("--max-queue-time-s", type=float, default=defaults.max_queue_time_s)
-    add("--target-queue-time-s", type=float, default=defaults.target_queue_time_s)
-    add("--scale-down-delay-s", type=float, default=defaults.scale_down_delay_s)
+    add("--inactivity-timeout-s", type=float, default=defaults.inactivity_timeout)
+    add("--max-queue-time-s", type=float, default=defaults.max_queue_time)
+    add("--target-queue-time-s", type=float, default=defaults.target_queue_time)
+    add("--scale-down-delay-s", type=float, default=defaults.scale_down_delay)
     args = parser.parse_args(argv)
     try:
-        params = ScalingParams(
+        params = ScalingConfig(
             min_load=args.min_load,
             target_util=args.target_util,
             cold_mult=args.cold_mult,
             cold_workers=args.cold_workers,
             max_workers=args.max_workers,
-            inactivity_timeout_s=args.inactivity_timeout_s,
-            max_queue_time_s=args.max_queue_time_s,
-            target_queue_time_s=args.target_queue_time_s,
-            scale_down_delay_s=args.scale_down_delay_s,
-            default_perf=args.perf,
+            inactivity_timeout=args.inactivity_timeout_s,
+            max_queue_time=args.max_queue_time_s,
+            target_queue_time=args.target_queue_time_s,
+            scale_down_delay=args.scale_down_delay_s,
         )
-    except ValueError as exc:
-        parser.error(str(exc))
+    except ValidationError as exc:
+        parser.error(RequestInvalid.from_validation(exc, "scaling parameters").message)
     if args.start_s < 0 or args.cold_start_s < 0 or args.limit < 0:
         parser.error("--start-s, --cold-start-s and --limit must be >= 0")
     if not args.trace.is_file():
@@ -524,7 +527,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "cold_start_s": args.cold_start_s,
             "tick_s": args.tick_s,
             "rate_window_s": args.rate_window_s,
-            "params": asdict(params),
+            "params": params.model_dump(),
             "autoscaled": auto.summary(),
             "static": static.summary(),
             "worker_seconds_ratio": ratio,

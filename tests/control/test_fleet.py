@@ -25,12 +25,13 @@ def test_new_workers_are_assumed_to_reach_the_last_measured_throughput() -> None
     fleet = Fleet()
     endpoint = EndpointConfig(name="llm")
     before = fleet.snapshot(endpoint, queued_load=0, queued_requests=0)
-    assert before.params.default_perf == 100
+    assert before.default_perf == 100
+    assert before.params is endpoint.scaling  # the policy reads the endpoint's own model
     add(fleet)
     fleet.ingest(report(max_perf=20.0, cur_load=0, num_requests_working=0))
     fleet.remove(1)  # gone (scaled to zero); the next one starts unbenchmarked
     after = fleet.snapshot(endpoint, queued_load=40, queued_requests=2)
-    assert after.params.default_perf == 20
+    assert after.default_perf == 20
 
 
 def test_snapshot_changes_nothing_and_noting_the_queue_is_its_own_step() -> None:
@@ -48,7 +49,7 @@ def test_snapshot_carries_the_template_and_the_gates_inputs() -> None:
         name="llm", template=WorkerTemplate(ready_timeout=60, gpus_per_worker=2)
     )
     snapshot = fleet.snapshot(endpoint, queued_load=0, queued_requests=0, free_gpus=3, launching=1)
-    assert (snapshot.params.ready_timeout_s, snapshot.params.gpus_per_worker) == (60, 2)
+    assert (snapshot.ready_timeout_s, snapshot.gpus_per_worker) == (60, 2)
     assert (snapshot.free_gpus, snapshot.launching, snapshot.start_failures) == (3, 1, 0)
 
 

@@ -9,17 +9,20 @@ stays short. Flows advance ``now`` by 0.25, 0.5 or 1.0 s, which are exact in bin
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
+from vespid.control.models import WorkerTemplate, parse_endpoint
 from vespid.control.policy import (
     MAX_START_BACKOFF_S,
     Decision,
     Direction,
     PolicyState,
-    ScalingParams,
+    ScalingConfig,
     ScalingSnapshot,
     WorkerPhase,
     WorkerView,
@@ -45,19 +48,19 @@ from vespid.control.policy import (
     starts_now,
     workers_for,
 )
+from vespid.errors import RequestInvalid
 
 NOW = 1000.0
-DEFAULT_PARAMS = ScalingParams(
+DEFAULT_PARAMS = ScalingConfig(
     min_load=0.0,
     target_util=1.0,
     cold_mult=0.0,
     cold_workers=0,
     max_workers=10,
-    inactivity_timeout_s=60.0,
-    max_queue_time_s=30.0,
-    target_queue_time_s=0.0,
-    scale_down_delay_s=30.0,
-    default_perf=100.0,
+    inactivity_timeout=60.0,
+    max_queue_time=30.0,
+    target_queue_time=0.0,
+    scale_down_delay=30.0,
 )
 
 
@@ -92,12 +95,17 @@ def cold(worker_id: str, max_perf: float | None = 100.0) -> WorkerView:
 
 
 DEFAULT_SNAPSHOT = ScalingSnapshot(
-    now=NOW, params=DEFAULT_PARAMS, workers=(ready("w1"),), last_activity_at=NOW
+    now=NOW, params=DEFAULT_PARAMS, default_perf=100.0, workers=(ready("w1"),), last_activity_at=NOW
 )
 
 
-def make_params(**overrides: Any) -> ScalingParams:
-    return replace(DEFAULT_PARAMS, **overrides)
+def revise(params: ScalingConfig, **overrides: Any) -> ScalingConfig:
+    """``params`` with ``overrides``, validated as an endpoint's would be."""
+    return ScalingConfig.model_validate({**params.model_dump(), **overrides})
+
+
+def make_params(**overrides: Any) -> ScalingConfig:
+    return revise(DEFAULT_PARAMS, **overrides)
 
 
 def make_snapshot(**overrides: Any) -> ScalingSnapshot:
@@ -111,7 +119,7 @@ def pending_down(since: float, peak: int) -> PolicyState:
 # The module docstring's worked example (also in docs/autoscaler.md).
 WORKED = make_snapshot(
     params=make_params(
-        target_util=0.8, target_queue_time_s=10.0, cold_mult=0.5, cold_workers=1, max_workers=5,
+        target_util=0.8, target_queue_time=10.0, cold_mult=0.5, cold_workers=1, max_workers=5,
     ),
     workers=(ready("a", 150.0, sessions=1, in_flight=1), ready("b", 250.0, in_flight=2),
              starting("c")),
@@ -120,7 +128,7 @@ WORKED = make_snapshot(
     rejected_load_rate=30.0,
     arrival_rate=120.0,
 )  # fmt: skip
-WORKED_IN_FULL = replace(WORKED, params=replace(WORKED.params, target_queue_time_s=0.0))
+WORKED_IN_FULL = replace(WORKED, params=revise(WORKED.params, target_queue_time=0.0))
 
 
 # -- parameters ---------------------------------------------------------------
@@ -137,36 +145,72 @@ WORKED_IN_FULL = replace(WORKED, params=replace(WORKED.params, target_queue_time
         pytest.param({"cold_workers": -1}, "cold_workers", id="negative-cold-workers"),
         pytest.param({"max_workers": 2.5}, "max_workers", id="fractional-max-workers"),
         pytest.param({"max_workers": True}, "max_workers", id="bool-max-workers"),
+        pytest.param({"inactivity_timeout": math.nan}, "inactivity_timeout", id="nan-inactivity"),
+        pytest.param({"max_queue_time": -1.0}, "max_queue_time", id="negative-max-queue"),
         pytest.param(
-            {"inactivity_timeout_s": math.nan}, "inactivity_timeout_s", id="nan-inactivity"
+            {"target_queue_time": math.inf}, "target_queue_time", id="infinite-target-queue"
         ),
-        pytest.param({"max_queue_time_s": -1.0}, "max_queue_time_s", id="negative-max-queue"),
+        pytest.param({"scale_down_delay": -1.0}, "scale_down_delay", id="negative-delay"),
+        pytest.param({"min_load": math.inf}, "min_load", id="infinite-min-load"),
         pytest.param(
-            {"target_queue_time_s": math.inf}, "target_queue_time_s", id="infinite-target-queue"
+            {"inactivity_timeout": math.inf}, "inactivity_timeout", id="infinite-inactivity"
         ),
-        pytest.param({"scale_down_delay_s": -1.0}, "scale_down_delay_s", id="negative-delay"),
-        pytest.param({"default_perf": 0.0}, "default_perf", id="zero-default-perf"),
-        pytest.param({"ready_timeout_s": 0.0}, "ready_timeout_s", id="zero-ready-timeout"),
-        pytest.param({"gpus_per_worker": -1}, "gpus_per_worker", id="negative-gpus"),
+        pytest.param({"max_queue_time": math.nan}, "max_queue_time", id="nan-max-queue"),
     ],
 )
 def test_bad_parameters_are_refused_naming_the_field(overrides: dict[str, Any], name: str) -> None:
-    with pytest.raises(ValueError, match=rf"^{name} must be .* \(got .*\); "):
+    with pytest.raises(ValidationError) as info:
         make_params(**overrides)
+    [error] = info.value.errors()
+    assert error["loc"] == (name,)
+    assert re.match(r"^must be .* \(got .*\); ", error["msg"]), error["msg"]
 
 
 def test_parameter_error_says_what_and_how_to_fix() -> None:
-    with pytest.raises(ValueError, match=r"^target_util") as info:
-        ScalingParams(target_util=1.5)
-    assert str(info.value) == (
-        "target_util must be in (0, 1] (got 1.5); it is the fraction of capacity to aim "
-        "for, e.g. 0.9 (1.0 for null workers)"
+    with pytest.raises(ValidationError) as info:
+        ScalingConfig(target_util=1.5)
+    [error] = info.value.errors()
+    assert (error["loc"], error["msg"]) == (
+        ("target_util",),
+        "must be in (0, 1] (got 1.5); it is the fraction of capacity to aim "
+        "for, e.g. 0.9 (1.0 for null workers)",
     )
 
 
+def test_a_422_says_the_fix_too() -> None:
+    with pytest.raises(RequestInvalid) as info:
+        parse_endpoint({"name": "x", "scaling": {"max_workers": -1}})
+    assert info.value.extra["fields"] == {
+        "scaling.max_workers": "must be an integer >= 0 (got -1); it counts active and cold "
+        "workers; 0 keeps the endpoint empty"
+    }
+
+
+def test_an_unbenchmarked_perf_must_be_positive() -> None:
+    with pytest.raises(ValueError, match=r"^default_perf must be .* \(got .*\); "):
+        make_snapshot(default_perf=0.0)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "name"),
+    [
+        pytest.param({"ready_timeout": 0.0}, "ready_timeout", id="zero-ready-timeout"),
+        pytest.param({"gpus_per_worker": -1}, "gpus_per_worker", id="negative-gpus"),
+    ],
+)
+def test_the_templates_gates_are_refused_naming_the_field(
+    overrides: dict[str, Any], name: str
+) -> None:
+    """The ready timeout and GPUs reach the snapshot from the template, which checks them."""
+    with pytest.raises(ValidationError) as info:
+        WorkerTemplate.model_validate(overrides)
+    assert [error["loc"] for error in info.value.errors()] == [(name,)]
+
+
 def test_edge_parameters_are_accepted() -> None:
-    ScalingParams()  # the defaults
-    make_params(max_queue_time_s=math.inf, inactivity_timeout_s=-1.0, max_workers=0)
+    ScalingConfig()  # the defaults
+    make_params(max_queue_time=math.inf, inactivity_timeout=-1.0, max_workers=0)
+    make_params(max_workers=4.0)  # a whole float is a count, as JSON may carry it
 
 
 # -- perf, queue time, saturation ------------------------------------------------
@@ -190,7 +234,7 @@ def test_fleet_perf(workers: tuple[WorkerView, ...], expected: float) -> None:
 
 
 @pytest.mark.parametrize(
-    ("worker", "max_queue_time_s", "wait_s", "saturated", "routable"),
+    ("worker", "max_queue_time", "wait_s", "saturated", "routable"),
     [
         # 0 / 100 = 0 s, and 0 > 0 is false: an idle worker always takes work
         pytest.param(ready("a"), 0.0, 0.0, False, True, id="idle-routable-at-zero"),
@@ -209,12 +253,12 @@ def test_fleet_perf(workers: tuple[WorkerView, ...], expected: float) -> None:
     ],
 )
 def test_queue_time_and_saturation(
-    worker: WorkerView, max_queue_time_s: float, wait_s: float, saturated: bool, routable: bool
+    worker: WorkerView, max_queue_time: float, wait_s: float, saturated: bool, routable: bool
 ) -> None:
-    params = make_params(max_queue_time_s=max_queue_time_s)
-    assert queue_time_s(worker, params) == wait_s
-    assert is_saturated(worker, params) is saturated
-    assert is_routable(worker, params) is routable
+    snapshot = make_snapshot(params=make_params(max_queue_time=max_queue_time))
+    assert queue_time_s(worker, snapshot.default_perf) == wait_s
+    assert is_saturated(worker, snapshot) is saturated
+    assert is_routable(worker, snapshot) is routable
 
 
 # -- demand --------------------------------------------------------------------------
@@ -248,7 +292,7 @@ def test_demand_total(overrides: dict[str, Any], total: float) -> None:
 
 
 @pytest.mark.parametrize(
-    ("workers", "target_queue_time_s", "total"),
+    ("workers", "target_queue_time", "total"),
     [
         # (300 on a + 700 queued) / 10 s = 100
         pytest.param((ready("a", 300.0),), 10.0, 100.0, id="backlog-over-target-queue-time"),
@@ -265,9 +309,9 @@ def test_demand_total(overrides: dict[str, Any], total: float) -> None:
     ],
 )
 def test_backlog_drains_within_target_queue_time(
-    workers: tuple[WorkerView, ...], target_queue_time_s: float, total: float
+    workers: tuple[WorkerView, ...], target_queue_time: float, total: float
 ) -> None:
-    params = make_params(target_queue_time_s=target_queue_time_s)
+    params = make_params(target_queue_time=target_queue_time)
     snapshot = make_snapshot(workers=workers, params=params, queued_load=700.0)
     assert measure_demand(snapshot).total == total
 
@@ -366,12 +410,12 @@ def test_cold_target(active: int, params: dict[str, Any], expected: int) -> None
         pytest.param({"last_activity_at": NOW - 60}, True, id="after-timeout"),  # 60 >= 60
         pytest.param({"last_activity_at": None}, True, id="never-active"),
         pytest.param(
-            {"last_activity_at": 0.0, "params": make_params(inactivity_timeout_s=0.0)},
+            {"last_activity_at": 0.0, "params": make_params(inactivity_timeout=0.0)},
             False,
             id="zero-disables",
         ),
         pytest.param(
-            {"last_activity_at": 0.0, "params": make_params(inactivity_timeout_s=-1.0)},
+            {"last_activity_at": 0.0, "params": make_params(inactivity_timeout=-1.0)},
             False,
             id="negative-disables",
         ),
@@ -412,7 +456,7 @@ def test_is_inactive(overrides: dict[str, Any], expected: bool) -> None:
         ),
         # target_queue_time 10 s: 1000 / 10 = 100 -> 1
         pytest.param(
-            {"queued_load": 1000.0, "params": make_params(target_queue_time_s=10.0)},
+            {"queued_load": 1000.0, "params": make_params(target_queue_time=10.0)},
             1,
             id="target-queue-time",
         ),
@@ -503,14 +547,14 @@ def test_zero_delay_scales_down_at_once() -> None:
     ],
 )
 def test_choose_stops(workers: tuple[WorkerView, ...], count: int, expected: tuple[str]) -> None:
-    assert choose_stops(workers, count, DEFAULT_PARAMS) == expected
+    assert choose_stops(workers, count, DEFAULT_SNAPSHOT.default_perf) == expected
 
 
 # -- gates on starting: ready timeout, backoff, GPUs -----------------------------------
 
 
 @pytest.mark.parametrize(
-    ("phase", "wait_s", "max_queue_time_s", "expected"),
+    ("phase", "wait_s", "max_queue_time", "expected"),
     [
         pytest.param(WorkerPhase.READY, 30.0, 30.0, True, id="at-the-limit"),  # 30 <= 30
         pytest.param(WorkerPhase.READY, 30.25, 30.0, False, id="over-the-limit"),
@@ -519,9 +563,9 @@ def test_choose_stops(workers: tuple[WorkerView, ...], count: int, expected: tup
     ],
 )
 def test_accepts_work_is_the_routing_rule(
-    phase: WorkerPhase, wait_s: float, max_queue_time_s: float, expected: bool
+    phase: WorkerPhase, wait_s: float, max_queue_time: float, expected: bool
 ) -> None:
-    assert accepts_work(phase, wait_s, max_queue_time_s) is expected
+    assert accepts_work(phase, wait_s, max_queue_time) is expected
 
 
 @pytest.mark.parametrize(
@@ -535,9 +579,7 @@ def test_accepts_work_is_the_routing_rule(
     ],
 )
 def test_expire_starting(started_at: float, timed_out: tuple[str, ...]) -> None:
-    snapshot = make_snapshot(
-        params=make_params(ready_timeout_s=600.0), workers=(ready("a"), starting("s", started_at))
-    )
+    snapshot = make_snapshot(ready_timeout_s=600.0, workers=(ready("a"), starting("s", started_at)))
     after, late = expire_starting(snapshot)
     assert late == timed_out
     [s] = [w for w in after.workers if w.worker_id == "s"]
@@ -630,7 +672,7 @@ def test_fit_gpus(wanted: int, free_gpus: int | None, per_worker: int, expected:
         pytest.param({}, backoff(1, NOW), 3, (3, 0), id="backoff-over"),
         # 3 - 1 launching = 2; 1 free GPU at 1 each -> 1 now, 1 held
         pytest.param(
-            {"launching": 1, "free_gpus": 1, "params": make_params(gpus_per_worker=1)},
+            {"launching": 1, "free_gpus": 1, "gpus_per_worker": 1},
             PolicyState(), 3, (1, 1), id="docstring-example",
         ),
     ],
@@ -645,7 +687,7 @@ def test_a_failed_start_holds_its_replacement_then_it_starts() -> None:
     """What the old control-plane test measured with real processes, on a fake clock:
     the replacement of a worker that failed before ready starts 1 s after the failure,
     the next 2 s after the second, and a ready worker clears the wait."""
-    params = make_params(min_load=100.0, inactivity_timeout_s=0.0)
+    params = make_params(min_load=100.0, inactivity_timeout=0.0)
     flow = Flow(make_snapshot(params=params, workers=(errored("w1", before_ready=True),)))
     first = flow.step(0.25)  # the failure is seen at 1000.25: stopped, no start until 1001.25
     assert (first.stop, first.start) == (("w1",), 0)
@@ -665,8 +707,10 @@ def test_a_failed_start_holds_its_replacement_then_it_starts() -> None:
 
 
 def test_a_worker_past_its_ready_timeout_is_replaced_after_a_backoff() -> None:
-    params = make_params(min_load=100.0, ready_timeout_s=60.0)
-    snapshot = make_snapshot(params=params, workers=(starting("s", NOW - 60.25),))
+    params = make_params(min_load=100.0)
+    snapshot = make_snapshot(
+        params=params, ready_timeout_s=60.0, workers=(starting("s", NOW - 60.25),)
+    )
     decision, state = decide(snapshot, PolicyState())
     assert (decision.timed_out, decision.stop, decision.start) == (("s",), ("s",), 0)
     assert "replacing 1 errored (s; s not ready within 60 s)" in decision.reason
@@ -680,7 +724,7 @@ def test_starts_are_cut_to_the_free_gpus_and_the_rest_held() -> None:
         queued_requests=4,
         queued_load=400.0,
         free_gpus=3,
-        params=make_params(gpus_per_worker=2),
+        gpus_per_worker=2,
     )
     decision, _ = decide(snapshot, PolicyState())
     assert (decision.target_active, decision.start, decision.held_for_gpus) == (4, 1, 3)
@@ -834,21 +878,21 @@ BUSY_PAIR = (ready("a", 100.0), ready("b", 80.0))  # load 180
         # idle 100 s: timeout 60 -> 0; timeout 200 -> still 1; disabled -> 1
         pytest.param({}, {"last_activity_at": NOW - 100}, 0, 0, id="inactivity-60"),
         pytest.param(
-            {"inactivity_timeout_s": 200.0}, {"last_activity_at": NOW - 100}, 1, 0, id="inact-200"
+            {"inactivity_timeout": 200.0}, {"last_activity_at": NOW - 100}, 1, 0, id="inact-200"
         ),
         pytest.param(
-            {"inactivity_timeout_s": 0.0}, {"last_activity_at": NOW - 100}, 1, 0, id="inact-off"
+            {"inactivity_timeout": 0.0}, {"last_activity_at": NOW - 100}, 1, 0, id="inact-off"
         ),
         # 100 on a + 150 queued: over 10 s, 25 -> 1 (as now); in full (0 s), 250 -> 3 at once
         pytest.param(
-            {"target_queue_time_s": 10.0},
+            {"target_queue_time": 10.0},
             {"workers": (ready("a", 100.0),), "queued_load": 150.0},
             1,
             0,
             id="target-queue-time-10",
         ),
         pytest.param(
-            {"target_queue_time_s": 0.0},
+            {"target_queue_time": 0.0},
             {"workers": (ready("a", 100.0),), "queued_load": 150.0},
             3,
             0,
@@ -871,10 +915,10 @@ def test_max_queue_time_steers_routing_not_the_count() -> None:
     at 2 s it may not. The work is the same, so is the decision: 250 + 50 = 300 -> 3.
     """
     worker = ready("b", 250.0)
-    loose, tight = make_params(max_queue_time_s=30.0), make_params(max_queue_time_s=2.0)
-    assert is_routable(worker, loose)
-    assert not is_routable(worker, tight)
+    loose, tight = make_params(max_queue_time=30.0), make_params(max_queue_time=2.0)
     snapshot = make_snapshot(workers=(worker,), queued_load=50.0, params=loose)
+    assert is_routable(worker, snapshot)
+    assert not is_routable(worker, replace(snapshot, params=tight))
     assert decide(snapshot, PolicyState()) == decide(replace(snapshot, params=tight), PolicyState())
     assert decide(snapshot, PolicyState())[0].target_active == 3
 
@@ -884,12 +928,12 @@ def test_scale_down_delay_and_default_perf_are_honoured() -> None:
     snapshot = make_snapshot(workers=(ready("a"), ready("b")))
     state = pending_down(NOW - 10, 1)
     assert decide(snapshot, state)[0].target_active == 2
-    snapshot_short = replace(snapshot, params=make_params(scale_down_delay_s=10.0))
+    snapshot_short = replace(snapshot, params=make_params(scale_down_delay=10.0))
     assert decide(snapshot_short, state)[0].target_active == 1
     # 300 queued, nothing benchmarked: perf 100 -> 3; perf 150 -> 2
     from_zero = make_snapshot(workers=(), queued_requests=3, queued_load=300.0)
     assert decide(from_zero, PolicyState())[0].start == 3
-    from_zero_fast = replace(from_zero, params=make_params(default_perf=150.0))
+    from_zero_fast = replace(from_zero, default_perf=150.0)
     assert decide(from_zero_fast, PolicyState())[0].start == 2
 
 
@@ -954,7 +998,7 @@ def test_regression_scale_down_delay_is_wall_clock_not_ticks() -> None:
 
 
 def test_flow_scale_to_zero_after_inactivity_keeps_cold_workers() -> None:
-    params = make_params(cold_workers=2, inactivity_timeout_s=60.0)
+    params = make_params(cold_workers=2, inactivity_timeout=60.0)
     flow = Flow(make_snapshot(params=params, workers=(ready("w1"),), last_activity_at=NOW))
     decision = flow.step(0.5)
     while flow.snapshot.now - NOW < 60.0:
@@ -1026,7 +1070,7 @@ class NullEndpoint:
     Vast's ``/worker_status/`` report (which has no such field) leaves it.
     """
 
-    params: ScalingParams
+    params: ScalingConfig
     report_sessions: bool = True
     now: float = NOW
     state: PolicyState = field(default_factory=PolicyState)
@@ -1045,11 +1089,12 @@ class NullEndpoint:
 
     def _route(self) -> tuple[int, float]:
         """Place waiting sessions; returns (queued in the router, refused workload/s)."""
+        seen = ScalingSnapshot(now=self.now, params=self.params)  # the router's view
         while self.waiting:
-            routable = [w for w in self.workers.values() if is_routable(w, self.params)]
+            routable = [w for w in self.workers.values() if is_routable(w, seen)]
             if not routable:
                 return self.waiting, 0.0
-            best = min(routable, key=lambda w: (queue_time_s(w, self.params), w.worker_id))
+            best = min(routable, key=lambda w: (queue_time_s(w, seen.default_perf), w.worker_id))
             if best.sessions:  # max_sessions = 1: 429
                 return 0, SESSION_COST * self.waiting
             self.workers[best.worker_id] = replace(best, sessions=1, cur_load=SESSION_COST)
@@ -1096,8 +1141,8 @@ def _changes(values: list[int]) -> list[int]:
     return [v for i, v in enumerate(values) if i == 0 or v != values[i - 1]]
 
 
-RECOMMENDED = make_params(max_queue_time_s=0.0, target_queue_time_s=0.0)
-VAST_DEFAULTS = make_params(max_queue_time_s=30.0, target_queue_time_s=10.0)
+RECOMMENDED = make_params(max_queue_time=0.0, target_queue_time=0.0)
+VAST_DEFAULTS = make_params(max_queue_time=30.0, target_queue_time=10.0)
 
 
 @pytest.mark.parametrize(
@@ -1122,7 +1167,7 @@ VAST_DEFAULTS = make_params(max_queue_time_s=30.0, target_queue_time_s=10.0)
     ],
 )
 def test_regression_null_workers_scale_one_per_session(
-    params: ScalingParams, report_sessions: bool
+    params: ScalingConfig, report_sessions: bool
 ) -> None:
     """Regression (Vast's engine): one session = one worker must go 1 -> 2 -> 3 -> ... -> 0.
 
@@ -1134,7 +1179,7 @@ def test_regression_null_workers_scale_one_per_session(
     of inactivity after the last one takes the endpoint to zero.
     """
     endpoint = NullEndpoint(
-        replace(params, target_util=1.0, inactivity_timeout_s=60.0), report_sessions
+        revise(params, target_util=1.0, inactivity_timeout=60.0), report_sessions
     )
     for _ in range(3):
         endpoint.open_session()

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from vespid.control.models import EndpointConfig
-from vespid.control.policy import ScalingSnapshot, WorkerPhase, WorkerView
+from vespid.control.policy import DEFAULT_PERF, ScalingSnapshot, WorkerPhase, WorkerView
 from vespid.control.providers.base import WorkerHandle
 from vespid.protocol.wire import REPORT_INTERVAL_S, WorkerStatusReport
 
@@ -234,7 +234,10 @@ class Fleet:
         books = self.books.get(endpoint.name) or EndpointBooks()
         return ScalingSnapshot(
             now=time.time(),
-            params=endpoint.policy_params(default_perf=books.last_perf),
+            params=endpoint.scaling,
+            default_perf=books.last_perf or DEFAULT_PERF,
+            ready_timeout_s=endpoint.template.ready_timeout,
+            gpus_per_worker=endpoint.template.gpus_per_worker,
             workers=tuple(w.view() for w in self.of(endpoint.name)),
             queued_load=queued_load,
             queued_requests=queued_requests,

@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from vespid.control.policy_types import ScalingParams
+from vespid.control.policy_types import ScalingConfig  # re-exported: it lives beside the policy
 from vespid.errors import ConfigError, NotFound, RequestInvalid
 
 __all__ = [
@@ -26,26 +26,6 @@ __all__ = [
     "load_endpoints_file",
     "parse_endpoint",
 ]
-
-
-class ScalingConfig(BaseModel):
-    """The scaling parameters of PROTOCOL.md section 6, with vespid's defaults."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    min_load: float = Field(0.0, ge=0, description="Workload/s kept provisioned.")
-    target_util: float = Field(0.9, gt=0, le=1, description="Fraction of capacity to aim for.")
-    cold_mult: float = Field(0.0, ge=0, description="Extra capacity kept as cold workers.")
-    cold_workers: int = Field(0, ge=0, description="Minimum cold workers.")
-    max_workers: int = Field(4, ge=0, description="Most workers at once.")
-    inactivity_timeout: float = Field(
-        300.0, description="Seconds without load before scaling to zero (<= 0: never)."
-    )
-    max_queue_time: float = Field(30.0, ge=0, description="Seconds a request may wait on a worker.")
-    target_queue_time: float = Field(10.0, ge=0, description="Queue time to aim for.")
-    scale_down_delay: float = Field(
-        30.0, ge=0, description="Seconds of low demand before scaling down."
-    )
 
 
 class WorkerTemplate(BaseModel):
@@ -78,25 +58,6 @@ class EndpointConfig(BaseModel):
     api_key: str = Field(default_factory=lambda: secrets.token_urlsafe(24), min_length=8)
     scaling: ScalingConfig = Field(default_factory=ScalingConfig)
     template: WorkerTemplate = Field(default_factory=WorkerTemplate)
-
-    def policy_params(self, default_perf: float | None = None) -> ScalingParams:
-        """The policy's parameters: the scaling config's, the template's ready timeout and
-        GPUs, and the throughput assumed for a worker not yet benchmarked (when known)."""
-        s, t = self.scaling, self.template
-        return ScalingParams(
-            min_load=s.min_load,
-            target_util=s.target_util,
-            cold_mult=s.cold_mult,
-            cold_workers=s.cold_workers,
-            max_workers=s.max_workers,
-            inactivity_timeout_s=s.inactivity_timeout,
-            max_queue_time_s=s.max_queue_time,
-            target_queue_time_s=s.target_queue_time,
-            scale_down_delay_s=s.scale_down_delay,
-            ready_timeout_s=t.ready_timeout,
-            gpus_per_worker=t.gpus_per_worker,
-            **({"default_perf": default_perf} if default_perf else {}),
-        )
 
     def public(self) -> dict[str, Any]:
         """The listing shape Vast's console API uses (``/api/v0/endptjobs/``)."""

@@ -8,23 +8,23 @@ workload/s (PROTOCOL.md §6). The stages, each a function of its own:
    the fleet's perf is the mean ``max_perf`` of the benchmarked workers, else
    ``default_perf``.
 2. Routing (PROTOCOL §6): queue time = ``cur_load / perf``; a READY worker whose queue
-   time exceeds ``max_queue_time_s`` is *saturated* and the router sends it nothing.
-   ``max_queue_time_s`` steers routing only: what it holds back shows up here as
+   time exceeds ``max_queue_time`` is *saturated* and the router sends it nothing.
+   ``max_queue_time`` steers routing only: what it holds back shows up here as
    queued load.
 3. Demand, in workload/s::
 
        occupancy = Σ cur_load of live workers holding sessions
        backlog   = Σ cur_load of the other live workers + queued_load
-       horizon   = max(target_queue_time_s, 1 s)
+       horizon   = max(target_queue_time, 1 s)
        demand    = max(arrival_rate, occupancy + backlog / horizon) + rejected_load_rate
 
    Live workers are READY and STARTING ones. A session reserves its cost for as long
    as it is open, so occupancy counts in full (``cur_load`` holds the sessions,
    PROTOCOL §3, and a worker's requests ride in the same figure). Requests drain, so
    the backlog (requests on workers and in the router's queue) asks only for the rate
-   that clears it within ``target_queue_time_s``: a fleet of capacity C serves C × T
+   that clears it within ``target_queue_time``: a fleet of capacity C serves C × T
    within T, and backlog beyond that adds capacity. Under a 1 s horizon it counts in
-   full, Vast's convention (a load of W needs W/s), which ``target_queue_time_s = 0``
+   full, Vast's convention (a load of W needs W/s), which ``target_queue_time = 0``
    selects. The arrival rate is a floor, not a term: in a steady state it and the
    backlog measure the same flow, and a session's creation cost, already in
    occupancy, would be counted twice. Load refused with 429 is demand too: that is
@@ -36,12 +36,12 @@ workload/s (PROTOCOL.md §6). The stages, each a function of its own:
 5. Cold workers = ``max(cold_workers, ceil(active × cold_mult))``, at most
    ``max_workers − active``.
 6. Delay: more workers apply at once; fewer only once ``now − pending_since >=
-   scale_down_delay_s`` (wall clock, never ticks), and then to the most workers
+   scale_down_delay`` (wall clock, never ticks), and then to the most workers
    wanted at any point since ``pending_since``.
 7. Scale from zero runs first: work waiting (a queued request, queued load or refused
    load) and no READY or STARTING worker -> start at least one now, with no delay.
 8. Inactivity: no load, queue, sessions or refusals now, and none for
-   ``inactivity_timeout_s`` (``now − last_activity_at``; ``<= 0`` disables) -> the
+   ``inactivity_timeout`` (``now − last_activity_at``; ``<= 0`` disables) -> the
    min_load floor (usually 0) at once: the timeout was the wait.
 9. Stops: ERRORED workers always (the start count replaces them); for a scale-down,
    STARTING workers first (newest first), then idle READY ones (slowest, then
@@ -101,17 +101,19 @@ from vespid.control.policy_stages import (
     workers_for,
 )
 from vespid.control.policy_types import (
+    DEFAULT_PERF,
     Decision,
     Demand,
     Direction,
     PolicyState,
-    ScalingParams,
+    ScalingConfig,
     ScalingSnapshot,
     WorkerPhase,
     WorkerView,
 )
 
 __all__ = [
+    "DEFAULT_PERF",
     "MAX_START_BACKOFF_S",
     "MIN_QUEUE_HORIZON_S",
     "ROUNDING_SLACK",
@@ -119,7 +121,7 @@ __all__ = [
     "Demand",
     "Direction",
     "PolicyState",
-    "ScalingParams",
+    "ScalingConfig",
     "ScalingSnapshot",
     "WorkerPhase",
     "WorkerView",
@@ -160,7 +162,7 @@ def _num(value: float) -> str:
     return f"{value:.2f}".rstrip("0").rstrip(".")
 
 
-def _explain_demand(demand: Demand, params: ScalingParams, perf: float, desired: int) -> str:
+def _explain_demand(demand: Demand, params: ScalingConfig, perf: float, desired: int) -> str:
     capacity = demand.total / params.target_util
     text = (
         f"demand {_num(demand.total)} = max(arrival {_num(demand.arrival)}, occupancy "
@@ -206,7 +208,7 @@ def _explain_starts(
     if held:
         notes.append(
             f"{held} held for GPUs ({snapshot.free_gpus} free, "
-            f"{snapshot.params.gpus_per_worker} per worker)"
+            f"{snapshot.gpus_per_worker} per worker)"
         )
     return notes
 
@@ -224,7 +226,7 @@ def _act(
     params = snapshot.params
     live = live_workers(snapshot)
     excess = len(live) - target
-    stop = choose_stops(live, excess, params) if excess > 0 else ()
+    stop = choose_stops(live, excess, snapshot.default_perf) if excess > 0 else ()
     active = max(target, len(live) - len(stop))
     errored = tuple(w.worker_id for w in snapshot.workers if w.state is WorkerPhase.ERRORED)
     wanted = max(0, target - len(live))
@@ -233,7 +235,7 @@ def _act(
     if active > target:
         notes.append(f"{active - target} busy kept")
     if errored:
-        late = f"; {', '.join(timed_out)} not ready within {_num(params.ready_timeout_s)} s"
+        late = f"; {', '.join(timed_out)} not ready within {_num(snapshot.ready_timeout_s)} s"
         notes.append(
             f"replacing {len(errored)} errored ({', '.join(errored)}{late if timed_out else ''})"
         )
@@ -270,17 +272,17 @@ def decide(snapshot: ScalingSnapshot, state: PolicyState) -> tuple[Decision, Pol
         last = snapshot.last_activity_at
         idle = "never active" if last is None else f"idle {_num(snapshot.now - last)} s"
         why = (
-            f"inactive ({idle}, timeout {_num(params.inactivity_timeout_s)} s) -> {target} "
+            f"inactive ({idle}, timeout {_num(params.inactivity_timeout)} s) -> {target} "
             f"(min_load {_num(params.min_load)})"
         )
         return _act(snapshot, target, PolicyState(), why, backoff, timed_out)
     desired = bound_active(
         workers_for(demand.total / params.target_util, perf), params, perf, inactive=False
     )
-    target, after = apply_delay(current, desired, state, snapshot.now, params.scale_down_delay_s)
+    target, after = apply_delay(current, desired, state, snapshot.now, params.scale_down_delay)
     why = (
         _explain_demand(demand, params, perf, desired)
         + "; "
-        + _explain_delay(current, target, state, after, snapshot.now, params.scale_down_delay_s)
+        + _explain_delay(current, target, state, after, snapshot.now, params.scale_down_delay)
     )
     return _act(snapshot, target, after, why, backoff, timed_out)

@@ -20,7 +20,7 @@ from vespid.control.policy_types import (
     Demand,
     Direction,
     PolicyState,
-    ScalingParams,
+    ScalingConfig,
     ScalingSnapshot,
     WorkerPhase,
     WorkerView,
@@ -57,8 +57,8 @@ __all__ = [
     "workers_for",
 ]
 
-# The backlog drains over target_queue_time_s, but never over less than a second: with
-# target_queue_time_s = 0 it counts in full, Vast's convention (a load of W needs W/s).
+# The backlog drains over target_queue_time, but never over less than a second: with
+# target_queue_time = 0 it counts in full, Vast's convention (a load of W needs W/s).
 MIN_QUEUE_HORIZON_S: Final = 1.0
 # Float noise forgiven when rounding up to whole workers.
 ROUNDING_SLACK: Final = 1e-9
@@ -70,11 +70,11 @@ MAX_START_BACKOFF_S: Final = 60.0
 _LIVE: Final = frozenset({WorkerPhase.STARTING, WorkerPhase.READY})
 
 
-def worker_perf(worker: WorkerView, params: ScalingParams) -> float:
+def worker_perf(worker: WorkerView, default_perf: float) -> float:
     """``max_perf`` once benchmarked (and positive), else ``default_perf``."""
     if worker.max_perf is not None and worker.max_perf > 0:
         return worker.max_perf
-    return params.default_perf
+    return default_perf
 
 
 def fleet_perf(snapshot: ScalingSnapshot) -> float:
@@ -86,36 +86,37 @@ def fleet_perf(snapshot: ScalingSnapshot) -> float:
     for worker in snapshot.workers:
         if worker.state is not WorkerPhase.ERRORED and worker.max_perf and worker.max_perf > 0:
             known.append(worker.max_perf)
-    return sum(known) / len(known) if known else snapshot.params.default_perf
+    return sum(known) / len(known) if known else snapshot.default_perf
 
 
-def queue_time_s(worker: WorkerView, params: ScalingParams) -> float:
+def queue_time_s(worker: WorkerView, default_perf: float) -> float:
     """The router's wait estimate: cur_load / perf (300 workload at 100/s -> 3 s)."""
-    return worker.cur_load / worker_perf(worker, params)
+    return worker.cur_load / worker_perf(worker, default_perf)
 
 
-def accepts_work(phase: WorkerPhase, wait_s: float, max_queue_time_s: float) -> bool:
+def accepts_work(phase: WorkerPhase, wait_s: float, max_queue_time: float) -> bool:
     """The routing rule, the one place it is written: READY, with a queue time of at most
-    ``max_queue_time_s``. The router applies it to its own wait estimate (which counts
+    ``max_queue_time`` seconds. The router applies it to its own wait estimate (which counts
     load routed since the last report); the policy to a ``WorkerView``.
 
     Example: READY with 3000 workload at 100/s waits 30 s: accepted at 30 s, not at 29 s.
     """
-    return phase is WorkerPhase.READY and wait_s <= max_queue_time_s
+    return phase is WorkerPhase.READY and wait_s <= max_queue_time
 
 
-def is_routable(worker: WorkerView, params: ScalingParams) -> bool:
+def is_routable(worker: WorkerView, snapshot: ScalingSnapshot) -> bool:
     """READY and not saturated: the router may send it work now."""
-    return accepts_work(worker.state, queue_time_s(worker, params), params.max_queue_time_s)
+    wait_s = queue_time_s(worker, snapshot.default_perf)
+    return accepts_work(worker.state, wait_s, snapshot.params.max_queue_time)
 
 
-def is_saturated(worker: WorkerView, params: ScalingParams) -> bool:
-    """A READY worker whose queue time exceeds max_queue_time_s: the router skips it.
+def is_saturated(worker: WorkerView, snapshot: ScalingSnapshot) -> bool:
+    """A READY worker whose queue time exceeds max_queue_time: the router skips it.
 
     Example: 3100 workload at 100/s is 31 s > 30 s; an occupied null worker (100 at
     100/s, 1 s) is saturated at max_queue_time 0 but not at 30 s.
     """
-    return worker.state is WorkerPhase.READY and not is_routable(worker, params)
+    return worker.state is WorkerPhase.READY and not is_routable(worker, snapshot)
 
 
 def is_busy(worker: WorkerView) -> bool:
@@ -142,7 +143,7 @@ def measure_demand(snapshot: ScalingSnapshot) -> Demand:
     return Demand(
         occupancy=occupancy,
         backlog=backlog + snapshot.queued_load,
-        horizon_s=max(snapshot.params.target_queue_time_s, MIN_QUEUE_HORIZON_S),
+        horizon_s=max(snapshot.params.target_queue_time, MIN_QUEUE_HORIZON_S),
         arrival=snapshot.arrival_rate,
         rejected=snapshot.rejected_load_rate,
     )
@@ -158,7 +159,7 @@ def workers_for(capacity: float, perf: float) -> int:
     return max(0, math.ceil(capacity / perf - ROUNDING_SLACK))
 
 
-def min_load_floor(params: ScalingParams, perf: float) -> int:
+def min_load_floor(params: ScalingConfig, perf: float) -> int:
     """Workers kept for min_load: ceil(min_load / target_util / perf).
 
     Example: min_load 100 at target_util 0.9 and perf 100 -> 111.1 -> 2 workers; at 1.0 -> 1.
@@ -166,13 +167,13 @@ def min_load_floor(params: ScalingParams, perf: float) -> int:
     return workers_for(params.min_load / params.target_util, perf)
 
 
-def bound_active(wanted: int, params: ScalingParams, perf: float, *, inactive: bool) -> int:
+def bound_active(wanted: int, params: ScalingConfig, perf: float, *, inactive: bool) -> int:
     """``wanted`` raised to the min_load floor and, while active, to 1; cut to max_workers."""
     floor = max(min_load_floor(params, perf), 0 if inactive else 1)
     return min(max(wanted, floor), params.max_workers)
 
 
-def cold_target(active: int, params: ScalingParams) -> int:
+def cold_target(active: int, params: ScalingConfig) -> int:
     """max(cold_workers, ceil(active × cold_mult)), within max_workers − active.
 
     Example: 4 active, cold_mult 0.5, cold_workers 1, max_workers 5 -> max(1, 2) = 2 -> 1.
@@ -192,11 +193,11 @@ def has_work(snapshot: ScalingSnapshot) -> bool:
 
 
 def is_inactive(snapshot: ScalingSnapshot) -> bool:
-    """No work now and none for inactivity_timeout_s (never, when that is <= 0).
+    """No work now and none for inactivity_timeout seconds (never, when that is <= 0).
 
     An endpoint that has never seen activity (``last_activity_at`` None) is inactive.
     """
-    timeout_s = snapshot.params.inactivity_timeout_s
+    timeout_s = snapshot.params.inactivity_timeout
     if timeout_s <= 0 or has_work(snapshot):
         return False
     last = snapshot.last_activity_at
@@ -247,9 +248,7 @@ def apply_delay(
     return current, PolicyState(direction, since, peak)
 
 
-def choose_stops(
-    workers: Iterable[WorkerView], count: int, params: ScalingParams
-) -> tuple[str, ...]:
+def choose_stops(workers: Iterable[WorkerView], count: int, default_perf: float) -> tuple[str, ...]:
     """Up to ``count`` workers to stop for a scale-down, never a busy one.
 
     STARTING workers go first, newest first (the most start-up left to waste no more
@@ -262,7 +261,7 @@ def choose_stops(
     )
     ready = sorted(
         (w for w in idle if w.state is WorkerPhase.READY),
-        key=lambda w: (worker_perf(w, params), -w.started_at, w.worker_id),
+        key=lambda w: (worker_perf(w, default_perf), -w.started_at, w.worker_id),
     )
     return tuple(w.worker_id for w in [*starting, *ready][: max(0, count)])
 
@@ -277,7 +276,7 @@ def expire_starting(snapshot: ScalingSnapshot) -> tuple[ScalingSnapshot, tuple[s
     Example: ready_timeout 600 s, started at 1000: at 1600 still STARTING, at 1600.25
     ERRORED, so it is stopped and counts toward the start backoff.
     """
-    limit_s = snapshot.params.ready_timeout_s
+    limit_s = snapshot.ready_timeout_s
     late = tuple(
         w.worker_id
         for w in snapshot.workers
@@ -353,5 +352,5 @@ def starts_now(snapshot: ScalingSnapshot, state: PolicyState, wanted: int) -> tu
     wanted = max(0, wanted - snapshot.launching)
     if not wanted or backing_off(state, snapshot.now):
         return 0, 0
-    fits = fit_gpus(wanted, snapshot.free_gpus, snapshot.params.gpus_per_worker)
+    fits = fit_gpus(wanted, snapshot.free_gpus, snapshot.gpus_per_worker)
     return fits, wanted - fits

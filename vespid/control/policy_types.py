@@ -1,8 +1,11 @@
-"""The autoscaling policy's types: its inputs (parameters, a frozen snapshot of one
-endpoint, the state it carries between decisions) and its output (a decision).
+"""The autoscaling policy's types: its inputs (an endpoint's scaling parameters, a frozen
+snapshot of the endpoint, the state it carries between decisions) and its output (a
+decision).
 
-All are frozen dataclasses with no behaviour beyond validating the parameters; the stages
-that read them are in ``policy_stages.py`` and ``decide`` in ``policy.py``.
+``ScalingConfig`` is the pydantic model of the parameters that endpoints carry on the
+wire and in YAML files, and the one statement of their ranges; the rest are frozen
+dataclasses with no behaviour beyond checking the snapshot's assumed throughput. The
+stages that read them are in ``policy_stages.py`` and ``decide`` in ``policy.py``.
 """
 
 from __future__ import annotations
@@ -10,17 +13,35 @@ from __future__ import annotations
 import enum
 import math
 from dataclasses import dataclass
+from typing import Any, Final
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    ValidationError,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
 
 __all__ = [
+    "DEFAULT_PERF",
     "Decision",
     "Demand",
     "Direction",
     "PolicyState",
-    "ScalingParams",
+    "ScalingConfig",
     "ScalingSnapshot",
     "WorkerPhase",
     "WorkerView",
 ]
+
+
+# Workload/s assumed for a worker of an endpoint that has never been benchmarked.
+DEFAULT_PERF: Final = 100.0
 
 
 class WorkerPhase(enum.Enum):
@@ -37,65 +58,119 @@ class Direction(enum.Enum):
     """Which way a change in the number of active workers goes."""
 
     UP = "up"  # applies on the tick it is wanted (a zero delay), so it is never left pending
-    DOWN = "down"  # waits scale_down_delay_s of wall clock
+    DOWN = "down"  # waits scale_down_delay of wall clock
     NONE = "none"
 
 
-def _is_count(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+def _param(default: float, description: str, *, must_be: str, fix: str, **limits: Any) -> Any:
+    """A scaling parameter's field: its default and ``limits`` (pydantic's constraints),
+    and the words a refusal uses: ``must be <must_be> (got <value>); <fix>``."""
+    extra: dict[str, JsonValue] = {"must_be": must_be, "fix": fix}
+    return Field(default, description=description, json_schema_extra=extra, **limits)
 
 
-@dataclass(frozen=True, slots=True)
-class ScalingParams:
-    """An endpoint's scaling parameters (PROTOCOL.md §6) plus vespid's own two."""
+class ScalingConfig(BaseModel):
+    """An endpoint's scaling parameters (PROTOCOL.md §6) under the protocol's names, with
+    vespid's defaults; times are in seconds.
 
-    min_load: float = 0.0  # workload/s kept provisioned even with no demand
-    target_util: float = 0.9  # fraction of capacity to aim for, in (0, 1]
-    cold_mult: float = 0.0  # cold workers kept, as a multiple of the active ones
-    cold_workers: int = 0  # at least this many cold workers
-    max_workers: int = 4  # active plus cold
-    inactivity_timeout_s: float = 300.0  # no activity this long -> scale to zero; <= 0: never
-    max_queue_time_s: float = 30.0  # a READY worker with a longer queue time is saturated
-    target_queue_time_s: float = 10.0  # queued load should be served within this
-    scale_down_delay_s: float = 30.0  # wall-clock seconds of lower demand before scaling down
-    default_perf: float = 100.0  # workload/s assumed for a worker not yet benchmarked
-    ready_timeout_s: float = 600.0  # a STARTING worker older than this has failed (template)
-    gpus_per_worker: int = 0  # GPUs each new worker takes (template)
+    This model is the one statement of their ranges. A bad value is refused naming the
+    field, what it must be and what to use instead, e.g. ``target_util: must be in (0, 1]
+    (got 1.5); it is the fraction of capacity to aim for, e.g. 0.9 (1.0 for null
+    workers)``. Only ``max_queue_time`` may be infinite (a worker is then never
+    saturated); NaN is refused everywhere, and so are booleans for the counts.
+    """
 
-    def __post_init__(self) -> None:
-        finite = math.isfinite
-        checks = (
-            ("min_load", finite(self.min_load) and self.min_load >= 0, "a finite number >= 0",
-             "it is the workload/s kept provisioned; use 0 for none"),
-            ("target_util", finite(self.target_util) and 0 < self.target_util <= 1, "in (0, 1]",
-             "it is the fraction of capacity to aim for, e.g. 0.9 (1.0 for null workers)"),
-            ("cold_mult", finite(self.cold_mult) and self.cold_mult >= 0, "a finite number >= 0",
-             "use 0 to keep no cold workers beyond cold_workers"),
-            ("cold_workers", _is_count(self.cold_workers), "an integer >= 0",
-             "use 0 for no minimum"),
-            ("max_workers", _is_count(self.max_workers), "an integer >= 0",
-             "it counts active and cold workers; 0 keeps the endpoint empty"),
-            ("inactivity_timeout_s", not math.isnan(self.inactivity_timeout_s), "a number",
-             "use 0 to never scale to zero"),
-            # inf is allowed: never saturated. NaN fails the comparison.
-            ("max_queue_time_s", self.max_queue_time_s >= 0, ">= 0",
-             "use 0 to route only to idle workers (null workers)"),
-            ("target_queue_time_s",
-             finite(self.target_queue_time_s) and self.target_queue_time_s >= 0,
-             "a finite number >= 0", "use 0 to count queued load in full"),
-            ("scale_down_delay_s",
-             finite(self.scale_down_delay_s) and self.scale_down_delay_s >= 0,
-             "a finite number >= 0", "use 0 to scale down at once"),
-            ("default_perf", finite(self.default_perf) and self.default_perf > 0,
-             "a finite number > 0", "it is the workload/s assumed before a benchmark, e.g. 100"),
-            ("ready_timeout_s", self.ready_timeout_s > 0, "> 0",
-             "it is the seconds a worker may take to be ready, e.g. 600"),
-            ("gpus_per_worker", _is_count(self.gpus_per_worker), "an integer >= 0",
-             "use 0 for workers without GPUs"),
-        )  # fmt: skip
-        for name, ok, rule, fix in checks:
-            if not ok:
-                raise ValueError(f"{name} must be {rule} (got {getattr(self, name)!r}); {fix}")
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    min_load: float = _param(
+        0.0,
+        "Workload/s kept provisioned even with no demand.",
+        must_be="a finite number >= 0",
+        fix="it is the workload/s kept provisioned; use 0 for none",
+        ge=0,
+        allow_inf_nan=False,
+    )
+    target_util: float = _param(
+        0.9,
+        "Fraction of capacity to aim for.",
+        must_be="in (0, 1]",
+        fix="it is the fraction of capacity to aim for, e.g. 0.9 (1.0 for null workers)",
+        gt=0,
+        le=1,
+        allow_inf_nan=False,
+    )
+    cold_mult: float = _param(
+        0.0,
+        "Cold workers kept, as a multiple of the active ones.",
+        must_be="a finite number >= 0",
+        fix="use 0 to keep no cold workers beyond cold_workers",
+        ge=0,
+        allow_inf_nan=False,
+    )
+    cold_workers: int = _param(
+        0,
+        "At least this many cold workers.",
+        must_be="an integer >= 0",
+        fix="use 0 for no minimum",
+        ge=0,
+    )
+    max_workers: int = _param(
+        4,
+        "Most workers at once, active plus cold.",
+        must_be="an integer >= 0",
+        fix="it counts active and cold workers; 0 keeps the endpoint empty",
+        ge=0,
+    )
+    inactivity_timeout: float = _param(
+        300.0,
+        "Seconds without activity before scaling to zero (<= 0: never).",
+        must_be="a finite number",
+        fix="use 0 to never scale to zero",
+        allow_inf_nan=False,
+    )
+    max_queue_time: float = _param(
+        30.0,
+        "A READY worker with a longer queue time (s) gets no new work (inf: never).",
+        must_be=">= 0",
+        fix="use 0 to route only to idle workers (null workers)",
+        ge=0,
+    )
+    target_queue_time: float = _param(
+        10.0,
+        "Seconds within which queued load should be served.",
+        must_be="a finite number >= 0",
+        fix="use 0 to count queued load in full",
+        ge=0,
+        allow_inf_nan=False,
+    )
+    scale_down_delay: float = _param(
+        30.0,
+        "Wall-clock seconds of lower demand before scaling down.",
+        must_be="a finite number >= 0",
+        fix="use 0 to scale down at once",
+        ge=0,
+        allow_inf_nan=False,
+    )
+
+    @field_validator("*", mode="wrap")
+    @classmethod
+    def _explain_refusal(
+        cls, value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo
+    ) -> Any:
+        """Pydantic's checks, refused in the field's own words (and no bool as a count)."""
+        field = cls.model_fields[str(info.field_name)]
+        if not (isinstance(value, bool) and field.annotation is int):
+            try:
+                return handler(value)
+            except ValidationError:
+                pass
+        words = field.json_schema_extra
+        assert isinstance(words, dict)
+        raise PydanticCustomError(
+            "scaling_parameter",
+            "must be {must_be} (got {got}); {fix}",
+            {"must_be": words["must_be"], "got": repr(value), "fix": words["fix"]},
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +192,12 @@ class ScalingSnapshot:
     """Everything the policy may know about one endpoint at ``now``."""
 
     now: float
-    params: ScalingParams
+    params: ScalingConfig
+    # Workload/s assumed for a worker not yet benchmarked: the endpoint's last measured
+    # throughput once known, else DEFAULT_PERF.
+    default_perf: float = DEFAULT_PERF
+    ready_timeout_s: float = 600.0  # a STARTING worker older than this has failed (template)
+    gpus_per_worker: int = 0  # GPUs each new worker takes (template)
     workers: tuple[WorkerView, ...] = ()
     queued_load: float = 0.0  # workload waiting in the router's queue
     queued_requests: int = 0
@@ -132,6 +212,13 @@ class ScalingSnapshot:
     # when workers are not limited by GPUs.
     free_gpus: int | None = None
     launching: int = 0  # starts asked of the provider that are not in ``workers`` yet
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.default_perf) and self.default_perf > 0):
+            raise ValueError(
+                f"default_perf must be a finite number > 0 (got {self.default_perf!r}); "
+                "it is the workload/s assumed before a benchmark, e.g. 100"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +257,7 @@ class Demand:
 
     occupancy: float  # Σ cur_load of live workers holding sessions: counted in full
     backlog: float  # Σ cur_load of the other live workers + queued_load: it drains
-    horizon_s: float  # max(target_queue_time_s, 1 s): the backlog should drain within it
+    horizon_s: float  # max(target_queue_time, 1 s): the backlog should drain within it
     arrival: float  # workload/s arriving
     rejected: float  # workload/s refused with 429
 
