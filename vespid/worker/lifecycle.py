@@ -28,8 +28,9 @@ import aiohttp
 
 from vespid.errors import BackendError, NotReady
 from vespid.types import BenchmarkFunction
-from vespid.worker.benchmark import BenchmarkCache, benchmark_spec, run_benchmark
+from vespid.worker.benchmark import BenchmarkCache, benchmark_spec, describe_age, run_benchmark
 from vespid.worker.metrics import WorkerMetrics
+from vespid.worker.served_model import served_models
 from vespid.worker.settings import WorkerSettings
 
 __all__ = ["Lifecycle", "WorkerState", "tail_lines"]
@@ -108,12 +109,6 @@ class Lifecycle:
         self.on_change: list[asyncio.Event] = []
         self._benchmark = benchmark
         self._spec = benchmark_spec(settings.benchmark, settings.backend)
-        self._cache = BenchmarkCache(
-            settings.cache_dir,
-            model=settings.model_name,
-            backend_url=settings.benchmark_key or settings.backend_url,
-            spec=self._spec,
-        )
 
     # -- state -------------------------------------------------------------
 
@@ -245,21 +240,55 @@ class Lifecycle:
         if s.max_perf is not None:
             self.max_perf = s.max_perf
         else:
-            self.max_perf = await self._cache.get()
-            if self.max_perf is not None:
-                log.info("benchmark result from cache: %.1f workload/s", self.max_perf)
-        while self.max_perf is None:
-            self.waiting_for = f"the benchmark {self._spec} against {s.backend_url}"
+            cache = await self._open_cache()
+            self.max_perf = await self._from_cache(cache) or await self._benchmark_into(cache)
+        self._metrics.max_perf.set(self.max_perf)
+
+    async def _benchmark_into(self, cache: BenchmarkCache) -> float:
+        """Run the benchmark until it gives a figure (errored meanwhile); cache it."""
+        s = self.settings
+        self.waiting_for = f"the benchmark {self._spec} against {s.backend_url}"
+        while True:
             self._set(WorkerState.BENCHMARKING)
             try:
-                self.max_perf = await run_benchmark(self._benchmark, s.backend_url, self._session)
+                max_perf = await run_benchmark(self._benchmark, s.backend_url, self._session)
             except BackendError as exc:
                 self._set(WorkerState.ERRORED, str(exc))
                 await asyncio.sleep(max(s.health_interval_s, 1.0))
                 continue
-            log.info("Benchmark complete: %.1f workload/s", self.max_perf)
-            await self._cache.put(self.max_perf)
-        self._metrics.max_perf.set(self.max_perf)
+            log.info("Benchmark complete: %.1f workload/s", max_perf)
+            await cache.put(max_perf)
+            return max_perf
+
+    async def _open_cache(self) -> BenchmarkCache:
+        """The cache entry for this benchmark, model and server (asks the server its model)."""
+        s = self.settings
+        served = [] if s.backend == "null" else await served_models(self._session, s.backend_url)
+        return BenchmarkCache(
+            s.cache_dir,
+            benchmark=self._spec,
+            model=s.model_name,
+            served=served,
+            server=s.benchmark_key or s.backend_url,
+        )
+
+    async def _from_cache(self, cache: BenchmarkCache) -> float | None:
+        """The cached figure, said so in the log; None to measure (VESPID_REBENCHMARK)."""
+        if self.settings.rebenchmark:
+            log.info("VESPID_REBENCHMARK: measuring again for %s", cache.describe())
+            return None
+        hit = await cache.get()
+        if hit is None:
+            return None
+        log.info(
+            "benchmark result from cache: %.1f workload/s, measured %s ago for %s (%s); "
+            "to measure again, set VESPID_REBENCHMARK=true or pass --rebenchmark",
+            hit.max_perf,
+            describe_age(hit.age_s),
+            cache.describe(),
+            cache.path,
+        )
+        return hit.max_perf
 
     async def _watch_health(self) -> None:
         while True:

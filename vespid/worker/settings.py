@@ -201,6 +201,11 @@ class WorkerSettings(BaseModel):
         json_schema_extra={"env": "VESPID_BENCHMARK_KEY"},
         description="Stands for BACKEND_URL in the benchmark cache key (for URLs that change).",
     )
+    rebenchmark: bool = Field(
+        False,
+        json_schema_extra={"env": "VESPID_REBENCHMARK"},
+        description="Measure again at start, replacing the cached benchmark result.",
+    )
     cache_dir: Path = Field(
         Path.home() / ".cache" / "vespid",
         json_schema_extra={"env": "VESPID_CACHE_DIR"},
