@@ -4,14 +4,16 @@ Field names are the protocol's own (Vast.ai Serverless), misspellings included
 (``num_requests_recieved``). Two kinds of parsing live here. The hot path (a client's
 request to a worker: ``parse_worker_request``, ``parse_auth_data``) is hand-written
 rather than a model validation because it runs on every proxied request; each failure
-names the field and what was expected. The cold-path bodies (worker reports, the
-``/route/`` call) are pydantic models that both ends use: the sender builds the model it
-sends, the receiver validates with it.
+names the field and what was expected. An UNSECURED worker parses auth_data with
+``parse_unsecured_auth_data`` instead, which lets the fields it does not need be left
+out. The cold-path bodies (worker reports, the ``/route/`` call) are pydantic models
+that both ends use: the sender builds the model it sends, the receiver validates with it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any, Final, NotRequired
 
 import orjson
@@ -29,6 +31,7 @@ __all__ = [
     "REPORT_INTERVAL_S",
     "ROUTE_PATH",
     "SESSION_HEADER",
+    "UNSECURED_AUTH_DEFAULTS",
     "UPDATE_PATH",
     "WORKER_STATUS_PATH",
     "AuthData",
@@ -39,6 +42,7 @@ __all__ = [
     "WorkerStatusReport",
     "dumps",
     "parse_auth_data",
+    "parse_unsecured_auth_data",
     "parse_worker_request",
 ]
 
@@ -71,6 +75,17 @@ AUTH_FIELDS: Final[dict[str, tuple[type, ...]]] = {
     "request_idx": (int,),
     "signature": (str,),
     "url": (str,),
+}
+
+# What an UNSECURED worker takes for an auth_data field left out: nothing is checked
+# there, so only a field that is given must have its type (a secured worker needs all).
+UNSECURED_AUTH_DEFAULTS: Final[dict[str, Any]] = {
+    "cost": 0,
+    "endpoint": "",
+    "reqnum": 0,
+    "request_idx": 0,
+    "signature": "",
+    "url": "",
 }
 
 
@@ -141,8 +156,21 @@ def parse_auth_data(value: Any) -> AuthData:
     )
 
 
-def parse_worker_request(body: bytes) -> WorkerRequest:
-    """Parse a POST body ``{"auth_data", "payload", "session_id"?}``."""
+def parse_unsecured_auth_data(value: Any) -> AuthData:
+    """``parse_auth_data`` for an UNSECURED worker: a field left out takes its
+    ``UNSECURED_AUTH_DEFAULTS`` value; ``raw`` stays the object as sent (a session's
+    ``session_auth`` is compared with it)."""
+    if not isinstance(value, dict) or value.keys() >= UNSECURED_AUTH_DEFAULTS.keys():
+        return parse_auth_data(value)
+    filled = {**UNSECURED_AUTH_DEFAULTS, **value}
+    return replace(parse_auth_data(filled), raw=value)
+
+
+def parse_worker_request(
+    body: bytes, parse_auth: Callable[[Any], AuthData] = parse_auth_data
+) -> WorkerRequest:
+    """Parse a POST body ``{"auth_data", "payload", "session_id"?}``; its auth_data with
+    ``parse_auth`` (``parse_unsecured_auth_data`` on an UNSECURED worker)."""
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -168,7 +196,7 @@ def parse_worker_request(body: bytes) -> WorkerRequest:
             "session_id must be a string or null", fields={"session_id": "expected a string"}
         )
     return WorkerRequest(
-        auth=parse_auth_data(data["auth_data"]), payload=data["payload"], session_id=session_id
+        auth=parse_auth(data["auth_data"]), payload=data["payload"], session_id=session_id
     )
 
 

@@ -226,7 +226,10 @@ class Worker:
         settings = self.settings
         async with Flight(self.pipeline, request.method, request.path, time.monotonic()) as flight:
             parsed = await parse_request(
-                request, max_body_bytes=settings.max_body_bytes, raw=settings.raw_requests
+                request,
+                max_body_bytes=settings.max_body_bytes,
+                raw=settings.raw_requests,
+                parse_auth=self.pipeline.parse_auth,
             )
             session = await flight.accept(parsed.auth, parsed.session_id)
             call = backend_call(request, parsed, handler)
@@ -247,7 +250,7 @@ class Worker:
     async def handle_session_create(self, request: web.Request) -> web.Response:
         async with Flight(self.pipeline, request.method, request.path, time.monotonic()) as flight:
             body = await read_body(request, self.settings.max_body_bytes)
-            parsed = parse_worker_request(body)
+            parsed = parse_worker_request(body, self.pipeline.parse_auth)
             await self.pipeline.check(parsed.auth)
             session = self.sessions.create(parsed.auth, parsed.payload)
             flight.answered(201, "session", parsed.auth)

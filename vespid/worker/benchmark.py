@@ -3,8 +3,8 @@
 A benchmark is ``async def benchmark(backend_url: str, session: aiohttp.ClientSession)
 -> float`` returning workload per second at full load, named by ``BENCHMARK`` as
 ``module:function``. Its result is kept in ``VESPID_CACHE_DIR`` under a key made of
-the model, the backend URL and the benchmark, so a restart skips it and a change of
-any of the three measures again.
+the benchmark, the model named, the models the server reports and the server, so a
+restart skips it and a change of any of them measures again.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ import inspect
 import json
 import logging
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
@@ -24,7 +26,14 @@ import aiohttp
 from vespid.errors import BackendError, ConfigError
 from vespid.types import BenchmarkFunction
 
-__all__ = ["BenchmarkCache", "benchmark_spec", "load_benchmark", "run_benchmark"]
+__all__ = [
+    "BenchmarkCache",
+    "CachedResult",
+    "benchmark_spec",
+    "describe_age",
+    "load_benchmark",
+    "run_benchmark",
+]
 
 log = logging.getLogger("vespid.worker")
 
@@ -60,33 +69,66 @@ def load_benchmark(spec: str) -> BenchmarkFunction:
     return bench
 
 
-class BenchmarkCache:
-    """Benchmark results on disk, one small JSON file per (model, backend, benchmark).
+@dataclass(frozen=True, slots=True)
+class CachedResult:
+    """A benchmark figure read from the cache, and how long ago it was measured."""
 
-    The backend is its URL, or ``VESPID_BENCHMARK_KEY`` where the URL changes on every
-    start although the backend does not (the control plane's local workers).
+    max_perf: float
+    age_s: float
+
+
+class BenchmarkCache:
+    """Benchmark results on disk, one small JSON file per what makes a figure valid: the
+    benchmark, the model named (``MODEL_NAME``), the models the server reports
+    (``vespid.worker.served_model``) and the server.
+
+    The server is its URL, or ``VESPID_BENCHMARK_KEY`` where the URL changes on every
+    start although the server does not (the control plane's local workers).
     """
 
-    def __init__(self, directory: Path, *, model: str | None, backend_url: str, spec: str) -> None:
-        key = json.dumps([model, backend_url, spec]).encode()
-        self.path = directory / f"benchmark-{hashlib.sha256(key).hexdigest()[:16]}.json"
-        self._key = {"model": model, "backend_url": backend_url, "benchmark": spec}
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        benchmark: str,
+        model: str | None,
+        served: Sequence[str],
+        server: str,
+    ) -> None:
+        self._what = f"model {model or ', '.join(served) or '(none named)'} at {server}"
+        self._what += f" with {benchmark}"
+        self.key: dict[str, object] = {
+            "benchmark": benchmark,
+            "model": model,
+            "served_models": list(served),
+            "server": server,
+        }
+        digest = hashlib.sha256(json.dumps(self.key, sort_keys=True).encode()).hexdigest()
+        self.path = directory / f"benchmark-{digest[:16]}.json"
 
-    def _read(self) -> float | None:
+    def describe(self) -> str:
+        """The key in words, for the log."""
+        return self._what
+
+    def _read(self) -> CachedResult | None:
         try:
             data = json.loads(self.path.read_text())
         except (OSError, ValueError):
             return None
-        value = data.get("max_perf") if isinstance(data, dict) else None
-        return float(value) if isinstance(value, int | float) and value > 0 else None
+        if not isinstance(data, dict) or any(data.get(k) != v for k, v in self.key.items()):
+            return None
+        value, at = data.get("max_perf"), data.get("at")
+        if not isinstance(value, int | float) or not value > 0 or not isinstance(at, int | float):
+            return None
+        return CachedResult(float(value), max(0.0, time.time() - at))
 
     def _write(self, max_perf: float) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({**self._key, "max_perf": max_perf, "at": time.time()}))
+        tmp.write_text(json.dumps({**self.key, "max_perf": max_perf, "at": time.time()}))
         tmp.replace(self.path)
 
-    async def get(self) -> float | None:
+    async def get(self) -> CachedResult | None:
         return await asyncio.to_thread(self._read)
 
     async def put(self, max_perf: float) -> None:
@@ -94,6 +136,17 @@ class BenchmarkCache:
             await asyncio.to_thread(self._write, max_perf)
         except OSError as exc:
             log.warning("could not cache the benchmark result in %s: %s", self.path, exc)
+
+
+def describe_age(seconds: float) -> str:
+    """``45 s``, ``12 min``, ``3.0 h`` or ``2.1 days``."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
 
 
 async def run_benchmark(

@@ -96,6 +96,7 @@ class FrontConnection(asyncio.Protocol):
         self._state = state
         self._pipeline = state.target.pipeline
         self._proxy = state.target.proxy
+        self._parse_auth = self._pipeline.parse_auth
         self.task: asyncio.Task[None] | None = None
         self._transport: asyncio.Transport | None = None
         self._parser = httptools.HttpRequestParser(self)
@@ -239,7 +240,7 @@ class FrontConnection(asyncio.Protocol):
         target = request.target.decode("latin-1")
         try:
             async with Flight(self._pipeline, "POST", target, request.started) as flight:
-                parsed = parse_worker_request(request.body)
+                parsed = parse_worker_request(request.body, self._parse_auth)
                 auth = parsed.auth
                 await flight.accept(auth, parsed.session_id)
                 payload = dumps(parsed.payload)

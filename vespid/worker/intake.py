@@ -12,6 +12,7 @@ with no auth_data at all.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Final, NamedTuple
 
 import aiohttp
@@ -21,9 +22,9 @@ from aiohttp import web
 from vespid.errors import BodyTooLarge, PayloadInvalid, RequestInvalid
 from vespid.handlers.base import Handler
 from vespid.protocol.wire import (
-    AUTH_FIELDS,
     AUTH_HEADER,
     SESSION_HEADER,
+    UNSECURED_AUTH_DEFAULTS,
     AuthData,
     dumps,
     parse_auth_data,
@@ -62,9 +63,7 @@ class Call(NamedTuple):
 
 def _anonymous(path: str) -> AuthData:
     """auth_data for a raw request on an unsecured worker: no signature, cost 0."""
-    raw: dict[str, Any] = {name: "" for name in AUTH_FIELDS}
-    raw.update(cost=0, endpoint=path, reqnum=0, request_idx=0)
-    return AuthData(raw=raw, cost=0.0, endpoint=path, reqnum=0, request_idx=0, signature="", url="")
+    return parse_auth_data({**UNSECURED_AUTH_DEFAULTS, "endpoint": path})
 
 
 def _decode(body: bytes) -> object:
@@ -89,16 +88,22 @@ async def read_body(request: web.Request, max_body_bytes: int) -> bytes:
         ) from None
 
 
-async def parse_request(request: web.Request, *, max_body_bytes: int, raw: bool) -> Parsed:
-    """Read and check one request: auth_data, the bytes for the backend, headers, and
-    the session it rides, if any (``raw``: VESPID_RAW_REQUESTS)."""
+async def parse_request(
+    request: web.Request,
+    *,
+    max_body_bytes: int,
+    raw: bool,
+    parse_auth: Callable[[Any], AuthData] = parse_auth_data,
+) -> Parsed:
+    """Read and check one request: auth_data (read with ``parse_auth``), the bytes for
+    the backend, headers, and the session it rides, if any (``raw``: VESPID_RAW_REQUESTS)."""
     body = await read_body(request, max_body_bytes)
     if request.method == "POST" and AUTH_HEADER not in request.headers:
         if raw:
             value = _decode(body)
             if not (isinstance(value, dict) and "auth_data" in value and "payload" in value):
                 return Parsed(_anonymous(request.path), body, _passed_headers(request), None, value)
-        parsed = parse_worker_request(body)
+        parsed = parse_worker_request(body, parse_auth)
         return Parsed(
             parsed.auth, dumps(parsed.payload), JSON_HEADERS, parsed.session_id, parsed.payload
         )
@@ -115,7 +120,7 @@ async def parse_request(request: web.Request, *, max_body_bytes: int, raw: bool)
             f"{AUTH_HEADER} header is not valid JSON", fields={AUTH_HEADER: "invalid JSON"}
         ) from None
     session_id = request.headers.get(SESSION_HEADER)
-    return Parsed(parse_auth_data(auth_value), body, _passed_headers(request), session_id)
+    return Parsed(parse_auth(auth_value), body, _passed_headers(request), session_id)
 
 
 def backend_call(request: web.Request, parsed: Parsed, handler: Handler[Any] | None) -> Call:

@@ -6,6 +6,11 @@ older mode, tails ``MODEL_LOG`` for a "loaded" string; with neither, any HTTP an
 from the backend's root means up. In every mode the benchmark starts only once the
 backend answers HTTP. Once ready, health is polled every ``VESPID_HEALTH_INTERVAL_S``:
 a failure marks the worker errored, and a later success makes it ready again.
+
+While it waits, the worker says what for (the URL it polls and what it last got, or
+the model log's text it waits for, or the benchmark it runs) with how long so far: in
+the log, first after ``WAIT_LOG_FIRST_S`` and then every ``WAIT_LOG_EVERY_S``, and in
+the 503 a request gets meanwhile.
 """
 
 from __future__ import annotations
@@ -17,18 +22,23 @@ import os
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Final
 
 import aiohttp
 
 from vespid.errors import BackendError, NotReady
 from vespid.types import BenchmarkFunction
-from vespid.worker.benchmark import BenchmarkCache, benchmark_spec, run_benchmark
+from vespid.worker.benchmark import BenchmarkCache, benchmark_spec, describe_age, run_benchmark
 from vespid.worker.metrics import WorkerMetrics
+from vespid.worker.served_model import served_models
 from vespid.worker.settings import WorkerSettings
 
 __all__ = ["Lifecycle", "WorkerState", "tail_lines"]
 
 log = logging.getLogger("vespid.worker")
+
+WAIT_LOG_FIRST_S: Final = 5.0  # the first "still waiting" line comes after this long
+WAIT_LOG_EVERY_S: Final = 30.0  # and the next ones this far apart
 
 
 class WorkerState(enum.Enum):
@@ -93,16 +103,12 @@ class Lifecycle:
         self.max_perf: float | None = None
         self.loadtime_s: float | None = None
         self.started_at = time.monotonic()
+        self.waiting_for = f"the backend at {settings.backend_url}"  # kept true by run()
         self._ready = asyncio.Event()
         self._log_loaded = asyncio.Event()
         self.on_change: list[asyncio.Event] = []
         self._benchmark = benchmark
-        self._cache = BenchmarkCache(
-            settings.cache_dir,
-            model=settings.model_name,
-            backend_url=settings.benchmark_key or settings.backend_url,
-            spec=benchmark_spec(settings.benchmark, settings.backend),
-        )
+        self._spec = benchmark_spec(settings.benchmark, settings.backend)
 
     # -- state -------------------------------------------------------------
 
@@ -135,9 +141,14 @@ class Lifecycle:
                 await self._ready.wait()
         except TimeoutError:
             raise NotReady(
-                f"worker is still {self.state.value}; retry in a few seconds",
+                f"worker is still {self.state.value}: {self.describe_wait()}; "
+                "retry in a few seconds",
                 state=self.state.value,
             ) from None
+
+    def describe_wait(self) -> str:
+        """What the worker waits for, and how long so far: "waiting for <what> (12 s so far)"."""
+        return f"waiting for {self.waiting_for} ({time.monotonic() - self.started_at:.0f} s so far)"
 
     # -- probes ------------------------------------------------------------
 
@@ -150,7 +161,13 @@ class Lifecycle:
                 if need_200 and resp.status != 200:
                     return f"{url} answered {resp.status}"
                 return None
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except aiohttp.ClientConnectorError as exc:
+            if isinstance(exc.os_error, ConnectionRefusedError):
+                return f"{url}: connection refused"
+            return f"{url} unreachable: {exc}"
+        except TimeoutError:
+            return f"{url}: no answer within {timeout.total:g} s"
+        except aiohttp.ClientError as exc:
             return f"{url} unreachable: {str(exc) or type(exc).__name__}"
 
     async def _health(self) -> str | None:
@@ -182,45 +199,96 @@ class Lifecycle:
         watcher = None
         if self.settings.model_log is not None:
             watcher = asyncio.create_task(self._watch_log(self.settings.model_log))
+        narrator = asyncio.create_task(self._narrate_wait())
         try:
             await self._wait_up()
             await self._measure()
+            narrator.cancel()
             self.loadtime_s = time.monotonic() - self.started_at
             self._set(WorkerState.READY)
             log.info("ready in %.2f s, max_perf %.1f workload/s", self.loadtime_s, self.max_perf)
             await self._watch_health()
         finally:
+            narrator.cancel()
             if watcher is not None:
                 watcher.cancel()
 
+    async def _narrate_wait(self) -> None:
+        """Until cancelled (once ready): one line on what the worker waits for, first
+        after WAIT_LOG_FIRST_S, then every WAIT_LOG_EVERY_S."""
+        await asyncio.sleep(WAIT_LOG_FIRST_S)
+        while True:
+            log.info("worker still %s: %s", self.state.value, self.describe_wait())
+            await asyncio.sleep(WAIT_LOG_EVERY_S)
+
     async def _wait_up(self) -> None:
-        poll_s = self.settings.ready_poll_s
-        if self.settings.model_log is not None:
+        s = self.settings
+        if s.model_log is not None:
+            loaded = " or ".join(repr(text) for text in s.log_loaded)
+            self.waiting_for = f"MODEL_LOG {s.model_log} to say {loaded}"
             await self._log_loaded.wait()
         while True:
-            if self.state is not WorkerState.ERRORED and await self._health() is None:
-                return
-            await asyncio.sleep(poll_s)
+            if self.state is not WorkerState.ERRORED:
+                problem = await self._health()
+                if problem is None:
+                    return
+                self.waiting_for = problem
+            await asyncio.sleep(s.ready_poll_s)
 
     async def _measure(self) -> None:
         s = self.settings
         if s.max_perf is not None:
             self.max_perf = s.max_perf
         else:
-            self.max_perf = await self._cache.get()
-            if self.max_perf is not None:
-                log.info("benchmark result from cache: %.1f workload/s", self.max_perf)
-        while self.max_perf is None:
+            cache = await self._open_cache()
+            self.max_perf = await self._from_cache(cache) or await self._benchmark_into(cache)
+        self._metrics.max_perf.set(self.max_perf)
+
+    async def _benchmark_into(self, cache: BenchmarkCache) -> float:
+        """Run the benchmark until it gives a figure (errored meanwhile); cache it."""
+        s = self.settings
+        self.waiting_for = f"the benchmark {self._spec} against {s.backend_url}"
+        while True:
             self._set(WorkerState.BENCHMARKING)
             try:
-                self.max_perf = await run_benchmark(self._benchmark, s.backend_url, self._session)
+                max_perf = await run_benchmark(self._benchmark, s.backend_url, self._session)
             except BackendError as exc:
                 self._set(WorkerState.ERRORED, str(exc))
                 await asyncio.sleep(max(s.health_interval_s, 1.0))
                 continue
-            log.info("Benchmark complete: %.1f workload/s", self.max_perf)
-            await self._cache.put(self.max_perf)
-        self._metrics.max_perf.set(self.max_perf)
+            log.info("Benchmark complete: %.1f workload/s", max_perf)
+            await cache.put(max_perf)
+            return max_perf
+
+    async def _open_cache(self) -> BenchmarkCache:
+        """The cache entry for this benchmark, model and server (asks the server its model)."""
+        s = self.settings
+        served = [] if s.backend == "null" else await served_models(self._session, s.backend_url)
+        return BenchmarkCache(
+            s.cache_dir,
+            benchmark=self._spec,
+            model=s.model_name,
+            served=served,
+            server=s.benchmark_key or s.backend_url,
+        )
+
+    async def _from_cache(self, cache: BenchmarkCache) -> float | None:
+        """The cached figure, said so in the log; None to measure (VESPID_REBENCHMARK)."""
+        if self.settings.rebenchmark:
+            log.info("VESPID_REBENCHMARK: measuring again for %s", cache.describe())
+            return None
+        hit = await cache.get()
+        if hit is None:
+            return None
+        log.info(
+            "benchmark result from cache: %.1f workload/s, measured %s ago for %s (%s); "
+            "to measure again, set VESPID_REBENCHMARK=true or pass --rebenchmark",
+            hit.max_perf,
+            describe_age(hit.age_s),
+            cache.describe(),
+            cache.path,
+        )
+        return hit.max_perf
 
     async def _watch_health(self) -> None:
         while True:

@@ -27,11 +27,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from types import TracebackType
-from typing import Final
+from typing import Any, Final
 
 from vespid.errors import HTTPFacingError, NotFound
-from vespid.protocol.wire import AuthData
+from vespid.protocol.wire import AuthData, parse_auth_data, parse_unsecured_auth_data
 from vespid.worker.admission import Admission
 from vespid.worker.books import Books, Outcome, Ticket
 from vespid.worker.lifecycle import Lifecycle, WorkerState
@@ -101,6 +102,10 @@ class Pipeline:
         self._key_may_come = bool(settings.report_addr)
         self._ready_wait_s = settings.ready_wait_s
         self.null = settings.backend == "null"
+        # How a request's auth_data is read: all fields required, unless UNSECURED.
+        self.parse_auth: Callable[[Any], AuthData] = (
+            parse_unsecured_auth_data if settings.unsecured else parse_auth_data
+        )
 
     async def check(self, auth: AuthData, *, presented_by_session: bool = False) -> None:
         """Verify the signature (unless the auth_data is its session's own), then wait

@@ -201,6 +201,11 @@ class WorkerSettings(BaseModel):
         json_schema_extra={"env": "VESPID_BENCHMARK_KEY"},
         description="Stands for BACKEND_URL in the benchmark cache key (for URLs that change).",
     )
+    rebenchmark: bool = Field(
+        False,
+        json_schema_extra={"env": "VESPID_REBENCHMARK"},
+        description="Measure again at start, replacing the cached benchmark result.",
+    )
     cache_dir: Path = Field(
         Path.home() / ".cache" / "vespid",
         json_schema_extra={"env": "VESPID_CACHE_DIR"},
@@ -431,10 +436,19 @@ def env_name(field: str) -> str:
 
 
 def load_worker_settings(
-    environ: Mapping[str, str], overrides: Mapping[str, Any] | None = None
+    environ: Mapping[str, str],
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    names: Mapping[str, str] | None = None,
 ) -> WorkerSettings:
-    """Settings from an environment and flag overrides (which win); ConfigError on a mistake."""
+    """Settings from an environment and flag overrides (which win); ConfigError on a mistake.
+
+    ``names`` names a field in errors where the environment variable is not what the
+    user typed (the CLI passes the flags given)."""
     port = (overrides or {}).get("worker_port") or environ.get("WORKER_PORT", "3000")
     return load_settings(
-        WorkerSettings, environ, overrides, names={"public_port": f"VAST_TCP_PORT_{port}"}
+        WorkerSettings,
+        environ,
+        overrides,
+        names={"public_port": f"VAST_TCP_PORT_{port}", **(names or {})},
     )
