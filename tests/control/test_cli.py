@@ -60,6 +60,16 @@ async def test_control_config_error_is_one_line() -> None:
     ]
 
 
+async def test_control_config_error_names_the_flag_typed() -> None:
+    code, out, err = await cli("control", "--port", "http")
+    assert code == 2
+    assert out == ""
+    assert err.splitlines() == [
+        "vespid control: --port: Input should be a valid integer, unable to parse "
+        "string as an integer (got 'http')"
+    ]
+
+
 async def test_unreachable_ray_cluster_is_one_line(tmp_path: Path) -> None:
     """A Ray address where nothing listens stops start-up at once with one line, rather
     than leaving ray.init to wait for minutes."""

@@ -12,7 +12,7 @@ import aiohttp
 import click
 
 from vespid.cli.admin import ADMIN_KEY_ENV, admin_request, find_admin_key, key_file
-from vespid.cli.options import setting_options, with_options
+from vespid.cli.options import flag_names, setting_options, with_options
 from vespid.control.settings import ControlSettings
 from vespid.logs import setup_logging
 from vespid.runtime import exit_on_config_error, serve_until_signalled
@@ -26,7 +26,7 @@ __all__ = ["control", "endpoint"]
 def control(**flags: Any) -> None:
     """Run the router and autoscaler (see docs/control.md)."""
     with exit_on_config_error("vespid control"):
-        settings = load_settings(ControlSettings, os.environ, flags)
+        settings = load_settings(ControlSettings, os.environ, flags, names=flag_names(flags))
     setup_logging(settings.log_level)
     from vespid.control.serve import serve_control
 
