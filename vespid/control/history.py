@@ -1,18 +1,26 @@
 """A rolling history of every endpoint, one sample a second, for the status page's charts.
 
-Each ``interval_s`` the control plane takes one sample per endpoint: the requests that
-reached the router since the last sample (per second), how many it routed and refused,
-how long the routed ones had waited in its queue, the queue now, the workers by state,
-their load, and the workers started and stopped. Samples live in a ring buffer of
-``window_s / interval_s`` entries per endpoint (10 minutes by default), so memory is
-bounded whatever the traffic. ``GET /api/v0/history`` serves them; with ``?since=T``
-only the samples taken after T, so a page polling every second fetches one at a time.
+A request can wait in two queues: the router's (no worker could take it yet) and then a
+worker's (the worker holds more than it runs at once). Each ``interval_s`` the control plane
+takes one sample per endpoint: the requests that reached the router since the last sample
+(per second), how many it routed and refused, how long the routed ones had waited in its
+queue, the requests the workers reported finished (``/delete_requests/``, once a second)
+and how long those had waited in the workers' queues (``work_started_at -
+entered_queue_at``), the router's queue now, the workers by state, their load, and the
+workers started and stopped. Samples live in a ring buffer of ``window_s / interval_s``
+entries per endpoint (10 minutes by default), so memory is bounded whatever the traffic.
+``GET /api/v0/history`` serves them; with ``?since=T`` only the samples taken after T, so a
+page polling every second fetches one at a time. ``recent_waits`` sums up the last seconds
+of both queues for ``GET /api/v0/status``.
 
 Worked example: in one second 3 requests arrive; 2 are routed at once (waited 0 s) and
 the third queues; a request that had queued for 2.5 s is routed too. The sample says
 ``requests_per_s = 3``, ``routed_per_s = 3``, ``queued = 1``, ``wait_mean_s = (2.5 + 0 +
 0) / 3 = 0.83`` and ``wait_max_s = 2.5``: the longest wait of the requests routed and of
-those still waiting (the third, queued for less than a second so far).
+those still waiting (the third, queued for less than a second so far). In the same second
+a worker reports two requests finished that had entered its queue 17 s and 5 s before
+their work started: ``finished_per_s = 2``, ``worker_wait_mean_s = 11`` and
+``worker_wait_max_s = 17``. The router's 0.83 s is not the whole wait: the workers' is.
 """
 
 from __future__ import annotations
@@ -27,11 +35,13 @@ from typing import Any, Final
 from vespid.control.fleet import Fleet
 from vespid.control.policy import WorkerPhase
 from vespid.control.router import Router
+from vespid.protocol.wire import FinishedRequest
 
-__all__ = ["INTERVAL_S", "WINDOW_S", "History", "Sample"]
+__all__ = ["INTERVAL_S", "RECENT_S", "WINDOW_S", "History", "Sample", "WorkerWaits"]
 
 INTERVAL_S: Final = 1.0
 WINDOW_S: Final = 600.0
+RECENT_S: Final = 10.0  # the window of ``recent_waits`` (and of the page's "now" tiles)
 # Always in a sample, even at 0, so a chart's series never starts midway.
 CHARTED_PHASES: Final = (WorkerPhase.STARTING, WorkerPhase.READY, WorkerPhase.ERRORED)
 
@@ -45,8 +55,11 @@ class Sample:
     routed_per_s: float
     rejected_per_s: float
     queued: int  # requests waiting in the router's queue now
-    wait_mean_s: float | None  # mean queue wait of the requests routed; None if none
+    wait_mean_s: float | None  # mean router-queue wait of the requests routed; None if none
     wait_max_s: float | None  # longest of those and of the requests still waiting
+    finished_per_s: float  # requests the workers reported finished (any outcome)
+    worker_wait_mean_s: float | None  # their mean wait in the workers' queues; None if none
+    worker_wait_max_s: float | None  # the longest of those waits
     workers: dict[str, int]  # by state: starting, ready, errored (others when present)
     load: float  # workload in the workers now, plus what was routed since their report
     in_flight: int  # requests (and sessions) the workers hold
@@ -55,6 +68,32 @@ class Sample:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(slots=True)
+class WorkerWaits:
+    """The requests one endpoint's workers reported finished since the last sample, and
+    how long they had waited in the workers' queues."""
+
+    finished: int = 0
+    timed: int = 0  # those that carried both times (a worker that is not vespid's may not)
+    wait_total_s: float = 0.0
+    wait_max_s: float = 0.0
+
+    def add(self, request: FinishedRequest) -> None:
+        self.finished += 1
+        entered, started = request.get("entered_queue_at"), request.get("work_started_at")
+        if entered is not None and started is not None:
+            waited_s = max(0.0, started - entered)
+            self.timed += 1
+            self.wait_total_s += waited_s
+            self.wait_max_s = max(self.wait_max_s, waited_s)
+
+    def mean_s(self) -> float | None:
+        return round(self.wait_total_s / self.timed, 4) if self.timed else None
+
+    def max_s(self) -> float | None:
+        return round(self.wait_max_s, 4) if self.timed else None
 
 
 class History:
@@ -77,11 +116,18 @@ class History:
         self.size = max(1, round(window_s / interval_s))
         self.series: dict[str, deque[Sample]] = {}
         self._actions: dict[str, Counter[str]] = {}
+        self._worker_waits: dict[str, WorkerWaits] = {}
         self._last_at: float | None = None
 
     def note_action(self, endpoint: str, action: str) -> None:
         """A worker was started or stopped (counted in the next sample)."""
         self._actions.setdefault(endpoint, Counter())[action] += 1
+
+    def note_finished(self, endpoint: str, requests: Iterable[FinishedRequest]) -> None:
+        """Requests a worker of ``endpoint`` reported finished (counted in the next sample)."""
+        waits = self._worker_waits.setdefault(endpoint, WorkerWaits())
+        for request in requests:
+            waits.add(request)
 
     def sample(self, now: float | None = None, mono: float | None = None) -> None:
         """Take one sample of every endpoint; forget endpoints that are gone."""
@@ -96,6 +142,7 @@ class History:
         for name in [n for n in self.series if n not in self.endpoints]:
             del self.series[name]
             self._actions.pop(name, None)
+            self._worker_waits.pop(name, None)
 
     def _take(self, name: str, now: float, mono: float, dt: float) -> Sample:
         tally = self.router.take_tally(name)
@@ -108,6 +155,7 @@ class History:
         for w in workers:
             by_state[w.phase.value] = by_state.get(w.phase.value, 0) + 1
         actions = self._actions.pop(name, Counter())
+        done = self._worker_waits.pop(name, None) or WorkerWaits()
         return Sample(
             t=round(now, 3),
             requests_per_s=round(tally.arrived / dt, 3),
@@ -116,6 +164,9 @@ class History:
             queued=queued,
             wait_mean_s=round(tally.wait_total_s / tally.routed, 4) if tally.routed else None,
             wait_max_s=round(max(waits), 4) if waits else None,
+            finished_per_s=round(done.finished / dt, 3),
+            worker_wait_mean_s=done.mean_s(),
+            worker_wait_max_s=done.max_s(),
             workers=by_state,
             load=round(sum(w.cur_load + w.routed_load for w in workers), 3),
             in_flight=sum(w.in_flight for w in workers),
@@ -137,6 +188,17 @@ class History:
             },
         }
 
+    def recent_waits(self, name: str, window_s: float = RECENT_S) -> dict[str, Any]:
+        """Both queues' waits over the samples of the last ``window_s`` seconds: each
+        mean weighted by the requests behind it, each max the longest; None where no
+        request was routed (router) or finished (workers) in that time."""
+        series = self.series.get(name) or ()
+        last = series[-1].t if series else 0.0
+        recent = [s for s in series if s.t > last - window_s]
+        router = [(s.routed_per_s, s.wait_mean_s, s.wait_max_s) for s in recent]
+        workers = [(s.finished_per_s, s.worker_wait_mean_s, s.worker_wait_max_s) for s in recent]
+        return {"window_s": window_s, "router": _summary(router), "workers": _summary(workers)}
+
     async def run(self) -> None:
         """Sample every ``interval_s`` on the loop's clock (no drift), until cancelled."""
         loop = asyncio.get_running_loop()
@@ -147,3 +209,14 @@ class History:
             if loop.time() - next_at > self.interval_s:  # the loop was stalled: skip ahead
                 next_at = loop.time()
             self.sample()
+
+
+def _summary(samples: list[tuple[float, float | None, float | None]]) -> dict[str, float | None]:
+    """``{"mean_s", "max_s"}`` of (rate, mean, max) samples: the means weighted by rate."""
+    weight = sum(rate for rate, mean, _ in samples if mean is not None)
+    total = sum(rate * mean for rate, mean, _ in samples if mean is not None)
+    maxes = [peak for _, _, peak in samples if peak is not None]
+    return {
+        "mean_s": round(total / weight, 4) if weight else None,
+        "max_s": max(maxes) if maxes else None,
+    }
