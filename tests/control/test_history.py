@@ -63,17 +63,19 @@ def test_the_docstring_example(signer: Signer) -> None:
     assert history.router.take_tally("e").arrived == 0  # the sample took the tally
 
 
-def finished(waited_s: float, entered_at: float = 1000.0) -> FinishedRequest:
-    """A request a worker reports finished after ``waited_s`` in its queue."""
-    started_at = entered_at + waited_s
-    return {"request_idx": 1, "success": True, "status": 200, "entered_queue_at": entered_at,
-            "work_started_at": started_at, "work_completed_at": started_at + 1}  # fmt: skip
+def finished(waited_s: float, worked_s: float = 1.0, at: float = 1000.0) -> FinishedRequest:
+    """A request a worker reports finished after ``waited_s`` in its queue and
+    ``worked_s`` past it (at the model server)."""
+    started = at + waited_s
+    return {"request_idx": 1, "success": True, "status": 200, "entered_queue_at": at,
+            "work_started_at": started, "work_completed_at": started + worked_s}  # fmt: skip
 
 
-def test_waits_in_the_workers_queues_are_sampled_beside_the_routers(signer: Signer) -> None:
+def test_waits_in_the_workers_are_sampled_beside_the_routers(signer: Signer) -> None:
     """Regression: a load test on the demo took 17 s a request while the page's queue wait
-    said 0 s, since the wait was in the worker's queue, not the router's. Two requests
-    reported finished after 17 s and 5 s in a worker's queue: mean 11 s, max 17 s."""
+    said 0 s, since the wait was in the worker, not in the router's queue. Two requests
+    reported finished after 17 s and 5 s in a worker's queue and 1 s of work: queue wait
+    mean 11 s, max 17 s; time in the worker mean 12 s, max 18 s."""
     endpoint = EndpointConfig(name="e")
     fleet = Fleet()
     router = Router(fleet, signer, max_queued=10)
@@ -86,11 +88,24 @@ def test_waits_in_the_workers_queues_are_sampled_beside_the_routers(signer: Sign
     s = history.series["e"][-1]
     assert (s.wait_mean_s, s.wait_max_s) == (0, 0)
     assert s.finished_per_s == 3
-    assert s.worker_wait_mean_s == 11  # (17 + 5) / 2: the third said nothing of its wait
-    assert s.worker_wait_max_s == 17
+    assert (s.worker_wait_mean_s, s.worker_wait_max_s) == (11, 17)  # (17 + 5) / 2; the
+    assert (s.worker_time_mean_s, s.worker_time_max_s) == (12, 18)  # third said nothing
     history.sample(now=1001.0, mono=1.0)  # nothing finished since: nothing to say
     s = history.series["e"][-1]
-    assert (s.finished_per_s, s.worker_wait_mean_s, s.worker_wait_max_s) == (0, None, None)
+    assert s.finished_per_s == 0
+    assert (s.worker_wait_mean_s, s.worker_wait_max_s, s.worker_time_max_s) == (None,) * 3
+
+
+def test_a_wait_at_the_model_server_shows_as_time_in_the_worker(signer: Signer) -> None:
+    """Regression: the demo's worker passes every request on to llama.cpp, which queues
+    what its 2 slots cannot take; requests took 80 s with 0 s in both queues. The time
+    in the worker (entered to completed) says 80 s."""
+    fleet = Fleet()
+    history = History({"e": EndpointConfig(name="e")}, fleet, Router(fleet, signer, max_queued=1))
+    history.note_finished("e", [finished(waited_s=0.0, worked_s=80.0)])
+    history.sample(now=1000.0, mono=0.0)
+    s = history.series["e"][-1]
+    assert (s.worker_wait_max_s, s.worker_time_max_s) == (0, 80)
 
 
 def test_recent_waits_weigh_each_sample_by_its_requests(signer: Signer) -> None:
@@ -103,11 +118,13 @@ def test_recent_waits_weigh_each_sample_by_its_requests(signer: Signer) -> None:
     history.sample(now=1002.0, mono=2.0)  # nothing finished
     assert history.recent_waits("e") == {
         "window_s": 10.0,
-        "router": {"mean_s": None, "max_s": None},
-        "workers": {"mean_s": 5.0, "max_s": 9.0},  # (9 + 3 + 3) / 3 and the longest
+        "router_queue": {"mean_s": None, "max_s": None},
+        "worker_queue": {"mean_s": 5.0, "max_s": 9.0},  # (9 + 3 + 3) / 3 and the longest
+        "in_worker": {"mean_s": 6.0, "max_s": 10.0},  # each 1 s more
     }
-    assert history.recent_waits("e", window_s=1.5)["workers"] == {"mean_s": 3.0, "max_s": 3.0}
-    assert history.recent_waits("gone")["workers"] == {"mean_s": None, "max_s": None}
+    recent = history.recent_waits("e", window_s=1.5)
+    assert recent["worker_queue"] == {"mean_s": 3.0, "max_s": 3.0}
+    assert history.recent_waits("gone")["in_worker"] == {"mean_s": None, "max_s": None}
 
 
 def test_rates_are_per_second_of_the_real_interval(signer: Signer) -> None:
@@ -213,7 +230,12 @@ async def test_workers_queue_waits_reach_the_history_and_the_status(
     async with http.get(control.url + "/api/v0/history?endpoint=q") as resp:
         [sample] = [s for s in (await resp.json())["endpoints"]["q"] if s["finished_per_s"]]
     assert (sample["worker_wait_mean_s"], sample["worker_wait_max_s"]) == (11, 17)
+    assert (sample["worker_time_mean_s"], sample["worker_time_max_s"]) == (12, 18)
     async with http.get(control.url + "/api/v0/status") as resp:
         [endpoint] = (await resp.json())["endpoints"]
-    assert endpoint["queue_wait"]["workers"] == {"mean_s": 11, "max_s": 17}
-    assert endpoint["queue_wait"]["router"] == {"mean_s": None, "max_s": None}
+    assert endpoint["waits"] == {
+        "window_s": 10.0,
+        "router_queue": {"mean_s": None, "max_s": None},
+        "worker_queue": {"mean_s": 11, "max_s": 17},
+        "in_worker": {"mean_s": 12, "max_s": 18},
+    }

@@ -1,17 +1,23 @@
 """A rolling history of every endpoint, one sample a second, for the status page's charts.
 
-A request can wait in two queues: the router's (no worker could take it yet) and then a
-worker's (the worker holds more than it runs at once). Each ``interval_s`` the control plane
-takes one sample per endpoint: the requests that reached the router since the last sample
-(per second), how many it routed and refused, how long the routed ones had waited in its
-queue, the requests the workers reported finished (``/delete_requests/``, once a second)
-and how long those had waited in the workers' queues (``work_started_at -
-entered_queue_at``), the router's queue now, the workers by state, their load, and the
-workers started and stopped. Samples live in a ring buffer of ``window_s / interval_s``
-entries per endpoint (10 minutes by default), so memory is bounded whatever the traffic.
-``GET /api/v0/history`` serves them; with ``?since=T`` only the samples taken after T, so a
-page polling every second fetches one at a time. ``recent_waits`` sums up the last seconds
-of both queues for ``GET /api/v0/status``.
+A request can wait in three places: the router's queue (no worker could take it yet), its
+worker's queue (the worker holds more than it lets through at once), and the model
+server behind the worker (a worker with no concurrency limit passes every request on,
+and the model server queues what its slots cannot take). The router sees the first; the
+workers' ``/delete_requests/`` reports (once a second) give, per finished request,
+``entered_queue_at``, ``work_started_at`` and ``work_completed_at``: the second is
+``work_started_at - entered_queue_at``, and ``work_completed_at - entered_queue_at`` (the
+time in the worker) holds the third.
+
+Each ``interval_s`` the control plane takes one sample per endpoint: the requests that
+reached the router since the last sample (per second), how many it routed and refused, how
+long the routed ones had waited in its queue, the requests the workers reported finished
+and their waits in the workers' queues and times in the workers, the router's queue now,
+the workers by state, their load, and the workers started and stopped. Samples live in a
+ring buffer of ``window_s / interval_s`` entries per endpoint (10 minutes by default), so
+memory is bounded whatever the traffic. ``GET /api/v0/history`` serves them; with
+``?since=T`` only the samples taken after T, so a page polling every second fetches one at
+a time. ``recent_waits`` sums up the last seconds for ``GET /api/v0/status``.
 
 Worked example: in one second 3 requests arrive; 2 are routed at once (waited 0 s) and
 the third queues; a request that had queued for 2.5 s is routed too. The sample says
@@ -19,8 +25,9 @@ the third queues; a request that had queued for 2.5 s is routed too. The sample 
 0) / 3 = 0.83`` and ``wait_max_s = 2.5``: the longest wait of the requests routed and of
 those still waiting (the third, queued for less than a second so far). In the same second
 a worker reports two requests finished that had entered its queue 17 s and 5 s before
-their work started: ``finished_per_s = 2``, ``worker_wait_mean_s = 11`` and
-``worker_wait_max_s = 17``. The router's 0.83 s is not the whole wait: the workers' is.
+their work started, and 18 s and 6 s before it ended: ``finished_per_s = 2``,
+``worker_wait_mean_s = 11``, ``worker_wait_max_s = 17``, ``worker_time_mean_s = 12`` and
+``worker_time_max_s = 18``. The router's 0.83 s was not the whole wait.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ import asyncio
 import time
 from collections import Counter, deque
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Final
 
 from vespid.control.fleet import Fleet
@@ -37,7 +44,7 @@ from vespid.control.policy import WorkerPhase
 from vespid.control.router import Router
 from vespid.protocol.wire import FinishedRequest
 
-__all__ = ["INTERVAL_S", "RECENT_S", "WINDOW_S", "History", "Sample", "WorkerWaits"]
+__all__ = ["INTERVAL_S", "RECENT_S", "WINDOW_S", "Finished", "History", "Sample", "Spread"]
 
 INTERVAL_S: Final = 1.0
 WINDOW_S: Final = 600.0
@@ -60,6 +67,8 @@ class Sample:
     finished_per_s: float  # requests the workers reported finished (any outcome)
     worker_wait_mean_s: float | None  # their mean wait in the workers' queues; None if none
     worker_wait_max_s: float | None  # the longest of those waits
+    worker_time_mean_s: float | None  # their mean time in the worker: queue, model, work
+    worker_time_max_s: float | None
     workers: dict[str, int]  # by state: starting, ready, errored (others when present)
     load: float  # workload in the workers now, plus what was routed since their report
     in_flight: int  # requests (and sessions) the workers hold
@@ -71,29 +80,42 @@ class Sample:
 
 
 @dataclass(slots=True)
-class WorkerWaits:
-    """The requests one endpoint's workers reported finished since the last sample, and
-    how long they had waited in the workers' queues."""
+class Spread:
+    """Durations seen over one interval: how many, their sum and the longest."""
 
-    finished: int = 0
-    timed: int = 0  # those that carried both times (a worker that is not vespid's may not)
-    wait_total_s: float = 0.0
-    wait_max_s: float = 0.0
+    count: int = 0
+    total_s: float = 0.0
+    longest_s: float = 0.0
 
-    def add(self, request: FinishedRequest) -> None:
-        self.finished += 1
-        entered, started = request.get("entered_queue_at"), request.get("work_started_at")
-        if entered is not None and started is not None:
-            waited_s = max(0.0, started - entered)
-            self.timed += 1
-            self.wait_total_s += waited_s
-            self.wait_max_s = max(self.wait_max_s, waited_s)
+    def add(self, start: float | None, end: float | None) -> None:
+        """The time from ``start`` to ``end`` (unix times), if the report gave both."""
+        if start is not None and end is not None:
+            took_s = max(0.0, end - start)
+            self.count += 1
+            self.total_s += took_s
+            self.longest_s = max(self.longest_s, took_s)
 
     def mean_s(self) -> float | None:
-        return round(self.wait_total_s / self.timed, 4) if self.timed else None
+        return round(self.total_s / self.count, 4) if self.count else None
 
     def max_s(self) -> float | None:
-        return round(self.wait_max_s, 4) if self.timed else None
+        return round(self.longest_s, 4) if self.count else None
+
+
+@dataclass(slots=True)
+class Finished:
+    """The requests one endpoint's workers reported finished since the last sample: how
+    long each waited in its worker's queue, and how long it was in the worker in all."""
+
+    count: int = 0
+    queued: Spread = field(default_factory=Spread)  # entered_queue_at -> work_started_at
+    in_worker: Spread = field(default_factory=Spread)  # entered_queue_at -> work_completed_at
+
+    def add(self, request: FinishedRequest) -> None:
+        self.count += 1
+        entered = request.get("entered_queue_at")
+        self.queued.add(entered, request.get("work_started_at"))
+        self.in_worker.add(entered, request.get("work_completed_at"))
 
 
 class History:
@@ -116,7 +138,7 @@ class History:
         self.size = max(1, round(window_s / interval_s))
         self.series: dict[str, deque[Sample]] = {}
         self._actions: dict[str, Counter[str]] = {}
-        self._worker_waits: dict[str, WorkerWaits] = {}
+        self._finished: dict[str, Finished] = {}
         self._last_at: float | None = None
 
     def note_action(self, endpoint: str, action: str) -> None:
@@ -125,9 +147,9 @@ class History:
 
     def note_finished(self, endpoint: str, requests: Iterable[FinishedRequest]) -> None:
         """Requests a worker of ``endpoint`` reported finished (counted in the next sample)."""
-        waits = self._worker_waits.setdefault(endpoint, WorkerWaits())
+        finished = self._finished.setdefault(endpoint, Finished())
         for request in requests:
-            waits.add(request)
+            finished.add(request)
 
     def sample(self, now: float | None = None, mono: float | None = None) -> None:
         """Take one sample of every endpoint; forget endpoints that are gone."""
@@ -142,7 +164,7 @@ class History:
         for name in [n for n in self.series if n not in self.endpoints]:
             del self.series[name]
             self._actions.pop(name, None)
-            self._worker_waits.pop(name, None)
+            self._finished.pop(name, None)
 
     def _take(self, name: str, now: float, mono: float, dt: float) -> Sample:
         tally = self.router.take_tally(name)
@@ -155,7 +177,7 @@ class History:
         for w in workers:
             by_state[w.phase.value] = by_state.get(w.phase.value, 0) + 1
         actions = self._actions.pop(name, Counter())
-        done = self._worker_waits.pop(name, None) or WorkerWaits()
+        done = self._finished.pop(name, None) or Finished()
         return Sample(
             t=round(now, 3),
             requests_per_s=round(tally.arrived / dt, 3),
@@ -164,9 +186,11 @@ class History:
             queued=queued,
             wait_mean_s=round(tally.wait_total_s / tally.routed, 4) if tally.routed else None,
             wait_max_s=round(max(waits), 4) if waits else None,
-            finished_per_s=round(done.finished / dt, 3),
-            worker_wait_mean_s=done.mean_s(),
-            worker_wait_max_s=done.max_s(),
+            finished_per_s=round(done.count / dt, 3),
+            worker_wait_mean_s=done.queued.mean_s(),
+            worker_wait_max_s=done.queued.max_s(),
+            worker_time_mean_s=done.in_worker.mean_s(),
+            worker_time_max_s=done.in_worker.max_s(),
             workers=by_state,
             load=round(sum(w.cur_load + w.routed_load for w in workers), 3),
             in_flight=sum(w.in_flight for w in workers),
@@ -189,15 +213,26 @@ class History:
         }
 
     def recent_waits(self, name: str, window_s: float = RECENT_S) -> dict[str, Any]:
-        """Both queues' waits over the samples of the last ``window_s`` seconds: each
-        mean weighted by the requests behind it, each max the longest; None where no
-        request was routed (router) or finished (workers) in that time."""
+        """Where requests waited over the samples of the last ``window_s`` seconds: the
+        router's queue, the workers' queues, and the whole time in a worker (its queue,
+        the model server's own queue, the work). Each mean is weighted by the requests
+        behind it, each max is the longest; None where no request was routed (router) or
+        finished (workers) in that time."""
         series = self.series.get(name) or ()
         last = series[-1].t if series else 0.0
         recent = [s for s in series if s.t > last - window_s]
-        router = [(s.routed_per_s, s.wait_mean_s, s.wait_max_s) for s in recent]
-        workers = [(s.finished_per_s, s.worker_wait_mean_s, s.worker_wait_max_s) for s in recent]
-        return {"window_s": window_s, "router": _summary(router), "workers": _summary(workers)}
+        return {
+            "window_s": window_s,
+            "router_queue": _summary(
+                [(s.routed_per_s, s.wait_mean_s, s.wait_max_s) for s in recent]
+            ),
+            "worker_queue": _summary(
+                [(s.finished_per_s, s.worker_wait_mean_s, s.worker_wait_max_s) for s in recent]
+            ),
+            "in_worker": _summary(
+                [(s.finished_per_s, s.worker_time_mean_s, s.worker_time_max_s) for s in recent]
+            ),
+        }
 
     async def run(self) -> None:
         """Sample every ``interval_s`` on the loop's clock (no drift), until cancelled."""

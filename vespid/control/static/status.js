@@ -209,7 +209,10 @@
         `router queue wait, max (${RECENT_S} s)`, "longest wait for a worker to take a request"),
       stat("worker-wait", secs(recent(samples, "worker_wait_max_s", "max")), "",
         `worker queue wait, max (${RECENT_S} s)`,
-        "longest wait inside a worker before its work started (requests finished)"),
+        "longest wait in a worker's queue before its work started (requests finished)"),
+      stat("worker-time", secs(recent(samples, "worker_time_max_s", "max")), "",
+        `time in worker, max (${RECENT_S} s)`,
+        "longest time from entering a worker to finishing: its queue, the model server's own queue, the work"),
       stat("load", num(load), "workload", "load in workers"));
     const s = endpoint.scaling;
     const idle = s.inactivity_timeout > 0 ? `to zero after ${age(s.inactivity_timeout)} idle` : "never to zero";
@@ -294,6 +297,14 @@
         { label: "router mean", color: "--wait", value: (s) => s.wait_mean_s },
         { label: "worker max", color: "--worker-wait-max", fill: true, value: (s) => s.worker_wait_max_s },
         { label: "worker mean", color: "--worker-wait", value: (s) => s.worker_wait_mean_s },
+      ],
+    },
+    {
+      id: "worker-time", title: "Time in worker (queue, model server, work)", kind: "lines",
+      format: secs, reduce: "max",
+      series: [
+        { label: "max", color: "--worker-wait-max", fill: true, value: (s) => s.worker_time_max_s },
+        { label: "mean", color: "--worker-wait", value: (s) => s.worker_time_mean_s },
       ],
     },
     {
