@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
     from pydantic import ValidationError
+    from yaml import YAMLError
 
 __all__ = [
     "BackendError",
@@ -59,6 +60,15 @@ class VespidError(Exception):
 
 class ConfigError(VespidError, ValueError):
     """A setting is missing or wrong; the message names the variable and the fix."""
+
+    @classmethod
+    def from_yaml(cls, source: object, exc: YAMLError) -> ConfigError:
+        """One line for pyyaml's several: ``<source>: not valid YAML at line L, column C:
+        <problem>`` (line and column counted from 1, as editors do)."""
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        return cls(f"{source}: not valid YAML{where}: {problem}")
 
 
 class HTTPFacingError(VespidError):

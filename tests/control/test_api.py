@@ -11,8 +11,15 @@ import aiohttp
 import pytest
 
 from tests.control.conftest import MakeControl, admin
+from vespid.control.models import (
+    ScalingConfig,
+    WorkerTemplate,
+    load_endpoints_file,
+    parse_endpoints_yaml,
+)
 from vespid.control.serve import running_control
 from vespid.control.settings import ControlSettings
+from vespid.errors import ConfigError
 from vespid.protocol.signing import load_public_key
 
 IDLE = {"max_workers": 0}  # an endpoint that never starts a worker
@@ -145,15 +152,99 @@ async def test_restart_keeps_endpoints_and_keys(
 
 
 async def test_endpoints_file_errors_name_the_field(tmp_path: Path) -> None:
-    from vespid.control.models import load_endpoints_file
-    from vespid.errors import ConfigError
-
     path = tmp_path / "endpoints.yaml"
     await asyncio.to_thread(
         path.write_text, "endpoints:\n  - name: ok\n    scaling: {max_workers: -1}\n"
     )
     with pytest.raises(ConfigError, match=r"endpoints\[0\]\.scaling\.max_workers"):
         await asyncio.to_thread(load_endpoints_file, path)
+
+
+SCALING_KEYS = ", ".join(ScalingConfig.model_fields)
+TEMPLATE_KEYS = ", ".join(WorkerTemplate.model_fields)
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        pytest.param(
+            "endpoint:\n  - name: llm\n",
+            "endpoint: unknown key, did you mean 'endpoints'? (allowed: endpoints)",
+            id="top-level",
+        ),
+        pytest.param(
+            "endpoints:\n  - name: llm\n    scalling: {}\n",
+            "endpoints[0].scalling: unknown key, did you mean 'scaling'? "
+            "(allowed: name, api_key, scaling, template)",
+            id="endpoint",
+        ),
+        pytest.param(
+            "endpoints:\n  - name: a\n  - name: b\n    scaling: {max_wrokers: 2}\n",
+            "endpoints[1].scaling.max_wrokers: unknown key, did you mean 'max_workers'? "
+            f"(allowed: {SCALING_KEYS})",
+            id="scaling",
+        ),
+        pytest.param(
+            "endpoints:\n  - name: llm\n    template: {command: [x]}\n",
+            "endpoints[0].template.command: unknown key, did you mean 'model_command'? "
+            f"(allowed: {TEMPLATE_KEYS})",
+            id="template",
+        ),
+        pytest.param(
+            "endpoints:\n  - name: llm\n    scaling: {max_workers: 2\n  - name: b\n",
+            "not valid YAML at line 4, column 9: expected ',' or '}', but got ':'",
+            id="yaml-syntax",
+        ),
+        pytest.param(
+            "endpoints:\n  - name: llm\n    env: {A: b}\n",
+            "endpoints[0].env: unknown key (allowed: name, api_key, scaling, template)",
+            id="no-close-match",
+        ),
+        pytest.param(
+            "endpoints: llm\n",
+            "endpoints: expected a list of endpoints ('- name: ...')",
+            id="not-a-list",
+        ),
+    ],
+)  # fmt: skip
+def test_endpoints_file_mistakes_are_one_line(text: str, line: str) -> None:
+    """Regression: ``endpoint:`` for ``endpoints:`` started a control plane with 0
+    endpoints and no word; a YAML syntax error was pyyaml's 5-line message."""
+    path = Path("conf/endpoints.yaml")
+    with pytest.raises(ConfigError) as caught:
+        parse_endpoints_yaml(text, path)
+    assert str(caught.value) == f"{path}: {line}"
+
+
+def test_endpoints_file_may_be_empty() -> None:
+    assert parse_endpoints_yaml("# none yet\n", Path("e.yaml")) == []
+    assert parse_endpoints_yaml("endpoints:\n", Path("e.yaml")) == []
+
+
+async def test_unknown_endpoint_field_over_http_names_the_allowed_ones(
+    make_control: MakeControl, http: aiohttp.ClientSession
+) -> None:
+    control = await make_control()
+    body = {"name": "x", "scaling": {"max_wrokers": 2}}
+    status, err = await admin(http, control, "POST", "/api/v0/endpoints", body)
+    assert status == 422
+    assert err["fields"] == {
+        "scaling.max_wrokers": f"unknown key, did you mean 'max_workers'? (allowed: {SCALING_KEYS})"
+    }
+
+
+async def test_creating_an_existing_endpoint_names_the_cli_command_and_the_route(
+    make_control: MakeControl, http: aiohttp.ClientSession
+) -> None:
+    """The answer serves a CLI user and an HTTP caller: it names both ways to change it."""
+    control = await make_control()
+    assert (await admin(http, control, "POST", "/api/v0/endpoints", {"name": "llm"}))[0] == 201
+    status, err = await admin(http, control, "POST", "/api/v0/endpoints", {"name": "llm"})
+    assert (status, err["code"]) == (422, "invalid_request")
+    assert err["error"] == (
+        "endpoint 'llm' exists: change it with `vespid endpoint update llm --set PARAM=VALUE` "
+        "(HTTP: PUT /api/v0/endpoints/llm)"
+    )
 
 
 async def test_recreated_endpoint_starts_from_nothing(

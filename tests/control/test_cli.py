@@ -42,7 +42,7 @@ async def test_endpoint_commands(make_control: MakeControl) -> None:
     assert [e["name"] for e in json.loads(out)] == ["llm"]
     code, _, err = await cli(*base, "create", "llm")
     assert code == 1
-    assert "exists" in err
+    assert "exists: change it with `vespid endpoint update llm --set PARAM=VALUE`" in err
     code, out, _ = await cli(*base, "delete", "llm")
     assert (code, json.loads(out)) == (0, {"deleted": "llm"})
     code, _, err = await cli("endpoint", "--url", control.url, "--admin-key", "wrong-key", "list")
@@ -68,6 +68,22 @@ async def test_control_config_error_names_the_flag_typed() -> None:
         "vespid control: --port: Input should be a valid integer, unable to parse "
         "string as an integer (got 'http')"
     ]
+
+
+async def test_misspelt_endpoints_file_stops_start_up_with_one_line(tmp_path: Path) -> None:
+    """Regression: ``endpoint:`` (for ``endpoints:``) started a control plane with 0
+    endpoints and no word about the file."""
+    path = tmp_path / "endpoints.yaml"
+    await asyncio.to_thread(path.write_text, "endpoint:\n  - name: llm\n")
+    env = {"VESPID_ENDPOINTS_FILE": str(path), "VESPID_STATE_DIR": str(tmp_path / "state"),
+           "VESPID_CONTROL_PORT": "0", "PATH": os.environ.get("PATH", ""),
+           "PYTHONPATH": os.environ.get("PYTHONPATH", ""), "PYTHONDEVMODE": "1"}  # fmt: skip
+    code, out, err = await cli("control", env=env)
+    assert (code, out) == (2, "")
+    assert err.splitlines() == [
+        f"vespid control: {path}: endpoint: unknown key, did you mean 'endpoints'? "
+        "(allowed: endpoints)"
+    ]  # and, in development mode, no warning of a socket or database left open
 
 
 async def test_unreachable_ray_cluster_is_one_line(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from vespid.control.providers.base import WorkerHandle
 from vespid.control.router import Router
 from vespid.errors import Overloaded
 from vespid.protocol.signing import Signer, generate_private_key
-from vespid.protocol.wire import WorkerStatusReport
+from vespid.protocol.wire import FinishedRequest, WorkerStatusReport
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +61,70 @@ def test_the_docstring_example(signer: Signer) -> None:
     assert s.workers == {"starting": 0, "ready": 1, "errored": 0}
     assert s.load == 330  # routed since the worker's last report
     assert history.router.take_tally("e").arrived == 0  # the sample took the tally
+
+
+def finished(waited_s: float, worked_s: float = 1.0, at: float = 1000.0) -> FinishedRequest:
+    """A request a worker reports finished after ``waited_s`` in its queue and
+    ``worked_s`` past it (at the model server)."""
+    started = at + waited_s
+    return {"request_idx": 1, "success": True, "status": 200, "entered_queue_at": at,
+            "work_started_at": started, "work_completed_at": started + worked_s}  # fmt: skip
+
+
+def test_waits_in_the_workers_are_sampled_beside_the_routers(signer: Signer) -> None:
+    """Regression: a load test on the demo took 17 s a request while the page's queue wait
+    said 0 s, since the wait was in the worker, not in the router's queue. Two requests
+    reported finished after 17 s and 5 s in a worker's queue and 1 s of work: queue wait
+    mean 11 s, max 17 s; time in the worker mean 12 s, max 18 s."""
+    endpoint = EndpointConfig(name="e")
+    fleet = Fleet()
+    router = Router(fleet, signer, max_queued=10)
+    history = History({"e": endpoint}, fleet, router)
+    ready_worker(fleet, "e", max_perf=10)
+    router.route(endpoint, 1, 0)  # routed at once: 0 s in the router's queue
+    no_times: FinishedRequest = {"request_idx": 3, "success": False}  # counted, no wait
+    history.note_finished("e", [finished(waited_s=17.0), finished(waited_s=5.0), no_times])
+    history.sample(now=1000.0, mono=0.0)
+    s = history.series["e"][-1]
+    assert (s.wait_mean_s, s.wait_max_s) == (0, 0)
+    assert s.finished_per_s == 3
+    assert (s.worker_wait_mean_s, s.worker_wait_max_s) == (11, 17)  # (17 + 5) / 2; the
+    assert (s.worker_time_mean_s, s.worker_time_max_s) == (12, 18)  # third said nothing
+    history.sample(now=1001.0, mono=1.0)  # nothing finished since: nothing to say
+    s = history.series["e"][-1]
+    assert s.finished_per_s == 0
+    assert (s.worker_wait_mean_s, s.worker_wait_max_s, s.worker_time_max_s) == (None,) * 3
+
+
+def test_a_wait_at_the_model_server_shows_as_time_in_the_worker(signer: Signer) -> None:
+    """Regression: the demo's worker passes every request on to llama.cpp, which queues
+    what its 2 slots cannot take; requests took 80 s with 0 s in both queues. The time
+    in the worker (entered to completed) says 80 s."""
+    fleet = Fleet()
+    history = History({"e": EndpointConfig(name="e")}, fleet, Router(fleet, signer, max_queued=1))
+    history.note_finished("e", [finished(waited_s=0.0, worked_s=80.0)])
+    history.sample(now=1000.0, mono=0.0)
+    s = history.series["e"][-1]
+    assert (s.worker_wait_max_s, s.worker_time_max_s) == (0, 80)
+
+
+def test_recent_waits_weigh_each_sample_by_its_requests(signer: Signer) -> None:
+    fleet = Fleet()
+    history = History({"e": EndpointConfig(name="e")}, fleet, Router(fleet, signer, max_queued=1))
+    history.note_finished("e", [finished(waited_s=9.0)])
+    history.sample(now=1000.0, mono=0.0)
+    history.note_finished("e", [finished(waited_s=3.0), finished(waited_s=3.0)])
+    history.sample(now=1001.0, mono=1.0)
+    history.sample(now=1002.0, mono=2.0)  # nothing finished
+    assert history.recent_waits("e") == {
+        "window_s": 10.0,
+        "router_queue": {"mean_s": None, "max_s": None},
+        "worker_queue": {"mean_s": 5.0, "max_s": 9.0},  # (9 + 3 + 3) / 3 and the longest
+        "in_worker": {"mean_s": 6.0, "max_s": 10.0},  # each 1 s more
+    }
+    recent = history.recent_waits("e", window_s=1.5)
+    assert recent["worker_queue"] == {"mean_s": 3.0, "max_s": 3.0}
+    assert history.recent_waits("gone")["in_worker"] == {"mean_s": None, "max_s": None}
 
 
 def test_rates_are_per_second_of_the_real_interval(signer: Signer) -> None:
@@ -146,3 +210,32 @@ async def test_history_route_and_status_page_are_served(
             text = await resp.text()
             assert "http://" not in text.replace("http://www.w3.org/2000/svg", "")
             assert "https://" not in text  # nothing is fetched from the network
+
+
+async def test_workers_queue_waits_reach_the_history_and_the_status(
+    make_control: MakeControl, http: aiohttp.ClientSession
+) -> None:
+    """A worker's ``/delete_requests/`` report, over HTTP, shows in the next sample and in
+    ``/api/v0/status`` beside the router's queue wait."""
+    control = await make_control()
+    spec = {"name": "q", "scaling": {"max_workers": 0}}
+    assert (await admin(http, control, "POST", "/api/v0/endpoints", spec))[0] == 201
+    control.fleet.add(WorkerHandle(7, "q", "http://127.0.0.1:9", started_at=time.time()))
+    report = {"worker_id": 7, "mtoken": control.master_token,
+              "requests": [finished(waited_s=17.0), finished(waited_s=5.0)]}  # fmt: skip
+    async with http.post(control.url + "/delete_requests/", json=report) as resp:
+        assert resp.status == 200
+    series = control.history.series
+    await wait_until(lambda: any(s.finished_per_s for s in series.get("q", ())), timeout_s=10)
+    async with http.get(control.url + "/api/v0/history?endpoint=q") as resp:
+        [sample] = [s for s in (await resp.json())["endpoints"]["q"] if s["finished_per_s"]]
+    assert (sample["worker_wait_mean_s"], sample["worker_wait_max_s"]) == (11, 17)
+    assert (sample["worker_time_mean_s"], sample["worker_time_max_s"]) == (12, 18)
+    async with http.get(control.url + "/api/v0/status") as resp:
+        [endpoint] = (await resp.json())["endpoints"]
+    assert endpoint["waits"] == {
+        "window_s": 10.0,
+        "router_queue": {"mean_s": None, "max_s": None},
+        "worker_queue": {"mean_s": 11, "max_s": 17},
+        "in_worker": {"mean_s": 12, "max_s": 18},
+    }

@@ -98,6 +98,30 @@ async def test_page_shows_a_worker_appear_and_its_charts_move(
     await chart_above(page, "requests", "points", after[0])  # the next sample
     assert (await chart(page, "requests"))[2] != after[2]
 
+    # Where the request waited: the router's queue (while the worker started) and the
+    # worker's own, from its /delete_requests/ report; both tiles and both chart series
+    # are labelled, and the worker's figure appears once the worker has reported.
+    tiles = card.locator(".stats")
+    assert "router queue wait, max (10 s)" in (await tiles.text_content() or "")
+    assert "worker queue wait, max (10 s)" in (await tiles.text_content() or "")
+    assert "time in worker, max (10 s)" in (await tiles.text_content() or "")
+    await page.wait_for_function(  # the tiles are redrawn each second: query afresh
+        "() => document.querySelector("
+        "`section[data-endpoint='llm'] [data-stat='worker-wait'] .v`).textContent !== '–'",
+        timeout=10_000,
+    )
+    assert (await card.locator('[data-stat="worker-wait"] .v').inner_text()).endswith("s")
+    # The completion took some time at the model server: more than "0 s".
+    assert await card.locator('[data-stat="worker-time"] .v').inner_text() not in ("–", "0 s")
+    await chart_above(page, "worker-time", "peak", 0)
+    finished = card.locator('[data-stat="finished"]')
+    assert "req/s" in await finished.inner_text()
+    legend = await card.locator('.chart[data-chart="wait"] .legend').inner_text()
+    assert [label in legend for label in ("router max", "router mean", "worker max",
+                                          "worker mean")] == [True] * 4  # fmt: skip
+    # The workers' table says what its figures count.
+    assert "served (workload)" in (await card.locator("thead").text_content() or "")
+
     shots = Path(os.environ.get("VESPID_SCREENSHOTS", tmp_path))
     await page.screenshot(path=shots / "status-page.png", full_page=True)
     assert not errors, errors

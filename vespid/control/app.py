@@ -134,8 +134,9 @@ class ControlPlane:
         )  # fmt: skip
         route_api.add_routes(routes)
         ReportApi(
-            self.fleet, self.metrics, self.keys.master_token, route_api.notify_capacity
-        ).add_routes(routes)
+            self.fleet, self.metrics, self.history, self.keys.master_token,
+            route_api.notify_capacity,
+        ).add_routes(routes)  # fmt: skip
         EndpointApi(
             self.endpoints, self.store, self.autoscaler, admin_key=self.keys.admin_key,
             admin_key_file=self.settings.state_dir / "admin.key",

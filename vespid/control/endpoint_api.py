@@ -96,8 +96,8 @@ class EndpointApi:
         endpoint = parse_endpoint(await read_json(request))
         if endpoint.name in self.endpoints:
             raise RequestInvalid(
-                f"endpoint {endpoint.name!r} exists; "
-                f"update it with PUT {ENDPOINTS_PATH}/{endpoint.name}"
+                f"endpoint {endpoint.name!r} exists: change it with `vespid endpoint update "
+                f"{endpoint.name} --set PARAM=VALUE` (HTTP: PUT {ENDPOINTS_PATH}/{endpoint.name})"
             )
         await self._keep(endpoint)
         return json_response(endpoint.model_dump(mode="json"), 201)

@@ -1,12 +1,14 @@
 """Endpoints as the control plane keeps them: name, API key, scaling parameters, template.
 
 An endpoint file (YAML) lists endpoints under ``endpoints:``; the same fields travel
-over HTTP and through ``vespid endpoint create``. Unknown fields are refused, so a
-typo in a file stops start-up with a line naming it.
+over HTTP and through ``vespid endpoint create``. Unknown keys are refused at every level
+(the file's top, an endpoint, its scaling, its template), so a typo in a file stops
+start-up with one line naming the file, the key's path and the keys allowed there.
 """
 
 from __future__ import annotations
 
+import difflib
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,6 +27,7 @@ __all__ = [
     "find_endpoint",
     "load_endpoints_file",
     "parse_endpoint",
+    "parse_endpoints_yaml",
 ]
 
 
@@ -81,11 +84,45 @@ class EndpointConfig(BaseModel):
 
 
 def parse_endpoint(body: Any) -> EndpointConfig:
-    """An endpoint from a JSON body; ``RequestInvalid`` (422) naming every bad field."""
+    """An endpoint from a JSON body; ``RequestInvalid`` (422) naming every bad field, and
+    for an unknown one the fields allowed there."""
     try:
         return EndpointConfig.model_validate(body)
     except ValidationError as exc:
-        raise RequestInvalid.from_validation(exc, "endpoint") from None
+        raise RequestInvalid.listing("endpoint", _problems(exc)) from None
+
+
+def _problems(exc: ValidationError, where: str = "") -> dict[str, str]:
+    """Each bad field's path (``where`` first) and its problem in pydantic's words; an
+    unknown field says which fields are allowed beside it."""
+    problems: dict[str, str] = {}
+    for error in exc.errors(include_url=False, include_input=False):
+        loc = error["loc"]
+        field = ".".join([where, *map(str, loc)] if where else map(str, loc)) or "body"
+        problem = error["msg"]
+        if error["type"] == "extra_forbidden":
+            problem = _unknown_key(str(loc[-1]), _fields_at(loc[:-1]))
+        problems.setdefault(field, problem)
+    return problems
+
+
+def _fields_at(loc: tuple[int | str, ...]) -> list[str]:
+    """The fields of the model found at ``loc`` inside an endpoint (``scaling``, ...)."""
+    model: type[BaseModel] = EndpointConfig
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        inner = field.annotation if field else None
+        if not (isinstance(inner, type) and issubclass(inner, BaseModel)):
+            return []
+        model = inner
+    return list(model.model_fields)
+
+
+def _unknown_key(key: str, allowed: list[str]) -> str:
+    """``unknown key, did you mean 'ab'? (allowed: ab, c)`` for a key not in ``allowed``."""
+    guess = difflib.get_close_matches(key, allowed, n=1)
+    hint = f", did you mean {guess[0]!r}?" if guess else ""
+    return f"unknown key{hint} (allowed: {', '.join(allowed)})"
 
 
 def find_endpoint(endpoints: Mapping[str, EndpointConfig], name: object) -> EndpointConfig:
@@ -98,20 +135,38 @@ def find_endpoint(endpoints: Mapping[str, EndpointConfig], name: object) -> Endp
 def load_endpoints_file(path: Path) -> list[EndpointConfig]:
     """Read an endpoints YAML file; ConfigError naming the file and the field on a mistake."""
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        text = path.read_text()
     except OSError as exc:
         raise ConfigError(f"VESPID_ENDPOINTS_FILE: cannot read {path} ({exc})") from None
+    return parse_endpoints_yaml(text, path)
+
+
+def parse_endpoints_yaml(text: str, path: Path) -> list[EndpointConfig]:
+    """The endpoints in YAML ``text`` (from ``path``, named in errors). Every mistake, an
+    unknown key at any level included, is a one-line ConfigError: the file, the key's path
+    (``endpoints[0].scaling.max_wrokers``) and what is allowed there."""
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("endpoints", []), list):
-        raise ConfigError(f"{path}: expected 'endpoints:' holding a list of endpoints")
-    endpoints = []
-    for i, item in enumerate(data.get("endpoints", [])):
+        raise ConfigError.from_yaml(path, exc) from None
+    if data is None:  # an empty file: no endpoints
+        return []
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping with the key 'endpoints' at the top")
+    if extra := [str(key) for key in data if key != "endpoints"]:
+        raise ConfigError(f"{path}: {extra[0]}: {_unknown_key(extra[0], ['endpoints'])}")
+    items = data.get("endpoints")
+    if items is None:  # "endpoints:" with nothing under it
+        return []
+    if not isinstance(items, list):
+        raise ConfigError(f"{path}: endpoints: expected a list of endpoints ('- name: ...')")
+    endpoints: list[EndpointConfig] = []
+    for i, item in enumerate(items):
         try:
             endpoints.append(EndpointConfig.model_validate(item))
         except ValidationError as exc:
-            error = RequestInvalid.from_validation(
-                exc, f"endpoint in {path}", prefix=f"endpoints[{i}]."
-            )
-            raise ConfigError(error.message) from None
+            problems = _problems(exc, f"endpoints[{i}]")
+            raise ConfigError(
+                f"{path}: " + "; ".join(f"{field}: {why}" for field, why in problems.items())
+            ) from None
     return endpoints

@@ -1,6 +1,7 @@
 """The workers' side of the control plane: ``POST /worker_status/`` and
 ``POST /delete_requests/``, each authenticated by the master token in its body and
-validated with the report's model from ``protocol/wire.py`` (422 naming the field)."""
+validated with the report's model from ``protocol/wire.py`` (422 naming the field).
+Finished requests are counted, and their waits in the worker's queue go to the history."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from vespid.control.fleet import Fleet
+from vespid.control.history import History
 from vespid.control.metrics import ControlMetrics
 from vespid.errors import NotFound, RequestInvalid, Unauthorized
 from vespid.protocol.wire import (
@@ -27,17 +29,20 @@ Report = TypeVar("Report", bound=BaseModel)
 
 
 class ReportApi:
-    """Reports in: the fleet learns each worker's state; finished requests are counted."""
+    """Reports in: the fleet learns each worker's state; finished requests are counted,
+    and the history learns how long they waited in the worker's queue."""
 
     def __init__(
         self,
         fleet: Fleet,
         metrics: ControlMetrics,
+        history: History,
         master_token: str,
         on_report: Callable[[str], Awaitable[None]],
     ) -> None:
         self.fleet = fleet
         self.metrics = metrics
+        self.history = history
         self.master_token = master_token
         self.on_report = on_report  # called with the endpoint of each accepted status report
 
@@ -69,4 +74,7 @@ class ReportApi:
         report = self._parse(await read_json(request), DeleteRequestsReport, "finished requests")
         for item in report.requests:
             self.metrics.count_finished(item["success"])
+        record = self.fleet.workers.get(report.worker_id)
+        if record is not None:  # a worker already gone has no endpoint to charge
+            self.history.note_finished(record.handle.endpoint, report.requests)
         return json_response({"ok": True})

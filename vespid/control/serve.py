@@ -37,25 +37,29 @@ def make_provider(settings: ControlSettings, environ: Mapping[str, str]) -> Prov
 async def running_control(
     settings: ControlSettings, environ: Mapping[str, str]
 ) -> AsyncIterator[ControlPlane]:
-    """A control plane serving on its port until the block exits (then all workers stop)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((settings.host, settings.port))
-    host, port = sock.getsockname()[:2]
-    control = ControlPlane(
-        settings, SQLiteStore(settings.state_dir / "vespid.db"), make_provider(settings, environ)
-    )
-    await control.open(f"http://{host}:{port}")
-    runner = web.AppRunner(control.build_app(), access_log=None)
-    await runner.setup()
-    try:
-        await web.SockSite(runner, sock).start()
-        control.start_autoscaler()
-        yield control
-    finally:
-        await runner.cleanup()
-        await control.close()
-        sock.close()
+    """A control plane serving on its port until the block exits (then all workers stop).
+    A start-up that fails (a ConfigError from the endpoints file, say) leaves no socket or
+    database open behind it."""
+    store = SQLiteStore(settings.state_dir / "vespid.db")
+    control = ControlPlane(settings, store, make_provider(settings, environ))
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((settings.host, settings.port))
+        host, port = sock.getsockname()[:2]
+        try:
+            await control.open(f"http://{host}:{port}")
+        except BaseException:
+            await store.close()
+            raise
+        runner = web.AppRunner(control.build_app(), access_log=None)
+        await runner.setup()
+        try:
+            await web.SockSite(runner, sock).start()
+            control.start_autoscaler()
+            yield control
+        finally:
+            await runner.cleanup()
+            await control.close()
 
 
 async def serve_control(

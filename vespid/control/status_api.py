@@ -1,6 +1,7 @@
 """What the control plane shows of itself, without a key: ``GET /api/v0/status``
-(endpoints, workers, queues, the latest scaling actions), ``GET /api/v0/history`` (a
-sample a second per endpoint), ``GET /metrics`` (Prometheus) and the status page."""
+(endpoints, workers, queues, where requests waited lately, the latest scaling actions),
+``GET /api/v0/history`` (a sample a second per endpoint), ``GET /metrics`` (Prometheus)
+and the status page."""
 
 from __future__ import annotations
 
@@ -50,7 +51,8 @@ class StatusApi:
         routes.add_get("/metrics", self.handle_metrics)
 
     def status(self) -> dict[str, Any]:
-        """Endpoints with their workers and queues, route decisions, the latest actions."""
+        """Endpoints with their workers, queues and recent waits (in the router's queue,
+        the workers' queues, the workers), route decisions, the latest actions."""
         endpoints = []
         for endpoint in self.endpoints.values():
             queued_load, queued = self.router.queued_load(endpoint.name)
@@ -60,6 +62,7 @@ class StatusApi:
                     "scaling": endpoint.scaling.model_dump(),
                     "queued": queued,
                     "queued_load": queued_load,
+                    "waits": self.history.recent_waits(endpoint.name),
                     "workers": [w.describe() for w in self.fleet.of(endpoint.name)],
                 }
             )

@@ -186,8 +186,8 @@
     return values.reduce((a, b) => a + b, 0) / values.length;
   }
 
-  function stat(value, unit, label) {
-    return el("div", { class: "stat" },
+  function stat(id, value, unit, label, title) {
+    return el("div", { class: "stat", "data-stat": id, title: title || "" },
       el("span", { class: "v" }, value, unit ? el("small", { text: unit }) : null),
       el("span", { class: "k", text: label }));
   }
@@ -198,11 +198,22 @@
     const ready = count("ready");
     const load = workers.reduce((a, w) => a + (w.cur_load || 0), 0);
     card.stats.replaceChildren(
-      stat(`${ready}/${workers.length}`, "", "workers ready"),
-      stat(num(endpoint.queued), endpoint.queued === 1 ? "request" : "requests", "in queue"),
-      stat(num(recent(samples, "requests_per_s") ?? 0), "req/s", `requests (${RECENT_S} s)`),
-      stat(secs(recent(samples, "wait_max_s", "max")), "", `max queue wait (${RECENT_S} s)`),
-      stat(num(load), "", "load (workload)"));
+      stat("ready", `${ready}/${workers.length}`, "", "workers ready"),
+      stat("queued", num(endpoint.queued), endpoint.queued === 1 ? "request" : "requests",
+        "in router queue", "requests waiting for a worker to take them"),
+      stat("requests", num(recent(samples, "requests_per_s") ?? 0), "req/s", `arrived (${RECENT_S} s)`,
+        "requests that reached the router, per second"),
+      stat("finished", num(recent(samples, "finished_per_s") ?? 0), "req/s", `finished (${RECENT_S} s)`,
+        "requests the workers reported finished, per second"),
+      stat("router-wait", secs(recent(samples, "wait_max_s", "max")), "",
+        `router queue wait, max (${RECENT_S} s)`, "longest wait for a worker to take a request"),
+      stat("worker-wait", secs(recent(samples, "worker_wait_max_s", "max")), "",
+        `worker queue wait, max (${RECENT_S} s)`,
+        "longest wait in a worker's queue before its work started (requests finished)"),
+      stat("worker-time", secs(recent(samples, "worker_time_max_s", "max")), "",
+        `time in worker, max (${RECENT_S} s)`,
+        "longest time from entering a worker to finishing: its queue, the model server's own queue, the work"),
+      stat("load", num(load), "workload", "load in workers"));
     const s = endpoint.scaling;
     const idle = s.inactivity_timeout > 0 ? `to zero after ${age(s.inactivity_timeout)} idle` : "never to zero";
     card.params.replaceChildren("scaling: ",
@@ -221,7 +232,7 @@
     ["perf", "num", "throughput the worker measured or declared (workload/s)"],
     ["in flight", "num", "requests (and sessions) the worker holds"],
     ["sessions", "num", "open sessions (reservations) on the worker"],
-    ["served", "num", "workload served since it started"], ["up", "num"],
+    ["served (workload)", "num", "workload served since it started"], ["up", "num"],
     ["cold start", "num", "from its start to ready"],
   ];
 
@@ -282,8 +293,18 @@
     {
       id: "wait", title: "Queue wait", kind: "lines", format: secs, reduce: "max",
       series: [
-        { label: "max", color: "--wait-max", fill: true, value: (s) => s.wait_max_s },
-        { label: "mean", color: "--wait", value: (s) => s.wait_mean_s },
+        { label: "router max", color: "--wait-max", fill: true, value: (s) => s.wait_max_s },
+        { label: "router mean", color: "--wait", value: (s) => s.wait_mean_s },
+        { label: "worker max", color: "--worker-wait-max", fill: true, value: (s) => s.worker_wait_max_s },
+        { label: "worker mean", color: "--worker-wait", value: (s) => s.worker_wait_mean_s },
+      ],
+    },
+    {
+      id: "worker-time", title: "Time in worker (queue, model server, work)", kind: "lines",
+      format: secs, reduce: "max",
+      series: [
+        { label: "max", color: "--worker-wait-max", fill: true, value: (s) => s.worker_time_max_s },
+        { label: "mean", color: "--worker-wait", value: (s) => s.worker_time_mean_s },
       ],
     },
     {
