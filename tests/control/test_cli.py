@@ -77,13 +77,14 @@ async def test_misspelt_endpoints_file_stops_start_up_with_one_line(tmp_path: Pa
     await asyncio.to_thread(path.write_text, "endpoint:\n  - name: llm\n")
     env = {"VESPID_ENDPOINTS_FILE": str(path), "VESPID_STATE_DIR": str(tmp_path / "state"),
            "VESPID_CONTROL_PORT": "0", "PATH": os.environ.get("PATH", ""),
-           "PYTHONPATH": os.environ.get("PYTHONPATH", ""), "PYTHONDEVMODE": "1"}  # fmt: skip
+           "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
+           "PYTHONWARNINGS": "always::ResourceWarning"}  # fmt: skip
     code, out, err = await cli("control", env=env)
     assert (code, out) == (2, "")
     assert err.splitlines() == [
         f"vespid control: {path}: endpoint: unknown key, did you mean 'endpoints'? "
         "(allowed: endpoints)"
-    ]  # and, in development mode, no warning of a socket or database left open
+    ]  # and no ResourceWarning: no socket or database left open
 
 
 async def test_unreachable_ray_cluster_is_one_line(tmp_path: Path) -> None:
