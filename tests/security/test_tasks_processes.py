@@ -16,6 +16,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+import pytest
 import yaml
 
 from tests.support.waiting import wait_until
@@ -79,11 +80,18 @@ async def test_a_child_left_by_a_task_that_finished_is_ended_with_it(
     assert worker.runner.pool.free == ["0"]
 
 
-async def test_a_child_holding_stdout_of_a_task_that_died_is_ended(
-    task_worker: MakeTaskWorker,
+@pytest.mark.parametrize(
+    "flags",
+    [
+        pytest.param(("--ignore-term",), id="stdout-not-held"),
+        # Before: the stream waited for the child to close stdout, until the task's timeout.
+        pytest.param(("--ignore-term", "--keep-stdout"), id="stdout-held"),
+    ],
+)
+async def test_a_child_of_a_task_that_died_is_ended(
+    task_worker: MakeTaskWorker, flags: tuple[str, ...]
 ) -> None:
-    # Before: the stream waited for the child to close stdout, until the task's timeout.
-    worker = await task_worker(spawner("--keep-stdout", "--ignore-term", timeout_s=30), **GRACE)
+    worker = await task_worker(spawner(*flags, timeout_s=30), **GRACE)
     child, events = await child_of(worker, {})
     assert events[-1]["reason"] == "exited"
     assert events[-1]["exit_code"] == 4

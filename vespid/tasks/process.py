@@ -314,9 +314,11 @@ class TaskProcess:
                 await _run_briefly([cli, "rm", "-f", name], DETECT_TIMEOUT_S)
         try:
             async with asyncio.timeout(self._grace_s):
-                await asyncio.shield(self._ended)
+                await self._exited.wait()
         except TimeoutError:  # only after SIGKILL: stuck in the kernel, or not ours to kill
             log.error("task program %d does not go away", proc.pid, extra={"fields": self._fields})
+        else:  # what is left of its group: ended within twice the grace
+            await asyncio.shield(self._ended)
         for task in (*self._readers, self._ended):
             task.cancel()
         await asyncio.gather(*self._readers, self._ended, return_exceptions=True)

@@ -16,7 +16,9 @@ GPU, and takes the next task for its model on stdin, until it has been idle for
 ``finish`` itself when the program exits without one (``reason: exited``, with its
 exit code) or runs past its timeout (``reason: timeout``); either way, and when the
 client goes away, the program's process group gets SIGTERM, then SIGKILL after
-``STOP_GRACE_S``, and its GPU goes back to the pool.
+``stop_grace_s`` (``VESPID_TASK_STOP_GRACE_S``). Whenever the program exits, what is
+left of its group is ended the same way, and the task (its GPU, its answer) is done
+only once nothing of the group runs.
 
 When every slot is busy a task waits in a FIFO queue of at most
 ``VESPID_TASK_QUEUE_SIZE`` places; a task that finds the queue full, or waits longer
