@@ -16,6 +16,7 @@
         ├── SessionGone          410   unknown or closed session_id
         ├── Overloaded           429   estimated wait above the limit
         ├── NotReady             503   the backend is loading or errored
+        ├── AnswerTooLarge       507   an answer would pass its configured limit
         └── BackendError         502   backend failed
             ├── BackendUnavailable  502   connection refused or reset
             └── BackendTimeout      504   backend did not answer in time
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from yaml import YAMLError
 
 __all__ = [
+    "AnswerTooLarge",
     "BackendError",
     "BackendTimeout",
     "BackendUnavailable",
@@ -160,6 +162,11 @@ class Overloaded(HTTPFacingError):
 class NotReady(HTTPFacingError):
     status_code = 503
     code = "not_ready"
+
+
+class AnswerTooLarge(HTTPFacingError):
+    status_code = 507
+    code = "answer_too_large"
 
 
 class BackendError(HTTPFacingError):

@@ -1,20 +1,22 @@
 """Task programs as processes: what they inherit, how they are started (a plain command
-or ``docker run``), their event stream on stdout, their stderr to the log, and stopping
-their process group. Also the start-up probes for GPUs (nvidia-smi) and Docker."""
+or ``docker run``), their event stream on stdout, their stderr to the log, and ending
+them with every process they started (through ``vespid.tasks.group``) however they
+end. Also the start-up probes for GPUs (nvidia-smi) and Docker."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, Final
 
 import orjson
 
 from vespid.tasks.events import TaskEvent, parse_line
+from vespid.tasks.group import end_group, group_runs
 from vespid.tasks.presets import TaskPreset
 
 __all__ = [
@@ -28,6 +30,7 @@ __all__ = [
     "docker_argv",
     "exit_description",
     "inherited_environment",
+    "start_program",
 ]
 
 log = logging.getLogger("vespid.tasks")
@@ -137,6 +140,40 @@ def exit_description(code: int | None) -> str:
     return f"exited with code {code}"
 
 
+class _ExitProtocol(asyncio.subprocess.SubprocessStreamProtocol):
+    """asyncio's protocol for a process's pipes, which also tells when the program itself
+    has exited: ``Process.wait`` waits for its pipes to close as well, and a child that
+    holds them would put that off for as long as the child lives."""
+
+    def __init__(self, limit: int, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(limit=limit, loop=loop)
+        self.exited = asyncio.Event()
+
+    def process_exited(self) -> None:
+        super().process_exited()
+        self.exited.set()
+
+
+async def start_program(
+    argv: Sequence[str], *, env: Mapping[str, str], cwd: Path | None
+) -> tuple[asyncio.subprocess.Process, asyncio.Event]:
+    """Start a task program in a session (so a process group) of its own, with pipes on
+    stdin, stdout (lines up to ``MAX_LINE_BYTES``) and stderr. Returns the process and
+    an event set once the program has exited. OSError when it cannot start."""
+    loop = asyncio.get_running_loop()
+    transport, protocol = await loop.subprocess_exec(
+        lambda: _ExitProtocol(MAX_LINE_BYTES, loop),
+        *argv,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+        cwd=cwd,
+        start_new_session=True,
+    )
+    return asyncio.subprocess.Process(transport, protocol, loop), protocol.exited
+
+
 class TaskProcess:
     """One running task program: its pipes, its event queue and its GPU."""
 
@@ -145,22 +182,27 @@ class TaskProcess:
         preset: TaskPreset,
         device: str | None,
         proc: asyncio.subprocess.Process,
+        exited: asyncio.Event,
         *,
         task_id: str,
         container: tuple[str, str] | None,
+        stop_grace_s: float = STOP_GRACE_S,
     ) -> None:
         self.preset = preset
         self.device = device
-        self.pid = proc.pid
+        self.pid = proc.pid  # and its process group's id: it leads a session of its own
         self.container = container  # (docker CLI, container name) under Docker
         self.events: asyncio.Queue[TaskEvent | None] = asyncio.Queue(EVENT_BUFFER)
         self.idle_watch: asyncio.Task[None] | None = None
         self._proc = proc
+        self._exited = exited  # set by start_program once the program has exited
+        self._grace_s = stop_grace_s
         self._fields = {"model": preset.name, "task_id": task_id, "pid": proc.pid}
         self._readers = (
             asyncio.create_task(self._read_events()),
             asyncio.create_task(self._read_log()),
         )
+        self._ended = asyncio.create_task(self._end_leftovers())
 
     @property
     def alive(self) -> bool:
@@ -228,7 +270,8 @@ class TaskProcess:
                 return
 
     async def wait_exit(self, timeout_s: float) -> bool:
-        """After its finish: let a one-off program end by itself (its later events dropped)."""
+        """After its finish: let a one-off program end by itself (its later events dropped),
+        and what it started with it; False when it has not within ``timeout_s``."""
         try:
             async with asyncio.timeout(timeout_s):
                 while (event := await self.events.get()) is not None:
@@ -237,41 +280,46 @@ class TaskProcess:
                         event.type,
                         extra={"fields": self._fields},
                     )
-                await self._proc.wait()
+                await asyncio.shield(self._ended)
         except TimeoutError:
             return False
         return True
 
     async def exit_code(self) -> int | None:
-        """The exit code once stdout has ended (the program is gone or going)."""
-        return await self._proc.wait()
+        """The program's exit code, once it has exited (its children may live on)."""
+        await self._exited.wait()
+        return self._proc.returncode
 
-    async def stop(self, grace_s: float) -> int | None:
-        """SIGTERM the process group, SIGKILL it after ``grace_s``; idempotent."""
+    async def _end_leftovers(self) -> None:
+        """Once the program has exited, end what is left of its process group: its
+        children do not outlive it (SIGTERM, SIGKILL after the grace)."""
+        code = await self.exit_code()
+        if await asyncio.to_thread(group_runs, self.pid):
+            log.warning(
+                "task program %s and left processes running; ending them",
+                exit_description(code),
+                extra={"fields": self._fields},
+            )
+            await end_group(self.pid, self._grace_s)
+
+    async def stop(self) -> int | None:
+        """End the program and its whole process group: SIGTERM, then SIGKILL to what is
+        left after the grace. Returns once every member is gone; idempotent."""
         proc = self._proc
-        forced = False
         if proc.returncode is None:
-            self._signal(signal.SIGTERM)
-            try:
-                async with asyncio.timeout(grace_s):
-                    await proc.wait()
-            except TimeoutError:
-                forced = True
-                self._signal(signal.SIGKILL)
-                try:
-                    async with asyncio.timeout(grace_s):
-                        await proc.wait()
-                except TimeoutError:  # something outside its group holds its pipes
-                    log.error("task program %d does not go away", proc.pid)
-        if forced and self.container is not None:
-            # A killed `docker run` leaves its container behind.
-            cli, name = self.container
-            await _run_briefly([cli, "rm", "-f", name], DETECT_TIMEOUT_S)
-        for reader in self._readers:
-            reader.cancel()
-        await asyncio.gather(*self._readers, return_exceptions=True)
+            last = await end_group(self.pid, self._grace_s)
+            if last is signal.SIGKILL and self.container is not None:
+                # A killed `docker run` leaves its container behind.
+                cli, name = self.container
+                await _run_briefly([cli, "rm", "-f", name], DETECT_TIMEOUT_S)
+        try:
+            async with asyncio.timeout(self._grace_s):
+                await self._exited.wait()
+        except TimeoutError:  # only after SIGKILL: stuck in the kernel, or not ours to kill
+            log.error("task program %d does not go away", proc.pid, extra={"fields": self._fields})
+        else:  # what is left of its group: ended within twice the grace
+            await asyncio.shield(self._ended)
+        for task in (*self._readers, self._ended):
+            task.cancel()
+        await asyncio.gather(*self._readers, self._ended, return_exceptions=True)
         return proc.returncode
-
-    def _signal(self, sig: signal.Signals) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self._proc.pid, sig)

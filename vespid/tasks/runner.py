@@ -16,7 +16,9 @@ GPU, and takes the next task for its model on stdin, until it has been idle for
 ``finish`` itself when the program exits without one (``reason: exited``, with its
 exit code) or runs past its timeout (``reason: timeout``); either way, and when the
 client goes away, the program's process group gets SIGTERM, then SIGKILL after
-``STOP_GRACE_S``, and its GPU goes back to the pool.
+``stop_grace_s`` (``VESPID_TASK_STOP_GRACE_S``). Whenever the program exits, what is
+left of its group is ended the same way, and the task (its GPU, its answer) is done
+only once nothing of the group runs.
 
 When every slot is busy a task waits in a FIFO queue of at most
 ``VESPID_TASK_QUEUE_SIZE`` places; a task that finds the queue full, or waits longer
@@ -46,7 +48,6 @@ from vespid.tasks.pool import GpuPool, Lease
 from vespid.tasks.presets import Presets, TaskPreset
 from vespid.tasks.process import (
     CONTAINER_MODEL_PATH,
-    MAX_LINE_BYTES,
     STOP_GRACE_S,
     TaskProcess,
     detect_docker,
@@ -54,6 +55,7 @@ from vespid.tasks.process import (
     docker_argv,
     exit_description,
     inherited_environment,
+    start_program,
 )
 
 __all__ = ["EXIT_GRACE_S", "RunningTask", "TaskRunner"]
@@ -62,6 +64,7 @@ log = logging.getLogger("vespid.tasks")
 
 EXIT_GRACE_S: Final = 10.0  # how long a one-off program may take to exit after its finish
 MAX_METADATA_BYTES: Final = 16 * 1024
+MAX_INPUT_DEPTH: Final = 254  # the deepest JSON that orjson writes (it reads 1024)
 
 
 class TaskRunner:
@@ -149,6 +152,14 @@ class TaskRunner:
         if preset is None:
             known = ", ".join(sorted(self.presets.models))
             raise NotFound(f"no task model {model!r}; known: {known}", model=model)
+        try:
+            orjson.dumps(payload)  # it is sent on as one JSON line
+        except TypeError:
+            raise RequestInvalid(
+                f"the task input is nested more than {MAX_INPUT_DEPTH} levels deep "
+                "(arrays and objects); flatten it",
+                fields={"payload": "too deep"},
+            ) from None
         metadata = payload.get("metadata")
         if metadata is not None:
             if not isinstance(metadata, dict):
@@ -193,21 +204,20 @@ class TaskRunner:
             argv = list(preset.inference.command or ())
             cwd = preset.directory
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                env={**self._inherited, **env},
-                cwd=cwd,
-                start_new_session=True,
-                limit=MAX_LINE_BYTES,
-            )
+            proc, exited = await start_program(argv, env={**self._inherited, **env}, cwd=cwd)
         except OSError as exc:
             raise BackendUnavailable(
                 f"model {preset.name!r}: the task program could not start: {exc}"
             ) from None
-        process = TaskProcess(preset, device, proc, task_id=task.id, container=container)
+        process = TaskProcess(
+            preset,
+            device,
+            proc,
+            exited,
+            task_id=task.id,
+            container=container,
+            stop_grace_s=self.stop_grace_s,
+        )
         self._live.add(process)
         self.metrics.started.labels(preset.name).inc()
         log.info(
@@ -226,7 +236,7 @@ class TaskRunner:
 
     async def retire(self, process: TaskProcess) -> None:
         """Stop a program for good (its slot stays with the caller)."""
-        await process.stop(self.stop_grace_s)
+        await process.stop()
         self._live.discard(process)
 
     def _watch(self, process: TaskProcess) -> None:
@@ -346,15 +356,8 @@ class RunningTask:
                 code = await process.exit_code() if event is None else None
         except TimeoutError:
             timeout_s = self.preset.inference.timeout_s or self._runner.timeout_s
-            await process.stop(self._runner.stop_grace_s)
-            return self._end(
-                TaskEvent.make(
-                    "finish",
-                    status="failed",
-                    reason="timeout",
-                    message=f"no finish within {timeout_s:g} s; the task was killed",
-                ),
-                reason="timeout",
+            return await self.fail(
+                "timeout", f"no finish within {timeout_s:g} s; the task was killed"
             )
         if event is None:
             fields: dict[str, Any] = {"exit_code": code} if code is not None else {}
@@ -372,6 +375,14 @@ class RunningTask:
             self._finished_by_program = True
             return self._end(event)
         return event
+
+    async def fail(self, reason: str, message: str) -> TaskEvent:
+        """End the task on vespid's side: stop its program and every process it started
+        (a session's too: it is mid-task), and record a failed finish."""
+        assert self.process is not None
+        await self.process.stop()
+        finish = TaskEvent.make("finish", status="failed", reason=reason, message=message)
+        return self._end(finish, reason=reason)
 
     def _end(self, finish: TaskEvent, *, reason: str = "") -> TaskEvent:
         """Record the finish; ``reason`` is vespid's (a program's own stays out of the

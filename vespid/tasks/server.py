@@ -10,8 +10,10 @@ Routes:
   answer is an SSE stream, one message per event (``event:`` its type, ``data:`` the
   event as the program printed it), or, when the input has ``"stream": false``, one
   JSON object with every event, the final status and text. 404 for an unknown model,
-  422 for an input that is not a JSON object, 429 when no GPU is free in time, 503
-  when the model needs Docker and there is none, 502 when the program cannot start.
+  422 for an input that is not a JSON object (or not UTF-8, or nested too deep), 429
+  when no GPU is free in time, 503 when the model needs Docker and there is none, 502
+  when the program cannot start, 507 (and the task stopped) when the events of a
+  ``"stream": false`` task pass ``answer_max_bytes`` (``VESPID_TASK_ANSWER_MAX_BYTES``).
 - ``GET /tasks``: the models, the GPUs and the queue. ``GET /health``: 200.
   ``GET /metrics``: Prometheus text (the worker's ``/metrics/backend``).
 """
@@ -23,7 +25,7 @@ from typing import Any, Final
 import orjson
 from aiohttp import web
 
-from vespid.errors import NotFound, RequestInvalid
+from vespid.errors import AnswerTooLarge, NotFound, RequestInvalid
 from vespid.tasks.runner import RunningTask, TaskRunner
 from vespid.web import JSON_TYPE, error_middleware, json_response
 
@@ -32,13 +34,15 @@ __all__ = ["TASK_ID_HEADER", "TaskServer"]
 TASK_ID_HEADER: Final = "X-Vespid-Task-Id"
 SSE_HEADERS: Final = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 SHUTDOWN_TIMEOUT_S: Final = 2.0
+ANSWER_MAX_BYTES: Final = 64 * 1024 * 1024  # VESPID_TASK_ANSWER_MAX_BYTES's default
 
 
 class TaskServer:
     """The app, its runner, and where it listens once started."""
 
-    def __init__(self, runner: TaskRunner) -> None:
+    def __init__(self, runner: TaskRunner, *, answer_max_bytes: int = ANSWER_MAX_BYTES) -> None:
         self.runner = runner
+        self.answer_max_bytes = answer_max_bytes  # of events a "stream": false task keeps
         self.url = ""
         self._app_runner: web.AppRunner | None = None
 
@@ -106,8 +110,12 @@ class TaskServer:
         events: list[dict[str, Any]] = []
         deltas: list[str] = []
         text: str | None = None
+        size = 0
         async with task:
             while (event := await task.next_event()) is not None:
+                size += len(event.raw)
+                if size > self.answer_max_bytes:
+                    raise await self._too_large(task)
                 events.append(event.data)
                 if event.type == "text_delta":
                     deltas.append(event.data["delta"])
@@ -124,6 +132,19 @@ class TaskServer:
         }
         return web.Response(
             body=orjson.dumps(result), content_type=JSON_TYPE, headers={TASK_ID_HEADER: task.id}
+        )
+
+    async def _too_large(self, task: RunningTask) -> AnswerTooLarge:
+        """Stop a task whose events outgrow what one answer may hold; the error to send."""
+        limit = self.answer_max_bytes
+        message = (
+            f'the task\'s events passed {limit} bytes, the most a "stream": false task may '
+            "collect (VESPID_TASK_ANSWER_MAX_BYTES), so it was stopped; ask with "
+            '"stream": true to get its events as they come, or raise the limit'
+        )
+        await task.fail("answer_too_large", message)
+        return AnswerTooLarge(
+            message, task_id=task.id, limit_bytes=limit, setting="VESPID_TASK_ANSWER_MAX_BYTES"
         )
 
     async def handle_list(self, request: web.Request) -> web.Response:
@@ -163,9 +184,10 @@ async def _read_input(request: web.Request) -> dict[str, Any]:
     body = await request.read()
     try:
         payload = orjson.loads(body)
-    except orjson.JSONDecodeError:
+    except orjson.JSONDecodeError as exc:
         raise RequestInvalid(
-            "the task input is not valid JSON", fields={"payload": "JSON"}
+            f"the task input is not valid JSON ({exc}); send one UTF-8 JSON object",
+            fields={"payload": "JSON"},
         ) from None
     if not isinstance(payload, dict):
         raise RequestInvalid(

@@ -79,8 +79,9 @@ async def start_task_backend(settings: WorkerSettings) -> tuple[TaskServer, Work
         timeout_s=settings.task_timeout_s,
         docker_cli=settings.docker,
         environ=os.environ,  # only INHERITED_ENV passes on to the programs
+        stop_grace_s=settings.task_stop_grace_s,
     )
-    server = TaskServer(runner)
+    server = TaskServer(runner, answer_max_bytes=settings.task_answer_max_bytes)
     url = await server.start()
     slots = float(len(runner.pool.devices))
     updated = settings.model_copy(

@@ -239,6 +239,19 @@ class WorkerSettings(BaseModel):
         json_schema_extra={"env": "VESPID_TASK_TIMEOUT_S"},
         description="Seconds a task may run (unless its preset sets timeout_s); then killed.",
     )
+    task_stop_grace_s: float = Field(
+        5.0,
+        gt=0,
+        le=600,
+        json_schema_extra={"env": "VESPID_TASK_STOP_GRACE_S"},
+        description="Seconds between SIGTERM and SIGKILL to a task's process group.",
+    )
+    task_answer_max_bytes: int = Field(
+        64 * 1024 * 1024,
+        ge=1024,
+        json_schema_extra={"env": "VESPID_TASK_ANSWER_MAX_BYTES"},
+        description='Most event bytes a "stream": false task collects; then stopped (507).',
+    )
     docker: str = Field(
         "docker",
         json_schema_extra={"env": "VESPID_DOCKER"},
