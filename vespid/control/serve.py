@@ -1,4 +1,5 @@
-"""Running the control plane: store, provider, HTTP server, autoscaler; clean stop."""
+"""Running the control plane: a private state directory, store, provider, HTTP server
+(guarded: header and body deadlines, a bound on connections), autoscaler; clean stop."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from vespid.control.providers.base import Provider
 from vespid.control.providers.local import LocalProvider
 from vespid.control.providers.ray import RayProvider
 from vespid.control.settings import ControlSettings
+from vespid.control.state_dir import secure_state_dir
 from vespid.control.store import SQLiteStore
+from vespid.web import GuardedAppRunner
 
 __all__ = ["running_control", "serve_control"]
 
@@ -38,6 +41,7 @@ async def running_control(
     settings: ControlSettings, environ: Mapping[str, str]
 ) -> AsyncIterator[ControlPlane]:
     """A control plane serving on its port until the block exits (then all workers stop)."""
+    await asyncio.to_thread(secure_state_dir, settings.state_dir)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((settings.host, settings.port))
@@ -46,7 +50,7 @@ async def running_control(
         settings, SQLiteStore(settings.state_dir / "vespid.db"), make_provider(settings, environ)
     )
     await control.open(f"http://{host}:{port}")
-    runner = web.AppRunner(control.build_app(), access_log=None)
+    runner = GuardedAppRunner(control.build_app(), control.connection_limits, access_log=None)
     await runner.setup()
     try:
         await web.SockSite(runner, sock).start()
