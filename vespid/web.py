@@ -23,7 +23,7 @@ import hmac
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import orjson
@@ -39,6 +39,7 @@ __all__ = [
     "HOP_BY_HOP",
     "JSON_HEADERS",
     "JSON_TYPE",
+    "MAX_BODY_DEPTH",
     "ConnectionLimits",
     "GuardedAppRunner",
     "RateLimitedLog",
@@ -49,7 +50,9 @@ __all__ = [
     "error_response",
     "framework_error_middleware",
     "json_response",
+    "nests_within",
     "read_json",
+    "read_json_within",
     "relay_aiohttp_headers",
     "relay_headers",
     "same_secret",
@@ -110,6 +113,34 @@ async def read_json(request: web.Request) -> Any:
         raise RequestInvalid(f"request body is not valid JSON ({exc})") from None
 
 
+# How deep a JSON body read with ``read_json_within`` may nest: far beyond any body vespid
+# reads, far below what costs a parser or a validator anything.
+MAX_BODY_DEPTH: Final = 32
+
+
+def nests_within(value: Any, max_depth: int) -> bool:
+    """Whether ``value``'s arrays and objects nest at most ``max_depth`` deep
+    (``{"a": [1]}`` nests 2 deep); iterative, so any depth is measured safely."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > max_depth:
+            return False
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return not isinstance(value, dict | list) or max_depth >= 1
+
+
+async def read_json_within(request: web.Request, max_depth: int = MAX_BODY_DEPTH) -> Any:
+    """``read_json``, refusing (422) a body that nests deeper than ``max_depth``."""
+    value = await read_json(request)
+    if isinstance(value, dict | list) and not nests_within(value, max_depth):
+        raise RequestInvalid(
+            f"request body nests deeper than {max_depth} arrays or objects; send a flatter body"
+        )
+    return value
+
+
 def bearer_token(request: web.Request) -> str | None:
     """The token of an ``Authorization: Bearer <token>`` header, if one was sent."""
     header = request.headers.get("Authorization", "")
@@ -166,18 +197,19 @@ class RateLimitedLog:
         self.logger.warning(message, *args)
 
 
-_bad_requests = RateLimitedLog(logging.getLogger("vespid.http"))
-
-
 @dataclass(frozen=True)
 class ConnectionLimits:
-    """How long a request may take to arrive, and how many connections are held."""
+    """How long a request may take to arrive, and how many connections are held; and the
+    log of one server's refused connections and malformed requests."""
 
     header_timeout_s: float
     body_timeout_s: float
     max_connections: int
     header_setting: str = "header_timeout_s"  # the names a refusal tells the caller
     body_setting: str = "body_timeout_s"
+    log: RateLimitedLog = field(
+        default_factory=lambda: RateLimitedLog(logging.getLogger("vespid.http"))
+    )
 
 
 def _raw_error(exc: HTTPFacingError) -> bytes:
@@ -203,7 +235,7 @@ class _GuardedHandler(RequestHandler):
         super().connection_made(transport)
         server = self._manager
         if isinstance(server, _GuardedServer) and server.held() > self._guard.max_connections:
-            _bad_requests.warning(
+            self._guard.log.warning(
                 "closed a connection: %d held, the most is %d",
                 server.held(), self._guard.max_connections,
             )  # fmt: skip
@@ -227,9 +259,7 @@ class _GuardedHandler(RequestHandler):
         super().data_received(data)
         if self._request_count != parsed:
             self._disarm_header_deadline()  # a request's line and headers are in
-        elif (
-            self._header_deadline is None and self._current_request is None and not self._messages
-        ):
+        elif self._header_deadline is None and self._current_request is None and not self._messages:
             self._arm_header_deadline()  # the first bytes of the next request
 
     def _headers_late(self, parsed: int) -> None:
@@ -237,7 +267,7 @@ class _GuardedHandler(RequestHandler):
         if self._request_count != parsed or self._current_request is not None or self._messages:
             return
         limit = self._guard.header_timeout_s
-        _bad_requests.warning("closed a connection whose headers took over %g s", limit)
+        self._guard.log.warning("closed a connection whose headers took over %g s", limit)
         if self.transport is not None:
             self.transport.write(
                 _raw_error(
@@ -267,7 +297,7 @@ class _GuardedHandler(RequestHandler):
         if request.writer.output_size > 0:
             raise ConnectionError("an answer was sent already; the connection is broken")
         what = message or (str(exc) if exc else "malformed request")
-        _bad_requests.warning("malformed request from %s: %s", request.remote, what[:200])
+        self._guard.log.warning("malformed request from %s: %s", request.remote, what[:200])
         response = web.Response(
             status=status,
             body=orjson.dumps({"error": f"malformed HTTP request: {what}", "code": "bad_request"}),
@@ -323,7 +353,7 @@ def body_deadline_middleware(limits: ConnectionLimits) -> Any:
                     await request.read()
             except TimeoutError:
                 limit = limits.body_timeout_s
-                _bad_requests.warning("closed a connection whose body took over %g s", limit)
+                limits.log.warning("closed a connection whose body took over %g s", limit)
                 response = error_response(
                     RequestTimeout(
                         f"the request body took over {limit:g} s to arrive ({limits.body_setting})"

@@ -74,6 +74,12 @@ class ControlPlane:
         self.history: History
         self.autoscaler: Autoscaler
         self._loops: list[asyncio.Task[None]] = []  # the autoscaler and the history
+        # How long a request may take to arrive, and how many connections are held.
+        self.connection_limits = ConnectionLimits(
+            header_timeout_s=settings.header_timeout_s, body_timeout_s=settings.body_timeout_s,
+            max_connections=settings.max_connections, header_setting="VESPID_HEADER_TIMEOUT_S",
+            body_setting="VESPID_BODY_TIMEOUT_S",
+        )  # fmt: skip
 
     # -- what callers read ---------------------------------------------------------
 
@@ -126,16 +132,6 @@ class ControlPlane:
             ):
                 self.endpoints[endpoint.name] = endpoint
                 await self.store.put_endpoint(endpoint)
-
-    @property
-    def connection_limits(self) -> ConnectionLimits:
-        """How long a request may take to arrive, and how many connections are held."""
-        s = self.settings
-        return ConnectionLimits(
-            header_timeout_s=s.header_timeout_s, body_timeout_s=s.body_timeout_s,
-            max_connections=s.max_connections, header_setting="VESPID_HEADER_TIMEOUT_S",
-            body_setting="VESPID_BODY_TIMEOUT_S",
-        )  # fmt: skip
 
     def build_app(self) -> web.Application:
         middlewares = [

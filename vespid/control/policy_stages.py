@@ -90,8 +90,12 @@ def fleet_perf(snapshot: ScalingSnapshot) -> float:
     for worker in snapshot.workers:
         if worker.state is not WorkerPhase.ERRORED and worker.max_perf and worker.max_perf > 0:
             known.append(worker.max_perf)
-    # Each term divided first, so a fleet of huge figures cannot overflow the sum.
-    return sum(perf / len(known) for perf in known) if known else snapshot.default_perf
+    if not known:
+        return snapshot.default_perf
+    # Each term divided first, so a fleet of huge figures cannot overflow the sum (nor
+    # the tiniest underflow to 0).
+    mean = sum(perf / len(known) for perf in known)
+    return mean if mean > 0 else max(known)
 
 
 def queue_time_s(worker: WorkerView, default_perf: float) -> float:

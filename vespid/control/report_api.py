@@ -27,7 +27,7 @@ from vespid.protocol.wire import (
     DeleteRequestsReport,
     WorkerStatusReport,
 )
-from vespid.web import json_response, read_json, same_secret
+from vespid.web import json_response, read_json_within, same_secret
 
 __all__ = ["ReportApi"]
 
@@ -81,7 +81,7 @@ class ReportApi:
             raise RequestInvalid.from_validation(exc, f"{what} report") from None
 
     async def handle_worker_status(self, request: web.Request) -> web.Response:
-        body = await read_json(request)
+        body = await read_json_within(request)
         report = self._parse(body, WorkerStatusReport, "id", "worker status")
         record = self.fleet.ingest(report)
         if record is None:
@@ -90,7 +90,7 @@ class ReportApi:
         return json_response({"ok": True})
 
     async def handle_delete_requests(self, request: web.Request) -> web.Response:
-        body = await read_json(request)
+        body = await read_json_within(request)
         report = self._parse(body, DeleteRequestsReport, "worker_id", "finished requests")
         for item in report.requests:
             self.metrics.count_finished(item["success"])

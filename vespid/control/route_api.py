@@ -23,7 +23,7 @@ from vespid.control.models import EndpointConfig, find_endpoint
 from vespid.control.router import Router
 from vespid.errors import HTTPFacingError, RequestInvalid, Unauthorized
 from vespid.protocol.wire import PUBKEY_PATH, ROUTE_PATH, RouteRequest
-from vespid.web import json_response, read_json, same_secret
+from vespid.web import json_response, read_json_within, same_secret
 
 __all__ = ["RouteApi"]
 
@@ -59,7 +59,7 @@ class RouteApi:
         routes.add_get("/ca.pem", self.handle_ca)
 
     async def handle_route(self, request: web.Request) -> web.Response:
-        body = await read_json(request)
+        body = await read_json_within(request)
         if not isinstance(body, dict):
             raise RequestInvalid('send {"endpoint": name, "api_key": key, "cost": n}')
         try:
