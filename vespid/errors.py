@@ -9,6 +9,7 @@
         ├── RequestInvalid       422   malformed body or field
         │   └── PayloadInvalid   422   a handler's parser refused the payload
         ├── BodyTooLarge         413   body over the configured limit
+        ├── RequestTimeout       408   headers or body did not arrive in time
         ├── SignatureInvalid     401   missing, forged, expired or replayed signature
         ├── Unauthorized         401   wrong token
         ├── Forbidden            403   caller not allowed here (e.g. not on loopback)
@@ -49,6 +50,7 @@ __all__ = [
     "Overloaded",
     "PayloadInvalid",
     "RequestInvalid",
+    "RequestTimeout",
     "SessionGone",
     "SignatureInvalid",
     "Unauthorized",
@@ -127,6 +129,11 @@ class PayloadInvalid(RequestInvalid):
 class BodyTooLarge(HTTPFacingError):
     status_code = 413
     code = "body_too_large"
+
+
+class RequestTimeout(HTTPFacingError):
+    status_code = 408
+    code = "request_timeout"
 
 
 class SignatureInvalid(HTTPFacingError):

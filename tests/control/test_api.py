@@ -110,15 +110,16 @@ async def test_route_refusals(make_control: MakeControl, http: aiohttp.ClientSes
     assert (status, again["request_idx"]) == (200, idx)
 
 
-async def test_worker_reports_need_the_master_token(
+async def test_worker_reports_need_the_workers_own_token(
     make_control: MakeControl, http: aiohttp.ClientSession
 ) -> None:
     control = await make_control()
-    for path in ("/worker_status/", "/delete_requests/"):
-        async with http.post(control.url + path, json={"id": 1, "mtoken": "x"}) as resp:
+    for path, field in (("/worker_status/", "id"), ("/delete_requests/", "worker_id")):
+        async with http.post(control.url + path, json={field: 1, "mtoken": "x"}) as resp:
             assert resp.status == 401
     async with http.post(control.url + "/worker_status/",
-                         json={"id": 99, "mtoken": control.master_token}) as resp:  # fmt: skip
+                         json={"id": 99, "mtoken": control.keys.worker_token(99)},
+                         ) as resp:  # fmt: skip
         assert resp.status == 404
 
 

@@ -221,7 +221,7 @@ async def test_workers_queue_waits_reach_the_history_and_the_status(
     spec = {"name": "q", "scaling": {"max_workers": 0}}
     assert (await admin(http, control, "POST", "/api/v0/endpoints", spec))[0] == 201
     control.fleet.add(WorkerHandle(7, "q", "http://127.0.0.1:9", started_at=time.time()))
-    report = {"worker_id": 7, "mtoken": control.master_token,
+    report = {"worker_id": 7, "mtoken": control.keys.worker_token(7),
               "requests": [finished(waited_s=17.0), finished(waited_s=5.0)]}  # fmt: skip
     async with http.post(control.url + "/delete_requests/", json=report) as resp:
         assert resp.status == 200

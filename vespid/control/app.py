@@ -5,7 +5,8 @@ autoscaler, and mounts the HTTP APIs, each a module of its own:
 
 - ``route_api``: ``POST /route/`` (endpoint API key; PROTOCOL.md section 5),
   ``GET /pubkey/``, ``GET /ca.pem``.
-- ``report_api``: ``POST /worker_status/``, ``POST /delete_requests/`` (master token).
+- ``report_api``: ``POST /worker_status/``, ``POST /delete_requests/`` (each worker's
+  own report token).
 - ``endpoint_api``: ``GET /api/v0/endptjobs/[<id>/]`` (endpoint API key or admin key:
   the console listing Vast's client uses) and ``/api/v0/endpoints[/<name>]`` (admin key).
 - ``status_api``: ``GET /api/v0/status``, ``GET /api/v0/history``, ``GET /`` (the
@@ -39,7 +40,12 @@ from vespid.control.settings import ControlSettings
 from vespid.control.status_api import StatusApi
 from vespid.control.store import Store
 from vespid.protocol.signing import Signer
-from vespid.web import error_middleware
+from vespid.web import (
+    ConnectionLimits,
+    body_deadline_middleware,
+    error_middleware,
+    framework_error_middleware,
+)
 
 __all__ = ["ControlPlane"]
 
@@ -68,16 +74,18 @@ class ControlPlane:
         self.history: History
         self.autoscaler: Autoscaler
         self._loops: list[asyncio.Task[None]] = []  # the autoscaler and the history
+        # How long a request may take to arrive, and how many connections are held.
+        self.connection_limits = ConnectionLimits(
+            header_timeout_s=settings.header_timeout_s, body_timeout_s=settings.body_timeout_s,
+            max_connections=settings.max_connections, header_setting="VESPID_HEADER_TIMEOUT_S",
+            body_setting="VESPID_BODY_TIMEOUT_S",
+        )  # fmt: skip
 
     # -- what callers read ---------------------------------------------------------
 
     @property
     def admin_key(self) -> str:
         return self.keys.admin_key
-
-    @property
-    def master_token(self) -> str:
-        return self.keys.master_token
 
     @property
     def public_key_pem(self) -> bytes:
@@ -126,17 +134,21 @@ class ControlPlane:
                 await self.store.put_endpoint(endpoint)
 
     def build_app(self) -> web.Application:
-        app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[error_middleware])
+        middlewares = [
+            framework_error_middleware,
+            error_middleware,
+            body_deadline_middleware(self.connection_limits),
+        ]
+        app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=middlewares)
         routes = app.router
         route_api = RouteApi(
             self.endpoints, self.router, self.keys, self.metrics, self.autoscaler,
-            hold_s=self.settings.route_hold_s,
+            hold_s=self.settings.route_hold_s, max_cost=self.settings.max_route_cost,
         )  # fmt: skip
         route_api.add_routes(routes)
         ReportApi(
-            self.fleet, self.metrics, self.history, self.keys.master_token,
-            route_api.notify_capacity,
-        ).add_routes(routes)  # fmt: skip
+            self.fleet, self.metrics, self.history, self.keys, route_api.notify_capacity
+        ).add_routes(routes)
         EndpointApi(
             self.endpoints, self.store, self.autoscaler, admin_key=self.keys.admin_key,
             admin_key_file=self.settings.state_dir / "admin.key",

@@ -70,6 +70,7 @@ class Autoscaler:
         self.scaling_log: list[dict[str, Any]] = []  # the latest actions, oldest first
         self._launching: dict[str, int] = {}  # endpoint -> starts asked of the provider
         self._short_of_gpus: dict[str, int] = {}  # endpoint -> starts held (logged once)
+        self._failing: dict[str, str] = {}  # endpoint -> the error its last step raised
         self._busy: set[asyncio.Task[None]] = set()
         self._kick = asyncio.Event()  # set to decide now rather than at the next tick
 
@@ -97,7 +98,19 @@ class Autoscaler:
         self.router.drop_abandoned()
         self._retire()
         for endpoint in list(self.endpoints.values()):
-            self._act(endpoint, self._decide(endpoint))
+            try:
+                self._act(endpoint, self._decide(endpoint))
+            except Exception as exc:  # one endpoint's failure never stops the others'
+                self._note_failure(endpoint.name, exc)
+            else:
+                self._failing.pop(endpoint.name, None)
+
+    def _note_failure(self, endpoint: str, exc: Exception) -> None:
+        """Log a failing endpoint's step once per distinct error, not at every tick."""
+        what = f"{type(exc).__name__}: {exc}"
+        if self._failing.get(endpoint) != what:
+            self._failing[endpoint] = what
+            log.error("scaling %s failed (%s); the other endpoints scale on", endpoint, what)
 
     def _retire(self) -> None:
         """Stop workers of deleted endpoints; mark those whose processes exited."""
@@ -195,7 +208,7 @@ class Autoscaler:
             worker_id,
             endpoint,
             report_addr=self.url,
-            master_token=self.keys.master_token,
+            master_token=self.keys.worker_token(worker_id),
             request_key=encode_request_key(key) if key else "",
             gpus=gpus,
         )

@@ -14,7 +14,7 @@ from vespid.control.keys import presented_key
 from vespid.control.models import EndpointConfig, find_endpoint, parse_endpoint
 from vespid.control.store import Store
 from vespid.errors import NotFound, RequestInvalid, Unauthorized
-from vespid.web import json_response, read_json, same_secret
+from vespid.web import json_response, read_json_within, same_secret
 
 __all__ = ["EndpointApi"]
 
@@ -93,7 +93,7 @@ class EndpointApi:
 
     async def handle_create(self, request: web.Request) -> web.Response:
         self._require_admin(request)
-        endpoint = parse_endpoint(await read_json(request))
+        endpoint = parse_endpoint(await read_json_within(request))
         if endpoint.name in self.endpoints:
             raise RequestInvalid(
                 f"endpoint {endpoint.name!r} exists: change it with `vespid endpoint update "
@@ -107,7 +107,7 @@ class EndpointApi:
         field into the old ones, and the name stays."""
         self._require_admin(request)
         old = find_endpoint(self.endpoints, request.match_info["name"]).model_dump(mode="json")
-        body = await read_json(request)
+        body = await read_json_within(request)
         if not isinstance(body, dict):
             raise RequestInvalid("send the fields to change as a JSON object")
         merged = {**old, **body, "name": old["name"]}

@@ -1,16 +1,22 @@
 """The control plane's secrets: made on first start, kept in the store, and who presents which.
 
 On first start the control plane makes the router's RSA key (it signs routes for workers
-that check RSA), the master token (workers report with it), the request secret (each
-worker's HMAC key derives from it and the worker's id), the CA certificate Vast's client
-downloads, and the admin key (unless ``VESPID_ADMIN_KEY`` sets one); later starts load the
-same ones, so workers and clients keep working across a restart. The admin key is also
-written to ``STATE_DIR/admin.key`` (mode 600) for the CLI.
+that check RSA), the report secret (each worker's report token derives from it and the
+worker's id: the worker gets it as ``MASTER_TOKEN``, sends it as ``mtoken`` in its reports
+and accepts it on ``/pyworker/update``, so a worker can speak for itself only), the
+request secret (each worker's HMAC key derives from it and the worker's id), the CA
+certificate Vast's client downloads, and the admin key (unless ``VESPID_ADMIN_KEY`` sets
+one); later starts load the same ones, so workers and clients keep working across a
+restart. The admin key is also written to ``STATE_DIR/admin.key`` (mode 600) for the CLI.
+A state database that had to be made anew beside an existing ``admin.key`` (it was
+deleted) is logged in one line: every key is new.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import logging
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,10 +25,12 @@ from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
 from vespid.control.settings import ControlSettings
+from vespid.control.state_dir import create_private
 from vespid.control.store import Store
 from vespid.control.tls import make_ca_pem
 from vespid.protocol.signing import (
     generate_private_key,
+    hmac_tag,
     load_private_key,
     private_key_pem,
     public_key_pem,
@@ -32,6 +40,8 @@ from vespid.web import bearer_token
 
 __all__ = ["ControlKeys", "load_keys", "presented_key"]
 
+log = logging.getLogger("vespid.control")
+
 
 @dataclass(frozen=True)
 class ControlKeys:
@@ -39,7 +49,7 @@ class ControlKeys:
 
     router_key: RSAPrivateKey
     public_key_pem: bytes
-    master_token: str
+    report_secret: bytes
     request_secret: bytes
     admin_key: str
     ca_pem: bytes
@@ -48,6 +58,12 @@ class ControlKeys:
         """The HMAC key of one worker: routes to it are tagged with it."""
         return worker_request_key(self.request_secret, worker_id)
 
+    def worker_token(self, worker_id: int) -> str:
+        """The report token of one worker (its ``MASTER_TOKEN``): a PRF of the report
+        secret and its id, so it authenticates that worker's reports and no other's."""
+        tag = hmac_tag(self.report_secret, b"vespid-worker-report-token-v1\n%d" % worker_id)
+        return base64.urlsafe_b64encode(tag).decode().rstrip("=")
+
 
 async def load_keys(store: Store, settings: ControlSettings) -> ControlKeys:
     """The keys kept in ``store``, made there first if this is the first start."""
@@ -55,17 +71,24 @@ async def load_keys(store: Store, settings: ControlSettings) -> ControlKeys:
         "router_key", lambda: private_key_pem(generate_private_key()).decode()
     )
     router_key = load_private_key(pem.encode())
-    master_token = await store.meta_or_create("master_token", lambda: secrets.token_urlsafe(24))
+    report_secret = await store.meta_or_create("report_secret", lambda: secrets.token_urlsafe(32))
     request_secret = await store.meta_or_create("request_secret", lambda: secrets.token_urlsafe(32))
     ca_pem = await store.meta_or_create("ca_pem", make_ca_pem)
     admin_key = settings.admin_key or await store.meta_or_create(
         "admin_key", lambda: secrets.token_urlsafe(24)
     )
-    await asyncio.to_thread(_write_admin_key, settings.state_dir / "admin.key", admin_key)
+    key_file = settings.state_dir / "admin.key"
+    if store.fresh and await asyncio.to_thread(key_file.exists):
+        log.warning(
+            "the state database in %s was missing: new keys were made (router key, worker "
+            "secrets%s); clients and workers holding the old ones must get the new ones",
+            settings.state_dir, "" if settings.admin_key else ", admin key",
+        )  # fmt: skip
+    await asyncio.to_thread(_write_admin_key, key_file, admin_key)
     return ControlKeys(
         router_key=router_key,
         public_key_pem=public_key_pem(router_key),
-        master_token=master_token,
+        report_secret=report_secret.encode(),
         request_secret=request_secret.encode(),
         admin_key=admin_key,
         ca_pem=ca_pem.encode(),
@@ -73,9 +96,10 @@ async def load_keys(store: Store, settings: ControlSettings) -> ControlKeys:
 
 
 def _write_admin_key(path: Path, admin_key: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(admin_key + "\n")
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    create_private(path)  # 600 before the key is in it
     path.chmod(0o600)
+    path.write_text(admin_key + "\n")
 
 
 def presented_key(request: web.Request) -> str | None:

@@ -49,7 +49,9 @@ class WorkerTemplate(BaseModel):
     env: dict[str, str] = Field(default_factory=dict, description="Worker environment.")
     model_env: dict[str, str] = Field(default_factory=dict, description="Model server environment.")
     gpus_per_worker: int = Field(0, ge=0, description="GPUs given to each worker.")
-    ready_timeout: float = Field(600.0, gt=0, description="Seconds a worker may take to be ready.")
+    ready_timeout: float = Field(
+        600.0, gt=0, allow_inf_nan=False, description="Seconds a worker may take to be ready."
+    )
 
 
 class EndpointConfig(BaseModel):

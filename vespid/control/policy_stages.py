@@ -27,6 +27,7 @@ from vespid.control.policy_types import (
 )
 
 __all__ = [
+    "MAX_COUNTED_WORKERS",
     "MAX_START_BACKOFF_S",
     "MIN_QUEUE_HORIZON_S",
     "ROUNDING_SLACK",
@@ -62,6 +63,9 @@ __all__ = [
 MIN_QUEUE_HORIZON_S: Final = 1.0
 # Float noise forgiven when rounding up to whole workers.
 ROUNDING_SLACK: Final = 1e-9
+# The most workers any demand asks for (max_workers cuts it further): counting stops here,
+# so a demand of inf workload/s is a number like any other.
+MAX_COUNTED_WORKERS: Final = 10**9
 # The longest wait between starts for an endpoint whose workers keep failing.
 MAX_START_BACKOFF_S: Final = 60.0
 
@@ -86,7 +90,12 @@ def fleet_perf(snapshot: ScalingSnapshot) -> float:
     for worker in snapshot.workers:
         if worker.state is not WorkerPhase.ERRORED and worker.max_perf and worker.max_perf > 0:
             known.append(worker.max_perf)
-    return sum(known) / len(known) if known else snapshot.default_perf
+    if not known:
+        return snapshot.default_perf
+    # Each term divided first, so a fleet of huge figures cannot overflow the sum (nor
+    # the tiniest underflow to 0).
+    mean = sum(perf / len(known) for perf in known)
+    return mean if mean > 0 else max(known)
 
 
 def queue_time_s(worker: WorkerView, default_perf: float) -> float:
@@ -152,11 +161,16 @@ def measure_demand(snapshot: ScalingSnapshot) -> Demand:
 def workers_for(capacity: float, perf: float) -> int:
     """Whole workers of ``perf`` for ``capacity`` workload/s: ceil, forgiving float noise.
 
-    Examples: 312.5 at 100 -> 4; (0.1 + 0.2) at 0.1 -> 3, not 4; 0 -> 0.
+    Examples: 312.5 at 100 -> 4; (0.1 + 0.2) at 0.1 -> 3, not 4; 0 -> 0; an infinite
+    demand (the sum of finite loads near 1e308) -> ``MAX_COUNTED_WORKERS``, which
+    ``max_workers`` then cuts.
     """
-    if capacity <= 0:
+    if not capacity > 0:  # NaN too: nothing is asked
         return 0
-    return max(0, math.ceil(capacity / perf - ROUNDING_SLACK))
+    workers = capacity / perf - ROUNDING_SLACK
+    if not workers < MAX_COUNTED_WORKERS:  # sums of huge finite figures overflow to inf
+        return MAX_COUNTED_WORKERS
+    return max(0, math.ceil(workers))
 
 
 def min_load_floor(params: ScalingConfig, perf: float) -> int:

@@ -23,6 +23,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     ValidatorFunctionWrapHandler,
+    field_serializer,
     field_validator,
 )
 from pydantic_core import PydanticCustomError
@@ -77,7 +78,8 @@ class ScalingConfig(BaseModel):
     field, what it must be and what to use instead, e.g. ``target_util: must be in (0, 1]
     (got 1.5); it is the fraction of capacity to aim for, e.g. 0.9 (1.0 for null
     workers)``. Only ``max_queue_time`` may be infinite (a worker is then never
-    saturated); NaN is refused everywhere, and so are booleans for the counts.
+    saturated; JSON spells it ``"Infinity"``); NaN is refused everywhere, and so are
+    booleans for the counts.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -151,6 +153,12 @@ class ScalingConfig(BaseModel):
         ge=0,
         allow_inf_nan=False,
     )
+
+    @field_serializer("max_queue_time", when_used="json")
+    def _spell_infinity(self, value: float) -> float | str:
+        """An infinite ``max_queue_time`` as ``"Infinity"`` in JSON (a JSON number cannot
+        be infinite, and null would not load again): stored, listed and read back alike."""
+        return "Infinity" if math.isinf(value) else value
 
     @field_validator("*", mode="wrap")
     @classmethod

@@ -23,7 +23,7 @@ from vespid.control.models import EndpointConfig, find_endpoint
 from vespid.control.router import Router
 from vespid.errors import HTTPFacingError, RequestInvalid, Unauthorized
 from vespid.protocol.wire import PUBKEY_PATH, ROUTE_PATH, RouteRequest
-from vespid.web import json_response, read_json, same_secret
+from vespid.web import json_response, read_json_within, same_secret
 
 __all__ = ["RouteApi"]
 
@@ -42,6 +42,7 @@ class RouteApi:
         autoscaler: Autoscaler,
         *,
         hold_s: float,
+        max_cost: float,
     ) -> None:
         self.endpoints = endpoints
         self.router = router
@@ -49,6 +50,7 @@ class RouteApi:
         self.metrics = metrics
         self.autoscaler = autoscaler
         self.hold_s = hold_s
+        self.max_cost = max_cost  # VESPID_MAX_ROUTE_COST
         self._capacity: dict[str, asyncio.Condition] = {}  # held /route/ calls wait here
 
     def add_routes(self, routes: web.UrlDispatcher) -> None:
@@ -57,13 +59,18 @@ class RouteApi:
         routes.add_get("/ca.pem", self.handle_ca)
 
     async def handle_route(self, request: web.Request) -> web.Response:
-        body = await read_json(request)
+        body = await read_json_within(request)
         if not isinstance(body, dict):
             raise RequestInvalid('send {"endpoint": name, "api_key": key, "cost": n}')
         try:
             route = RouteRequest.model_validate(body)
         except ValidationError as exc:
             raise RequestInvalid.from_validation(exc, "route request") from None
+        if route.cost > self.max_cost:
+            raise RequestInvalid.listing(
+                "route request",
+                {"cost": f"at most {self.max_cost:g} (VESPID_MAX_ROUTE_COST); got {route.cost:g}"},
+            )
         endpoint = find_endpoint(self.endpoints, route.endpoint)
         if not same_secret(route.api_key or presented_key(request), endpoint.api_key):
             raise Unauthorized(f"wrong API key for endpoint {endpoint.name!r}")

@@ -1,4 +1,5 @@
-"""Running the control plane: store, provider, HTTP server, autoscaler; clean stop."""
+"""Running the control plane: a private state directory, store, provider, HTTP server
+(guarded: header and body deadlines, a bound on connections), autoscaler; clean stop."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from vespid.control.providers.base import Provider
 from vespid.control.providers.local import LocalProvider
 from vespid.control.providers.ray import RayProvider
 from vespid.control.settings import ControlSettings
+from vespid.control.state_dir import secure_state_dir
 from vespid.control.store import SQLiteStore
+from vespid.web import GuardedAppRunner
 
 __all__ = ["running_control", "serve_control"]
 
@@ -40,6 +43,7 @@ async def running_control(
     """A control plane serving on its port until the block exits (then all workers stop).
     A start-up that fails (a ConfigError from the endpoints file, say) leaves no socket or
     database open behind it."""
+    await asyncio.to_thread(secure_state_dir, settings.state_dir)
     store = SQLiteStore(settings.state_dir / "vespid.db")
     control = ControlPlane(settings, store, make_provider(settings, environ))
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -51,7 +55,7 @@ async def running_control(
         except BaseException:
             await store.close()
             raise
-        runner = web.AppRunner(control.build_app(), access_log=None)
+        runner = GuardedAppRunner(control.build_app(), control.connection_limits, access_log=None)
         await runner.setup()
         try:
             await web.SockSite(runner, sock).start()

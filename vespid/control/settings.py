@@ -55,6 +55,27 @@ class ControlSettings(BaseModel):
         5.0, ge=0, le=9, json_schema_extra={"env": "VESPID_ROUTE_HOLD_S"},
         description="How long a queued /route/ call is held for a worker before 'queued'.",
     )  # fmt: skip
+    max_route_cost: float = Field(
+        1e9, gt=0, le=1e12, allow_inf_nan=False,
+        json_schema_extra={"env": "VESPID_MAX_ROUTE_COST"},
+        description="Most workload one /route/ call may cost; beyond, 422.",
+    )  # fmt: skip
+    header_timeout_s: float = Field(
+        10.0, gt=0, le=300, allow_inf_nan=False,
+        json_schema_extra={"env": "VESPID_HEADER_TIMEOUT_S"},
+        description="Seconds a request's line and headers may take to arrive; "
+        "then 408 and the connection closes.",
+    )  # fmt: skip
+    body_timeout_s: float = Field(
+        30.0, gt=0, le=600, allow_inf_nan=False,
+        json_schema_extra={"env": "VESPID_BODY_TIMEOUT_S"},
+        description="Seconds a request's body may take to arrive; then 408 and the "
+        "connection closes.",
+    )  # fmt: skip
+    max_connections: int = Field(
+        1000, ge=1, json_schema_extra={"env": "VESPID_MAX_CONNECTIONS"},
+        description="Connections held open at once; more are closed at once.",
+    )  # fmt: skip
     signature_ttl_s: int = Field(
         120, ge=5, le=600, json_schema_extra={"env": "VESPID_SIGNATURE_TTL_S"},
         description="How long a signed route stays valid.",

@@ -4,6 +4,11 @@
 (the default), so a restart keeps endpoints, the router's signing key, the request
 counters, and the list of worker processes to clean up. SQLite calls run in a
 worker thread, never on the event loop.
+
+The file is created with mode 600 (``state_dir.create_private``; SQLite gives its
+``-wal`` and ``-shm`` the same). A file that is not a database, or a stored endpoint
+that no longer validates, is a ``ConfigError`` naming the file (and the endpoint and
+field), which stops start-up with one line.
 """
 
 from __future__ import annotations
@@ -16,13 +21,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from vespid.control.models import EndpointConfig
+from vespid.control.state_dir import create_private
+from vespid.errors import ConfigError, RequestInvalid
 
 __all__ = ["SQLiteStore", "Store"]
 
 
 class Store(abc.ABC):
     """Where the control plane keeps what must survive a restart."""
+
+    # True once the store found nothing kept (a first start, or its file was deleted).
+    fresh: bool = False
 
     @abc.abstractmethod
     async def endpoints(self) -> list[EndpointConfig]: ...
@@ -79,23 +91,44 @@ class SQLiteStore(Store):
 
     def _connect(self) -> sqlite3.Connection:
         if self._conn is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self.fresh = create_private(self.path)
             conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.executescript(_SCHEMA)
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.executescript(_SCHEMA)
+            except BaseException:
+                conn.close()
+                raise
             self._conn = conn
         return self._conn
 
     async def _run(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         def work() -> list[tuple[Any, ...]]:
-            return self._connect().execute(sql, args).fetchall()
+            try:
+                return self._connect().execute(sql, args).fetchall()
+            except sqlite3.DatabaseError as exc:
+                raise ConfigError(
+                    f"state database {self.path} cannot be read ({exc}); restore it, or move "
+                    "it aside to start afresh with new keys"
+                ) from None
 
         async with self._lock:
             return await asyncio.to_thread(work)
 
     async def endpoints(self) -> list[EndpointConfig]:
-        rows = await self._run("SELECT config FROM endpoints ORDER BY name")
-        return [EndpointConfig.model_validate_json(row[0]) for row in rows]
+        rows = await self._run("SELECT name, config FROM endpoints ORDER BY name")
+        return [self._load_endpoint(str(name), config) for name, config in rows]
+
+    def _load_endpoint(self, name: str, config: str) -> EndpointConfig:
+        try:
+            return EndpointConfig.model_validate_json(config)
+        except ValidationError as exc:
+            error = RequestInvalid.from_validation(exc, f"stored endpoint {name!r}")
+            raise ConfigError(
+                f"{self.path}: {error.message}; delete it with: sqlite3 {self.path} "
+                f"\"DELETE FROM endpoints WHERE name = '{name}'\" (and create it again)"
+            ) from None
 
     async def put_endpoint(self, endpoint: EndpointConfig) -> None:
         await self._run(

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any, Final, NotRequired
+from typing import Annotated, Any, Final, NotRequired
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, with_config
@@ -26,6 +26,7 @@ __all__ = [
     "AUTH_FIELDS",
     "AUTH_HEADER",
     "DELETE_REQUESTS_PATH",
+    "MAX_REPORTED",
     "PROTOCOL_VERSION",
     "PUBKEY_PATH",
     "REPORT_INTERVAL_S",
@@ -216,36 +217,43 @@ def dumps(value: Any) -> bytes:
 # numbers must be finite: an inf or NaN load would poison every sum the autoscaler takes.
 _COLD_PATH: Final = ConfigDict(extra="ignore", allow_inf_nan=False, frozen=True)
 
+# The most any load, throughput or time in a report may be: far beyond any real worker,
+# and small enough that the autoscaler's sums over a fleet stay finite.
+MAX_REPORTED: Final = 1e15
+_Amount = Annotated[float, Field(ge=0, le=MAX_REPORTED)]
+_Count = Annotated[int, Field(ge=0, le=2**53)]
+
 
 class WorkerStatusReport(BaseModel):
     """Body of ``POST <REPORT_ADDR>/worker_status/`` (PROTOCOL.md section 3).
 
     The worker's reporter builds one and sends ``model_dump(mode="json")``; the control
     plane validates what it receives with the same model. Only ``id`` and ``mtoken`` are
-    required: a field a sender leaves out reads as nothing to report.
+    required: a field a sender leaves out reads as nothing to report. Every number is
+    finite and at least 0; loads, throughputs and times are at most ``MAX_REPORTED``.
     """
 
     model_config = _COLD_PATH
 
-    id: StrictInt  # CONTAINER_ID
-    mtoken: StrictStr  # MASTER_TOKEN
+    id: StrictInt = Field(ge=0)  # CONTAINER_ID
+    mtoken: StrictStr  # the worker's MASTER_TOKEN (its own report token)
     version: str = ""
-    loadtime: float = 0.0  # seconds from start to ready, sent once, else 0
-    new_load: float = 0.0  # workload received since the last report
-    cur_load: float = 0.0  # workload in progress, sessions included
-    rej_load: float = 0.0  # workload refused (429) since the last report
-    max_perf: float = 0.0  # workload/s at full load; 0 until benchmarked
-    cur_perf: float = 0.0  # workload served since the last report
+    loadtime: _Amount = 0.0  # seconds from start to ready, sent once, else 0
+    new_load: _Amount = 0.0  # workload received since the last report
+    cur_load: _Amount = 0.0  # workload in progress, sessions included
+    rej_load: _Amount = 0.0  # workload refused (429) since the last report
+    max_perf: _Amount = 0.0  # workload/s at full load; 0 until benchmarked
+    cur_perf: _Amount = 0.0  # workload served since the last report
     error_msg: str | None = ""  # non-empty once the model is broken
-    num_requests_working: int = 0  # requests and sessions in progress
-    num_requests_recieved: int = 0  # (sic: the protocol's spelling)
-    additional_disk_usage: float = 0.0
-    disk_usage: float = 0.0  # GB
+    num_requests_working: _Count = 0  # requests and sessions in progress
+    num_requests_recieved: _Count = 0  # (sic: the protocol's spelling)
+    additional_disk_usage: _Amount = 0.0
+    disk_usage: _Amount = 0.0  # GB
     working_request_idxs: list[int] = Field(default_factory=list)
-    cur_capacity: int = 0
-    max_capacity: int = 0
+    cur_capacity: _Count = 0
+    max_capacity: _Count = 0
     url: str | None = ""
-    num_sessions: int = 0  # vespid's addition: open sessions (occupancy, not backlog)
+    num_sessions: _Count = 0  # vespid's addition: open sessions (occupancy, not backlog)
 
 
 @with_config(_COLD_PATH)
@@ -265,7 +273,7 @@ class DeleteRequestsReport(BaseModel):
 
     model_config = _COLD_PATH
 
-    worker_id: StrictInt
+    worker_id: StrictInt = Field(ge=0)
     mtoken: StrictStr
     requests: list[FinishedRequest]
 
@@ -278,5 +286,6 @@ class RouteRequest(BaseModel):
 
     endpoint: StrictStr  # the endpoint's name
     api_key: StrictStr | None = None  # else the Authorization header or ?api_key=
-    cost: StrictFloat = Field(0.0, ge=0)  # workload
+    # workload; the control plane also refuses more than its VESPID_MAX_ROUTE_COST
+    cost: StrictFloat = Field(0.0, ge=0)
     request_idx: StrictInt | None = None  # 0 or absent: a new request; else a queued one

@@ -71,10 +71,12 @@ class ChildProcess:
         env: Mapping[str, str] | None = None,
         log_path: Path | None = None,
         die_with_parent: bool = False,
+        inherit_env: bool = True,
     ) -> None:
         self.name = name
         self.argv = list(argv)
-        self.env = {**os.environ, **(env or {})}
+        # ``inherit_env=False``: ``env`` is the whole environment, nothing of this process's.
+        self.env = {**(os.environ if inherit_env else {}), **(env or {})}
         self.log_path = log_path
         self.die_with_parent = die_with_parent
         self._proc: asyncio.subprocess.Process | None = None

@@ -89,7 +89,7 @@ class WorkerOrder:
     worker_id: int
     endpoint: EndpointConfig
     report_addr: str  # the control plane's URL, for the worker's reports
-    master_token: str
+    master_token: str  # the worker's own report token (``ControlKeys.worker_token``)
     request_key: str = ""
     gpus: GpuPromise | None = None
 

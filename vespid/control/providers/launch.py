@@ -6,6 +6,11 @@ the Ray provider in an actor on the node Ray picked. The worker listens on ``hos
 address clients reach it at) and reports to ``report_addr``; the model server listens on
 127.0.0.1 beside it. Children lead their own process groups and die with the process
 that launched them.
+
+Children do not inherit the launching process's environment (which may hold
+``VESPID_ADMIN_KEY`` or a cloud token): they get ``CHILD_ENV``'s variables from it, then
+what the template names (``env`` for the worker, ``model_env`` for the model server), then
+what launch sets (ports, report address, the worker's own token and key, GPUs).
 """
 
 from __future__ import annotations
@@ -13,16 +18,73 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from vespid.control.models import EndpointConfig
 from vespid.control.providers.base import WorkerOrder
 from vespid.servers.process import ChildProcess, free_port
 
-__all__ = ["LaunchSpec", "Launched", "launch", "template_key"]
+__all__ = [
+    "CHILD_ENV",
+    "LaunchSpec",
+    "Launched",
+    "child_environment",
+    "launch",
+    "process_start_time",
+    "template_key",
+]
+
+# What a worker and its model server inherit from the launching process: where programs,
+# libraries and caches are, and the locale. Anything else (tokens, a model path) goes in
+# the template's env or model_env, so the control plane's secrets stay its own.
+CHILD_ENV: Final = (
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TZ",
+    "TMPDIR",
+    "PYTHONPATH",
+    "VIRTUAL_ENV",
+    "LD_LIBRARY_PATH",
+    "CUDA_HOME",
+    "XDG_CACHE_HOME",
+    "HF_HOME",
+    "VESPID_CACHE_DIR",
+)
+
+
+def child_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """The part of ``environ`` a worker's processes get (``CHILD_ENV``)."""
+    return {name: environ[name] for name in CHILD_ENV if name in environ}
+
+
+def process_start_time(pid: int) -> int | None:
+    """When process ``pid`` started (clock ticks since boot, from ``/proc/PID/stat``), or
+    None when there is no such process (or no ``/proc``). A pid and this time together
+    name one process: a pid reused later has another start time."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return None
+    # Field 22; the command name (field 2, in parentheses) may hold spaces.
+    fields = stat[stat.rfind(b")") + 2 :].split()
+    try:
+        return int(fields[19])
+    except (IndexError, ValueError):
+        return None
+
+
+def _start_times(procs: list[ChildProcess]) -> list[int | None]:
+    return [process_start_time(p.pgid) if p.pgid else None for p in procs]
 
 
 def template_key(endpoint: EndpointConfig) -> str:
@@ -56,7 +118,9 @@ async def launch(spec: LaunchSpec) -> Launched:
     template = order.endpoint.template
     worker_port, http_port = free_port(), free_port()
     gpu_env = {"CUDA_VISIBLE_DEVICES": ",".join(spec.gpus)} if spec.gpus else {}
+    inherited = child_environment(os.environ)
     env = {
+        **inherited,
         # The endpoint's max_queue_time is the worker's MAX_WAIT_TIME unless the template
         # says; workers of one template share one cached benchmark though their model
         # servers get new ports.
@@ -98,9 +162,10 @@ async def launch(spec: LaunchSpec) -> Launched:
             ChildProcess(
                 f"{role} {order.worker_id}",
                 argv,
-                env={**template.model_env, **gpu_env},
+                env={**inherited, **template.model_env, **gpu_env},
                 log_path=spec.log_dir / f"model-{order.worker_id}.log",
                 die_with_parent=True,
+                inherit_env=False,
             )
         )
     procs.append(
@@ -111,6 +176,7 @@ async def launch(spec: LaunchSpec) -> Launched:
             env=env,
             log_path=spec.log_dir / f"worker-{order.worker_id}.log",
             die_with_parent=True,
+            inherit_env=False,
         )
     )
     started: list[ChildProcess] = []
@@ -127,6 +193,9 @@ async def launch(spec: LaunchSpec) -> Launched:
         procs=procs,
         info={
             "pgids": [p.pgid for p in procs],
+            # With the pgids: a later run signals a group only if its leader is the same
+            # process (a pid reused by someone else's program has another start time).
+            "pgid_starts": await asyncio.to_thread(_start_times, procs),
             "gpus": list(spec.gpus),
             "worker_port": worker_port,
             "model_port": fill.get("model_port"),

@@ -5,7 +5,8 @@ GPUs listed in the control plane's ``CUDA_VISIBLE_DEVICES`` are handed out
 ``gpus_per_worker`` at a time through the children's ``CUDA_VISIBLE_DEVICES``.
 Children lead their own process groups (stopping a worker stops everything it
 spawned) and are asked to die with the control plane, so a crash leaves no orphan;
-a restart also stops any process group recorded by the previous run.
+a restart also stops any process group recorded by the previous run whose leader is
+still the process that run started (its start time, from ``/proc``, is recorded too).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from vespid.control.providers.base import Provider, RunState, WorkerHandle, WorkerOrder
-from vespid.control.providers.launch import LaunchSpec, launch
+from vespid.control.providers.launch import LaunchSpec, launch, process_start_time
 from vespid.errors import ConfigError
 from vespid.servers.process import ChildProcess
 
@@ -104,11 +105,23 @@ class LocalProvider(Provider):
             proc.kill()
 
     async def cleanup(self, info: dict[str, Any]) -> None:
-        for pgid in info.get("pgids", []):
-            if isinstance(pgid, int) and pgid > 1:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(pgid, signal.SIGTERM)
-                    log.info("stopped process group %d left by an earlier run", pgid)
+        """SIGTERM the process groups an earlier run recorded, each only if its leader is
+        still the process that run started (same pid, same start time)."""
+        pgids, starts = info.get("pgids", []), info.get("pgid_starts", [])
+        if not isinstance(pgids, list) or not isinstance(starts, list):
+            return
+        for pgid, started in zip(pgids, starts, strict=False):
+            if not (isinstance(pgid, int) and pgid > 1 and isinstance(started, int)):
+                continue
+            now = await asyncio.to_thread(process_start_time, pgid)
+            if now is None:
+                continue  # gone with the earlier run
+            if now != started:
+                log.info("process %d is not the worker an earlier run started; left alone", pgid)
+                continue
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pgid, signal.SIGTERM)
+                log.info("stopped process group %d left by an earlier run", pgid)
 
     async def close(self) -> None:
         procs = [p for group in self._procs.values() for p in group]
