@@ -13,10 +13,39 @@ import signal
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Final
 
 import aiohttp
 
-__all__ = ["ChildProcess", "free_port", "wait_http"]
+__all__ = ["SAFE_ENV", "ChildProcess", "free_port", "safe_environment", "wait_http"]
+
+# What a child vespid starts (a worker, a model server, a task program) inherits from
+# vespid's own environment: where programs, libraries and caches are, and the locale.
+# Anything else (tokens, a model path) is named by the one who configures the child (a
+# template's env, a preset's env_vars), so vespid's secrets stay its own.
+SAFE_ENV: Final = (
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TZ",
+    "TMPDIR",
+    "PYTHONPATH",
+    "VIRTUAL_ENV",
+    "LD_LIBRARY_PATH",
+    "CUDA_HOME",
+    "XDG_CACHE_HOME",
+    "HF_HOME",
+    "VESPID_CACHE_DIR",
+)
+
+
+def safe_environment(environ: Mapping[str, str], also: Sequence[str] = ()) -> dict[str, str]:
+    """The part of ``environ`` a child gets: ``SAFE_ENV``'s variables and ``also``'s."""
+    return {name: environ[name] for name in (*SAFE_ENV, *also) if name in environ}
 
 
 def _die_with_parent() -> None:

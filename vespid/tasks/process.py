@@ -15,13 +15,14 @@ from typing import Any, Final
 
 import orjson
 
+from vespid.servers.process import safe_environment
 from vespid.tasks.events import TaskEvent, parse_line
 from vespid.tasks.group import end_group, group_runs
 from vespid.tasks.presets import TaskPreset
 
 __all__ = [
     "CONTAINER_MODEL_PATH",
-    "INHERITED_ENV",
+    "DOCKER_ENV",
     "MAX_LINE_BYTES",
     "STOP_GRACE_S",
     "TaskProcess",
@@ -43,30 +44,13 @@ EVENT_BUFFER: Final = 256  # events read ahead of the client; then the program w
 LOGGED_LINE_CHARS: Final = 2000
 CONTAINER_MODEL_PATH: Final = "/models"
 
-# What a task program inherits from vespid's own environment. Anything else (tokens,
-# cache paths) goes in the preset's env_vars, so vespid's secrets stay its own.
-INHERITED_ENV: Final = (
-    "PATH",
-    "HOME",
-    "USER",
-    "LANG",
-    "LC_ALL",
-    "LC_CTYPE",
-    "TZ",
-    "TMPDIR",
-    "PYTHONPATH",
-    "VIRTUAL_ENV",
-    "LD_LIBRARY_PATH",
-    "CUDA_HOME",
-    "DOCKER_HOST",
-    "DOCKER_CONFIG",
-    "DOCKER_CONTEXT",
-)
+# What a task program inherits beyond every child's safe variables: how to reach Docker.
+DOCKER_ENV: Final = ("DOCKER_HOST", "DOCKER_CONFIG", "DOCKER_CONTEXT")
 
 
 def inherited_environment(environ: Mapping[str, str]) -> dict[str, str]:
-    """The part of ``environ`` a task program gets (``INHERITED_ENV``)."""
-    return {name: environ[name] for name in INHERITED_ENV if name in environ}
+    """The part of ``environ`` a task program gets (``SAFE_ENV`` and ``DOCKER_ENV``)."""
+    return safe_environment(environ, DOCKER_ENV)
 
 
 async def _run_briefly(argv: Sequence[str], timeout_s: float) -> tuple[int | None, str]:

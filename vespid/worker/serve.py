@@ -78,7 +78,7 @@ async def start_task_backend(settings: WorkerSettings) -> tuple[TaskServer, Work
         max_wait_s=settings.max_wait_time_s,
         timeout_s=settings.task_timeout_s,
         docker_cli=settings.docker,
-        environ=os.environ,  # only INHERITED_ENV passes on to the programs
+        environ=os.environ,  # only SAFE_ENV and DOCKER_ENV pass on to the programs
         stop_grace_s=settings.task_stop_grace_s,
     )
     server = TaskServer(runner, answer_max_bytes=settings.task_answer_max_bytes)

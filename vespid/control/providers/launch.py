@@ -8,9 +8,10 @@ address clients reach it at) and reports to ``report_addr``; the model server li
 that launched them.
 
 Children do not inherit the launching process's environment (which may hold
-``VESPID_ADMIN_KEY`` or a cloud token): they get ``CHILD_ENV``'s variables from it, then
-what the template names (``env`` for the worker, ``model_env`` for the model server), then
-what launch sets (ports, report address, the worker's own token and key, GPUs).
+``VESPID_ADMIN_KEY`` or a cloud token): they get ``SAFE_ENV``'s variables from it
+(``vespid.servers.process``), then what the template names (``env`` for the worker,
+``model_env`` for the model server), then what launch sets (ports, report address, the
+worker's own token and key, GPUs).
 """
 
 from __future__ import annotations
@@ -20,51 +21,21 @@ import hashlib
 import json
 import os
 import sys
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
 from vespid.control.models import EndpointConfig
 from vespid.control.providers.base import WorkerOrder
-from vespid.servers.process import ChildProcess, free_port
+from vespid.servers.process import ChildProcess, free_port, safe_environment
 
 __all__ = [
-    "CHILD_ENV",
     "LaunchSpec",
     "Launched",
-    "child_environment",
     "launch",
     "process_start_time",
     "template_key",
 ]
-
-# What a worker and its model server inherit from the launching process: where programs,
-# libraries and caches are, and the locale. Anything else (tokens, a model path) goes in
-# the template's env or model_env, so the control plane's secrets stay its own.
-CHILD_ENV: Final = (
-    "PATH",
-    "HOME",
-    "USER",
-    "LOGNAME",
-    "LANG",
-    "LC_ALL",
-    "LC_CTYPE",
-    "TZ",
-    "TMPDIR",
-    "PYTHONPATH",
-    "VIRTUAL_ENV",
-    "LD_LIBRARY_PATH",
-    "CUDA_HOME",
-    "XDG_CACHE_HOME",
-    "HF_HOME",
-    "VESPID_CACHE_DIR",
-)
-
-
-def child_environment(environ: Mapping[str, str]) -> dict[str, str]:
-    """The part of ``environ`` a worker's processes get (``CHILD_ENV``)."""
-    return {name: environ[name] for name in CHILD_ENV if name in environ}
 
 
 def process_start_time(pid: int) -> int | None:
@@ -118,7 +89,7 @@ async def launch(spec: LaunchSpec) -> Launched:
     template = order.endpoint.template
     worker_port, http_port = free_port(), free_port()
     gpu_env = {"CUDA_VISIBLE_DEVICES": ",".join(spec.gpus)} if spec.gpus else {}
-    inherited = child_environment(os.environ)
+    inherited = safe_environment(os.environ)
     env = {
         **inherited,
         # The endpoint's max_queue_time is the worker's MAX_WAIT_TIME unless the template
