@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from vespid.cli.call import endpoint_api_key
 from vespid.client.call import error_line
 from vespid.errors import ConfigError, VespidError
 from vespid.loadtest.display import watch
@@ -73,8 +74,9 @@ def _positive(min_open: bool = True) -> click.FloatRange:
     "-k",
     "--api-key",
     envvar="VESPID_API_KEY",
-    required=True,
-    help="Account or endpoint API key [env: VESPID_API_KEY].",
+    default=None,
+    help="Account or endpoint API key [env: VESPID_API_KEY; default: looked up with the "
+    "admin key, VESPID_ADMIN_KEY or STATE_DIR/admin.key, as vespid call does].",
 )
 @click.option(
     "--url",
@@ -231,8 +233,8 @@ def _run(o: dict[str, Any]) -> dict[str, Any]:
 
         async def main() -> dict[str, Any]:
             return await session_test(
-                url=o["url"], api_key=o["api_key"], plan=plan_s, stop=stop_event(), watch=show,
-                max_poll_interval_s=o["poll_interval"],
+                url=o["url"], api_key=await _api_key(o), plan=plan_s, stop=stop_event(),
+                watch=show, max_poll_interval_s=o["poll_interval"],
             )  # fmt: skip
 
     else:
@@ -240,12 +242,17 @@ def _run(o: dict[str, Any]) -> dict[str, Any]:
 
         async def main() -> dict[str, Any]:
             return await load_test(
-                url=o["url"], api_key=o["api_key"], plan=plan, payloads=payloads,
+                url=o["url"], api_key=await _api_key(o), plan=plan, payloads=payloads,
                 source=source, stop=stop_event(), watch=show,
                 max_poll_interval_s=o["poll_interval"],
             )  # fmt: skip
 
     return asyncio.run(main())
+
+
+async def _api_key(o: dict[str, Any]) -> str:
+    """``-k``, else the endpoint's key looked up with the admin key, as ``vespid call`` does."""
+    return o["api_key"] or await endpoint_api_key(o["url"], o["endpoint"])
 
 
 def _session_plan(o: dict[str, Any]) -> SessionPlan:
