@@ -194,7 +194,10 @@ class Worker:
         requests in flight, then exit, so the supervisor restarts the worker on new code.
         Refused when MASTER_TOKEN is unset: never an open door."""
         token = self.settings.master_token
-        if not token or not same_secret(bearer_token(request), token):
+        given = bearer_token(request)
+        if given is not None:  # bytes that are not UTF-8 arrive as surrogates
+            given = given.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        if not token or not same_secret(given, token):
             raise Unauthorized(
                 "rolling updates need Authorization: Bearer <MASTER_TOKEN>"
                 + ("" if token else " (this worker has no MASTER_TOKEN, so none is accepted)")

@@ -38,10 +38,19 @@ log = logging.getLogger("vespid.worker")
 CHECK_EVERY_S: Final = 1.0
 CALLBACK_ATTEMPTS: Final = 5
 CALLBACK_TIMEOUT_S: Final = 10.0
+MAX_NESTING: Final = 254  # the deepest JSON orjson writes
 
 
-def _canonical(auth: Any) -> bytes:
-    return orjson.dumps(auth, option=orjson.OPT_SORT_KEYS)
+def _canonical(auth: Any, what: str = "auth_data") -> bytes:
+    """Key-sorted JSON of an auth_data; RequestInvalid (422) for one nested too deep
+    to write (over 254 levels: no router signs such a thing)."""
+    try:
+        return orjson.dumps(auth, option=orjson.OPT_SORT_KEYS)
+    except TypeError:
+        raise RequestInvalid(
+            f"{what} is nested too deep (more than {MAX_NESTING} levels)",
+            fields={what: "nested too deep"},
+        ) from None
 
 
 @dataclass(eq=False)
@@ -61,7 +70,11 @@ class Session:
 
     def owns(self, auth: AuthData) -> bool:
         """Whether ``auth`` is the auth_data this session was opened with (constant time)."""
-        return hmac.compare_digest(_canonical(auth.raw), self.auth_key)
+        try:
+            key = _canonical(auth.raw)
+        except RequestInvalid:
+            return False  # too deep to have opened a session
+        return hmac.compare_digest(key, self.auth_key)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -144,7 +157,7 @@ class SessionManager:
                     "payload.on_close_payload must be a JSON object",
                     fields={"payload.on_close_payload": "expected an object"},
                 )
-            size = len(orjson.dumps(close_payload))
+            size = len(_canonical(close_payload, "payload.on_close_payload"))
             if size > s.max_on_close_payload_bytes:
                 raise RequestInvalid(
                     f"payload.on_close_payload is {size} bytes; the limit is "
@@ -154,8 +167,13 @@ class SessionManager:
         return float(lifetime), route, close_payload
 
     def _check_route(self, route: Any) -> None:
-        parts = urlsplit(route) if isinstance(route, str) else None
-        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        try:
+            parts = urlsplit(route) if isinstance(route, str) else None
+            hostname = parts.hostname if parts is not None else None
+            _ = parts.port if parts is not None else None  # raises on a bad port
+        except ValueError:
+            parts = hostname = None  # e.g. "http://[::1/x": an unclosed bracket
+        if parts is None or parts.scheme not in ("http", "https") or not hostname:
             raise RequestInvalid(
                 "payload.on_close_route must be an absolute http(s) URL",
                 fields={"payload.on_close_route": "expected an http(s) URL"},
@@ -216,7 +234,7 @@ class SessionManager:
         session = self.sessions.get(session_id)
         if session is None:
             return None
-        if not hmac.compare_digest(_canonical(session_auth), session.auth_key):
+        if not hmac.compare_digest(_canonical(session_auth, "session_auth"), session.auth_key):
             raise Unauthorized(
                 "session_auth does not match the auth_data this session was opened with"
             )
