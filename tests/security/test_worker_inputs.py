@@ -2,6 +2,7 @@
 front): each is now a JSON 4xx that says what to fix, and a malformed request is logged in
 one short line, not a traceback."""
 
+# ruff: noqa: F811 - the worker's fixtures are imported here and named as parameters
 from __future__ import annotations
 
 import json
@@ -12,7 +13,7 @@ import aiohttp
 import orjson
 import pytest
 
-from tests.support.servers import Autoscaler, ScriptedBackend
+from tests.support.servers import Autoscaler
 from tests.worker.conftest import (  # noqa: F401 - fixtures
     MakeWorker,
     RunningWorker,

@@ -4,6 +4,7 @@ read with httptools, or the connection seen to close without one."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass, field
 
 import httptools
@@ -60,10 +61,8 @@ async def exchange(port: int, data: bytes, timeout_s: float = 10.0) -> Reply | N
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         writer.write(data)
-        try:
-            await writer.drain()
-        except ConnectionError:
-            pass  # the worker may refuse and close before reading everything
+        with contextlib.suppress(ConnectionError):
+            await writer.drain()  # the worker may refuse and close before reading it all
         try:
             return await read_reply(reader, timeout_s)
         except ConnectionError:
