@@ -175,7 +175,11 @@ async def running_worker(
                 settings.null_control_port,
             )
         port, front = await _serve_main(stack, worker)
-        yield ServedWorker(worker, port, front, session_end, control, tasks)
+        served = ServedWorker(worker, port, front, session_end, control, tasks)
+        # A session's callback never calls the worker's own ports.
+        own = {port, served.http_port, served.control_port}
+        worker.sessions.routes.own_ports.update(p for p in own if p is not None)
+        yield served
 
 
 def _warn_if_unsecured(settings: WorkerSettings) -> None:
