@@ -56,16 +56,25 @@ async def read_reply(reader: asyncio.StreamReader, timeout_s: float = 10.0) -> R
 
 
 async def exchange(port: int, data: bytes, timeout_s: float = 10.0) -> Reply | None:
-    """Send ``data`` on a fresh connection to 127.0.0.1:``port``; its first answer, or
-    None when the worker closes the connection without one."""
+    """Send ``data`` on a fresh connection to 127.0.0.1:``port`` while reading its first
+    answer (as a browser does: a refusal may come before everything is sent); None when
+    the worker closes the connection without one."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        writer.write(data)
+
+    async def send() -> None:
         with contextlib.suppress(ConnectionError):
-            await writer.drain()  # the worker may refuse and close before reading it all
+            for at in range(0, len(data), 65536):
+                writer.write(data[at : at + 65536])
+                await writer.drain()
+
+    sending = asyncio.create_task(send())
+    try:
         try:
             return await read_reply(reader, timeout_s)
         except ConnectionError:
             return None
     finally:
+        sending.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sending
         writer.close()

@@ -37,7 +37,7 @@ from vespid.web import HOP_BY_HOP, JSON_HEADERS, JSON_TYPE, error_body
 from vespid.worker.backend_client import BackendClientError, BackendResponse
 from vespid.worker.books import Outcome
 from vespid.worker.http11 import STATUS_LINES, DateLine, message_end
-from vespid.worker.limits import Limits, MalformedLog, raw_answer
+from vespid.worker.limits import LINGER_BYTES, LINGER_S, Limits, MalformedLog, raw_answer
 from vespid.worker.pipeline import Flight, Pipeline
 from vespid.worker.proxy import SSE_BROKEN, BackendProxy, backend_error_for
 
@@ -131,6 +131,7 @@ class FrontConnection(asyncio.Protocol):
         self._in_message = False
         self._hand_off_at: int | None = None  # offset in _raw where aiohttp takes over
         self.refusal: HTTPFacingError | None = None  # answered, then the connection closes
+        self._linger_left = LINGER_BYTES
         self._queue: deque[_Request] = deque()
         self._reading_paused = False
         self._drained: asyncio.Future[None] | None = None
@@ -183,7 +184,10 @@ class FrontConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.last_active = time.monotonic()
         if self.refusal is not None:
-            return  # refused: nothing more is read or kept
+            self._linger_left -= len(data)  # refused: read and dropped, for a moment
+            if self._linger_left <= 0:
+                self.close()
+            return
         if self._in_message and not self._head_done:
             # A head that began in an earlier chunk: bound the bytes llhttp would buffer.
             self._head_raw += len(data)
@@ -450,6 +454,14 @@ class FrontConnection(asyncio.Protocol):
         self._state.target.malformed(peer[0] if peer else None, exc.message)
         self._maybe_hand_off()
 
+    def _answer_refusal(self, transport: asyncio.Transport, refusal: HTTPFacingError) -> None:
+        """Answer, half-close, drop what still comes for LINGER_S, then close."""
+        transport.write(raw_answer(refusal))
+        if transport.can_write_eof():
+            transport.write_eof()
+        self._resume_reading()
+        asyncio.get_running_loop().call_later(LINGER_S, self.close)
+
     def _maybe_hand_off(self) -> None:
         """Give the connection to aiohttp (or answer its refusal and close) once every
         request before its turn is answered."""
@@ -460,8 +472,7 @@ class FrontConnection(asyncio.Protocol):
         if transport.is_closing():
             return
         if self.refusal is not None:
-            transport.write(raw_answer(self.refusal))
-            transport.close()
+            self._answer_refusal(transport, self.refusal)
             return
         if at is None:
             return

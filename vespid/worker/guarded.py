@@ -6,15 +6,15 @@ aiohttp bounds the request line, each header and their number itself (its
 a clock for each request's headers (408 and closed when they take longer than
 ``VESPID_HEADER_TIMEOUT_S``), a bound on a head's bytes in all, the connection cap, and
 aiohttp's own framing errors (400, text/plain, a traceback in the log) as JSON with one
-short log line. ``declared_size_middleware`` refuses a ``Content-Length`` over the limit
-before the body is read; ``vespid.worker.intake.read_body`` bounds the time the body may
+short log line. ``declared_size_middleware`` refuses headers over their limit in all and
+a ``Content-Length`` over the body limit before the body is read; ``vespid.worker.intake.read_body`` bounds the time the body may
 take.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, Final
 
 from aiohttp import web
 from aiohttp.http_exceptions import LineTooLong
@@ -22,11 +22,12 @@ from aiohttp.web_protocol import RequestHandler
 
 from vespid.errors import BadRequest, HTTPFacingError
 from vespid.web import Handler, error_response
-from vespid.worker.limits import Limits, MalformedLog, raw_answer
+from vespid.worker.limits import LINGER_BYTES, LINGER_S, Limits, MalformedLog, raw_answer
 
 __all__ = ["GuardedHandler", "GuardedRunner", "GuardedServer", "declared_size_middleware"]
 
-IDLE_TIMEOUT_S = 75.0  # a kept-alive connection with nothing to do is closed (as the front)
+IDLE_TIMEOUT_S: Final = 75.0  # a kept-alive connection with nothing to do is closed (as the front)
+LINE_EXTRA: Final = 32  # a request line's method and version, beyond its target
 
 
 class GuardedServer(web.Server):
@@ -48,6 +49,7 @@ class GuardedHandler(RequestHandler):
         self._guard = manager
         self._head_clock: asyncio.TimerHandle | None = None
         self._head_bytes = 0
+        self._linger_left: int | None = None  # refused: bytes still read and dropped
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -58,6 +60,11 @@ class GuardedHandler(RequestHandler):
         self._start_clock()  # a connection that never sends a whole head is closed too
 
     def data_received(self, data: bytes) -> None:
+        if self._linger_left is not None:
+            self._linger_left -= len(data)
+            if self._linger_left <= 0:
+                self.force_close()
+            return
         # The clock runs while the handler waits for a request and bytes of one came.
         if self._head_clock is None and self._waiter is not None:
             self._start_clock()
@@ -93,11 +100,18 @@ class GuardedHandler(RequestHandler):
             self._refuse(self._guard.limits.head_too_slow())
 
     def _refuse(self, exc: HTTPFacingError) -> None:
-        """Answer ``exc`` outside any request and close the connection."""
+        """Answer ``exc`` outside any request, half-close, drop what still comes for
+        LINGER_S, then close."""
         self._stop_clock()
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(raw_answer(exc))
-        self.force_close()
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        self._guard.malformed(transport.get_extra_info("peername"), exc.message)
+        transport.write(raw_answer(exc))
+        if transport.can_write_eof():
+            transport.write_eof()
+        self._linger_left = LINGER_BYTES
+        self._loop.call_later(LINGER_S, self.force_close)
 
     def handle_error(
         self,
@@ -122,11 +136,13 @@ class GuardedHandler(RequestHandler):
         return response
 
     def _framing_error(self, exc: BaseException | None, problem: str) -> HTTPFacingError:
-        if isinstance(exc, LineTooLong):
+        if isinstance(exc, LineTooLong):  # which line, only its limit tells
             limits = self._guard.limits
-            if "header" in problem.lower():
-                return limits.headers_too_large()
-            return limits.target_too_long()
+            if f"more than {limits.max_request_line + LINE_EXTRA} bytes" in problem:
+                return limits.target_too_long()
+            return limits.headers_too_large()
+        if problem.startswith("Too many headers"):
+            return self._guard.limits.headers_too_large()
         return BadRequest(f"malformed HTTP request: {problem}")
 
 
@@ -138,11 +154,11 @@ class GuardedRunner(web.AppRunner):
     ) -> None:
         super().__init__(
             app,
-            max_line_size=limits.max_request_line + 32,  # the method and version
+            max_line_size=limits.max_request_line + LINE_EXTRA,
             max_field_size=limits.max_header_bytes,
             max_headers=limits.max_headers,
             keepalive_timeout=IDLE_TIMEOUT_S,
-            **kwargs,
+            **{"handler_cancellation": True, **kwargs},
         )
         self.limits = limits
         self.malformed = malformed
@@ -157,16 +173,22 @@ class GuardedRunner(web.AppRunner):
 
 
 def declared_size_middleware(limits: Limits, max_bytes: int, setting: str) -> Any:
-    """Refuse a request whose ``Content-Length`` exceeds ``max_bytes`` from its header
-    (413), before any of the body is read."""
+    """Refuse, before any of the body is read, a request whose headers are over their
+    limit in all (431: aiohttp bounds each one, not their sum) or whose
+    ``Content-Length`` exceeds ``max_bytes`` (413)."""
 
     @web.middleware
     async def declared_size(request: web.Request, handler: Handler) -> web.StreamResponse:
+        head = sum(len(name) + len(value) for name, value in request.raw_headers)
         length = request.content_length
-        if length is not None and length > max_bytes:
-            response = error_response(limits.body_too_large(max_bytes, setting))
-            response.force_close()
-            return response
-        return await handler(request)
+        if head > limits.max_header_bytes:
+            error: HTTPFacingError = limits.headers_too_large()
+        elif length is not None and length > max_bytes:
+            error = limits.body_too_large(max_bytes, setting)
+        else:
+            return await handler(request)
+        response = error_response(error)
+        response.force_close()
+        return response
 
     return declared_size

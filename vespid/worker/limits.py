@@ -9,7 +9,9 @@ port, the null worker's control port).
   ``VESPID_BODY_TIMEOUT_S`` after them (408, then the connection is closed);
 - connections: ``VESPID_MAX_CONNECTIONS`` per port (503 and closed beyond).
 
-Every refusal is a JSON error naming the limit and its setting. A malformed request is
+Every refusal is a JSON error naming the limit and its setting; the connection is then
+half-closed and lingers a moment (``LINGER_S``, ``LINGER_BYTES``: read and dropped) so the
+answer reaches a client that is still sending. A malformed request is
 logged in one line, at most one a few seconds (``MalformedLog``), never a traceback.
 """
 
@@ -27,6 +29,8 @@ from vespid.web import JSON_TYPE
 from vespid.worker.settings import WorkerSettings
 
 __all__ = [
+    "LINGER_BYTES",
+    "LINGER_S",
     "HeadersTooLarge",
     "Limits",
     "MalformedLog",
@@ -39,6 +43,10 @@ __all__ = [
 log = logging.getLogger("vespid.worker")
 
 MALFORMED_LOG_EVERY_S: Final = 10.0
+# After a refusal the connection is half-closed and what the client still sends is read
+# and dropped, up to this long and this much, so that its answer is not lost to a reset.
+LINGER_S: Final = 1.0
+LINGER_BYTES: Final = 1024 * 1024
 
 
 class HeadersTooLarge(HTTPFacingError):

@@ -18,6 +18,7 @@ from aiohttp import web
 
 from vespid.errors import Forbidden, RequestInvalid
 from vespid.web import error_middleware, json_response
+from vespid.worker.guarded import declared_size_middleware
 from vespid.worker.intake import read_body
 from vespid.worker.limits import Limits
 from vespid.worker.sessions import SessionManager
@@ -74,7 +75,8 @@ def build_control_app(sessions: SessionManager, settings: WorkerSettings) -> web
         _only_loopback(request)
         return json_response({"status": "ok"})
 
-    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[error_middleware])
+    declared = declared_size_middleware(limits, MAX_BODY_BYTES, "the control port's limit")
+    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[error_middleware, declared])
     app.router.add_post("/release", release)
     if settings.backend_health_url is None:
         app.router.add_get("/health", health)
