@@ -101,8 +101,9 @@ async def test_slow_heads_and_bodies_are_answered_408_and_closed(
     port, path = workers[port_name]
     partial_head = head(path)[:-4]  # never finished
     partial_body = head(path, length=100) + b'{"a":'
-    for sent, setting in [(partial_head, "VESPID_HEADER_TIMEOUT_S"), (b"", "VESPID_HEADER_TIMEOUT_S"),
-                          (partial_body, "VESPID_BODY_TIMEOUT_S")]:  # fmt: skip
+    cases = [(partial_head, "VESPID_HEADER_TIMEOUT_S"), (b"", "VESPID_HEADER_TIMEOUT_S"),
+             (partial_body, "VESPID_BODY_TIMEOUT_S")]  # fmt: skip
+    for sent, setting in cases:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         try:
             writer.write(sent)

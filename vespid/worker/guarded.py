@@ -7,8 +7,8 @@ a clock for each request's headers (408 and closed when they take longer than
 ``VESPID_HEADER_TIMEOUT_S``), a bound on a head's bytes in all, the connection cap, and
 aiohttp's own framing errors (400, text/plain, a traceback in the log) as JSON with one
 short log line. ``declared_size_middleware`` refuses headers over their limit in all and
-a ``Content-Length`` over the body limit before the body is read; ``vespid.worker.intake.read_body`` bounds the time the body may
-take.
+a ``Content-Length`` over the body limit before the body is read;
+``vespid.worker.intake.read_body`` bounds the time the body may take.
 """
 
 from __future__ import annotations
