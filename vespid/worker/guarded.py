@@ -128,6 +128,7 @@ class GuardedHandler(RequestHandler):
         else:
             problem = message or (str(exc) if exc is not None else "bad request")
             self._guard.malformed(request.remote, problem)
+            self._linger_left = LINGER_BYTES  # the connection ends here: drop what follows
             error = self._framing_error(exc, problem)
         if request.writer.output_size > 0:
             raise ConnectionError("an answer was sent already; cannot send the error")
