@@ -23,7 +23,8 @@ from typing import Final
 
 from aiohttp import web
 
-from vespid.worker.front_connection import FrontConnection, FrontState, FrontTarget
+from vespid.worker.front_connection import FrontConnection
+from vespid.worker.front_writer import FrontState, FrontTarget
 
 __all__ = ["IDLE_TIMEOUT_S", "Front"]
 

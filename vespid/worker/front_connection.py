@@ -26,22 +26,22 @@ import asyncio
 import logging
 import time
 from collections import deque
-from typing import Final, NamedTuple, Protocol, cast
+from typing import Final, NamedTuple, cast
 
 import httptools
-from aiohttp import web
 
 from vespid.errors import HTTPFacingError
 from vespid.protocol.wire import dumps, parse_worker_request
-from vespid.web import HOP_BY_HOP, JSON_HEADERS, JSON_TYPE, error_body
-from vespid.worker.backend_client import BackendClientError, BackendResponse
+from vespid.web import JSON_HEADERS, JSON_TYPE, error_body
+from vespid.worker.backend_client import BackendClientError
 from vespid.worker.books import Outcome
-from vespid.worker.http11 import STATUS_LINES, DateLine, message_end
-from vespid.worker.limits import LINGER_BYTES, LINGER_S, Limits, MalformedLog, raw_answer
-from vespid.worker.pipeline import Flight, Pipeline
-from vespid.worker.proxy import SSE_BROKEN, BackendProxy, backend_error_for
+from vespid.worker.front_writer import FrontState, FrontWriter
+from vespid.worker.http11 import message_end
+from vespid.worker.limits import LINGER_BYTES, LINGER_S, raw_answer
+from vespid.worker.pipeline import Flight
+from vespid.worker.proxy import backend_error_for
 
-__all__ = ["FrontConnection", "FrontState", "FrontTarget"]
+__all__ = ["FrontConnection"]
 
 log = logging.getLogger("vespid.worker")
 
@@ -51,53 +51,6 @@ UNUSUAL_HEADERS: Final = frozenset({b"expect", b"transfer-encoding", b"upgrade"}
 UNUSUAL_TARGET: Final = (b"%", b"/.", b"//", b"#", b"\\")
 ERROR_HEADERS: Final = [(b"Content-Type", JSON_TYPE.encode())]
 MAX_QUEUED: Final = 16  # pipelined requests parsed ahead before reading pauses
-
-
-class FrontTarget(Protocol):
-    """What the front needs of the worker it serves, and nothing more (as uvicorn's
-    protocol needs only its ASGI app): the pipeline, the backend, two settings."""
-
-    @property
-    def pipeline(self) -> Pipeline: ...
-
-    @property
-    def proxy(self) -> BackendProxy: ...
-
-    @property
-    def own_paths(self) -> frozenset[bytes]:
-        """Paths the worker answers itself: requests for them go to aiohttp."""
-        ...
-
-    @property
-    def max_body_bytes(self) -> int: ...
-
-    @property
-    def limits(self) -> Limits: ...
-
-    @property
-    def malformed(self) -> MalformedLog: ...
-
-
-class FrontState:
-    """What every connection of one front shares (as uvicorn's ServerState)."""
-
-    __slots__ = (
-        "aiohttp_server", "connections", "date", "limits", "max_body", "max_head",
-        "max_header_bytes", "max_headers", "max_line", "own_paths", "target",
-    )  # fmt: skip
-
-    def __init__(self, target: FrontTarget, aiohttp_server: web.Server) -> None:
-        self.target = target
-        self.aiohttp_server = aiohttp_server
-        self.max_body = target.max_body_bytes
-        limits = self.limits = target.limits
-        self.max_line = limits.max_request_line
-        self.max_header_bytes = limits.max_header_bytes
-        self.max_headers = limits.max_headers
-        self.max_head = limits.max_head_bytes
-        self.own_paths = target.own_paths
-        self.date = DateLine()
-        self.connections: set[FrontConnection] = set()
 
 
 class _HandOff(Exception):
@@ -115,7 +68,7 @@ class _Request(NamedTuple):
     started: float
 
 
-class FrontConnection(asyncio.Protocol):
+class FrontConnection(FrontWriter):
     """One client connection, until it ends or is handed to aiohttp."""
 
     def __init__(self, state: FrontState) -> None:
@@ -230,13 +183,6 @@ class FrontConnection(asyncio.Protocol):
         self._queue.clear()
         if self.task is not None:
             self.task.cancel()  # the client went away: so does its backend call
-        self._wake_writer()
-
-    def pause_writing(self) -> None:
-        self._writing_paused = True
-
-    def resume_writing(self) -> None:
-        self._writing_paused = False
         self._wake_writer()
 
     # -- httptools callbacks -------------------------------------------------
@@ -358,70 +304,6 @@ class FrontConnection(asyncio.Protocol):
             return await self._stream(resp, request.keep_alive)
         finally:
             resp.release()
-
-    async def _stream(self, resp: BackendResponse, keep_alive: bool) -> tuple[int, Outcome | None]:
-        transport = self._transport
-        assert transport is not None
-        transport.write(
-            self._head(resp.status, resp.headers, b"Transfer-Encoding: chunked\r\n", keep_alive)
-        )
-        try:
-            while chunk := await resp.read_chunk():
-                if self._lost or transport.is_closing():
-                    return 499, Outcome.CANCELLED
-                transport.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
-                await self._drain()  # waits while the client's buffer is full
-        except (TimeoutError, BackendClientError) as exc:
-            # Headers are gone already: tell an SSE client in-band, then cut the
-            # connection without the final chunk so any HTTP client sees the break.
-            log.warning("backend stream broke: %s", exc)
-            if resp.content_type == "text/event-stream" and not transport.is_closing():
-                transport.write(b"%x\r\n%b\r\n" % (len(SSE_BROKEN), SSE_BROKEN))
-            self.close()
-            return 502, Outcome.ERROR
-        if self._lost or transport.is_closing():
-            # Gone at the last chunk: it has the whole body, so this is still a success.
-            return resp.status, None
-        transport.write(b"0\r\n\r\n")
-        return resp.status, None
-
-    async def _drain(self) -> None:
-        while self._writing_paused and not self._lost:
-            self._drained = asyncio.get_running_loop().create_future()
-            await self._drained
-
-    def _wake_writer(self) -> None:
-        if self._drained is not None and not self._drained.done():
-            self._drained.set_result(None)
-        self._drained = None
-
-    # -- writing -------------------------------------------------------------
-
-    def _head(
-        self, status: int, headers: list[tuple[bytes, bytes]], framing: bytes, keep_alive: bool
-    ) -> bytes:
-        parts = [STATUS_LINES[status]]
-        for name, value in headers:
-            if name.lower() not in HOP_BY_HOP:
-                parts.append(b"%b: %b\r\n" % (name, value))
-        parts.append(self._state.date.line())
-        parts.append(framing)
-        if not keep_alive:
-            parts.append(b"Connection: close\r\n")
-        parts.append(b"\r\n")
-        return b"".join(parts)
-
-    def _write_whole(
-        self, status: int, headers: list[tuple[bytes, bytes]], body: bytes, keep_alive: bool
-    ) -> None:
-        if self._transport is None or self._lost:
-            return
-        head = self._head(status, headers, b"Content-Length: %d\r\n" % len(body), keep_alive)
-        self._transport.write(head + body)
-
-    def close(self) -> None:
-        if self._transport is not None and not self._transport.is_closing():
-            self._transport.close()
 
     # -- flow control and the hand-off -----------------------------------------
 
