@@ -5,8 +5,9 @@
 
 It pops jobs from the Redis list ``jobs:<worker-url>`` (the dispatcher puts each job
 on the list of the worker its session reserved), does the work, pushes the result to
-``results:<job_id>`` and POSTs ``/release`` on the worker's local control server,
-which closes the session so the autoscaler can scale down.
+``results:<job_id>`` and POSTs ``/release`` with the job's ``session_id`` on the
+worker's local control server, which closes that session so the autoscaler can scale
+down.
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ async def consume(redis_url: str, worker_url: str, control_url: str, stop: async
                 await asyncio.sleep(float(job.get("seconds", 0)))  # the job's own duration
                 result = work(job)
                 await store.rpush(f"results:{job['job_id']}", json.dumps(result))
-                async with http.post(control_url + "/release") as resp:
+                release = {"session_id": job["session_id"]}  # only the job's own session
+                async with http.post(control_url + "/release", json=release) as resp:
                     released = await resp.json()
                 print(f"job {job['job_id']} done; released {released}", file=sys.stderr, flush=True)
         finally:

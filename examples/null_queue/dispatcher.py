@@ -4,8 +4,9 @@
         --redis redis://127.0.0.1:6379 --jobs 3
 
 For each job it opens a session on the endpoint with vespid's client (which reserves
-a worker, starting one if none is free), puts the job on that worker's Redis list,
-waits for the result, and leaves the session (already released by the consumer).
+a worker, starting one if none is free), puts the job with the session's id on that
+worker's Redis list, waits for the result, and leaves the session (already released by
+the consumer, which names it to ``/release``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ async def run_job(
     endpoint: Any, store: Any, job: dict[str, Any], *, cost: float, timeout_s: float
 ) -> dict[str, Any]:
     async with endpoint.session(cost=cost, lifetime=600) as session:
+        # The consumer releases the worker by naming this session (its id is the key).
+        job = {**job, "session_id": session.session_id}
         await store.rpush(f"jobs:{session.url}", json.dumps(job))
         item = await store.blpop([f"results:{job['job_id']}"], timeout=timeout_s)
     if item is None:

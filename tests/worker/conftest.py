@@ -100,6 +100,9 @@ async def make_worker(tmp_path: Path) -> AsyncIterator[MakeWorker]:
                 "VESPID_HOST": "127.0.0.1",
                 "VESPID_CACHE_DIR": str(tmp_path / "cache"),
                 "VESPID_LOG_LEVEL": "warning",
+                # Tests' callback receivers listen on loopback, which a worker calls only
+                # when the operator allows it (tests/security set it back to empty).
+                "VESPID_ON_CLOSE_HOSTS": "127.0.0.1",
                 **env,
             }
             settings = load_worker_settings(full_env)

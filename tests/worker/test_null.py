@@ -67,9 +67,13 @@ async def test_release_closes_the_active_session(
     ) as r:
         sid = (await r.json())["session_id"]
     async with http.post(control + "/release") as r:
+        assert r.status == 422  # /release names the session it ends
+        assert "session_id" in (await r.json())["error"]
+    assert worker.worker.sessions.sessions
+    async with http.post(control + "/release", json={"session_id": sid}) as r:
         assert await r.json() == {"released": True, "session_ids": [sid]}
-    async with http.post(control + "/release") as r:
-        assert await r.json() == {"released": False, "reason": "no active session"}
+    async with http.post(control + "/release", json={"session_id": sid}) as r:
+        assert await r.json() == {"released": False, "reason": "no such open session"}
     async with http.get(control + "/health") as r:
         assert r.status == 200
     assert worker.worker.metrics.requests.labels("200", "success")._value.get() == 1

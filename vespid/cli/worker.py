@@ -33,7 +33,8 @@ SECTIONS: Final[dict[str, tuple[str, ...]]] = {
     "Load": ("allow_parallel", "max_concurrency", "max_wait_time_s"),
     "Listening": (
         "host", "worker_port", "worker_http_port", "public_ipaddr", "public_port", "use_ssl",
-        "ssl_cert_file", "ssl_key_file", "max_body_bytes",
+        "ssl_cert_file", "ssl_key_file", "max_body_bytes", "max_header_bytes", "max_headers",
+        "max_request_line_bytes", "header_timeout_s", "body_timeout_s", "max_connections",
     ),
     "Signatures": ("unsecured", "public_key_file", "request_key", "accept_vast_signatures"),
     "Reports to the autoscaler": ("report_addr", "master_token", "container_id"),

@@ -202,13 +202,21 @@ def parse_worker_request(
 
 
 def dumps(value: Any) -> bytes:
-    """Serialise JSON fast; integers beyond 64 bits fall back to the standard library."""
+    """Serialise JSON fast; what orjson cannot write (integers beyond 64 bits, nesting
+    deeper than 254 levels) falls back to the standard library. RequestInvalid (422) for
+    a value nested too deep for either (about 900 levels: orjson reads up to 1,024)."""
     try:
         return orjson.dumps(value)
     except TypeError:
         import json
 
-        return json.dumps(value, separators=(",", ":")).encode()
+        try:
+            return json.dumps(value, separators=(",", ":")).encode()
+        except RecursionError:
+            raise RequestInvalid(
+                "JSON nested too deep to pass on; keep payloads under about 900 levels",
+                fields={"payload": "nested too deep"},
+            ) from None
 
 
 # -- cold-path bodies: validated with pydantic ------------------------------------------

@@ -33,8 +33,10 @@ from vespid.web import bearer_token, error_middleware, json_response, same_secre
 from vespid.worker.admission import Admission
 from vespid.worker.benchmark import benchmark_spec, load_benchmark
 from vespid.worker.books import Books, Outcome
+from vespid.worker.guarded import declared_size_middleware
 from vespid.worker.intake import backend_call, parse_request, read_body
 from vespid.worker.lifecycle import Lifecycle
+from vespid.worker.limits import Limits, MalformedLog
 from vespid.worker.metrics import WorkerMetrics
 from vespid.worker.pipeline import Flight, Pipeline
 from vespid.worker.proxy import PREPARED_KEY, BackendProxy, RelayResult
@@ -75,6 +77,8 @@ class Worker:
             benchmark_spec(settings.benchmark, settings.backend)
         )
         self.router_key = RouterKey(settings)
+        self.limits = Limits.of(settings)
+        self.malformed = MalformedLog()  # one line a few seconds for malformed requests
         self.routes = list(routes)
         self.metrics = WorkerMetrics()
         self.books = Books(self.metrics, keep_finished=bool(settings.report_addr))
@@ -131,9 +135,9 @@ class Worker:
 
     def build_app(self) -> web.Application:
         """The app on the worker port: own routes, given routes, handlers, passthrough."""
-        app = web.Application(
-            client_max_size=self.settings.max_body_bytes, middlewares=[error_middleware]
-        )
+        max_bytes = self.settings.max_body_bytes
+        declared = declared_size_middleware(self.limits, max_bytes, "VESPID_MAX_BODY_BYTES")
+        app = web.Application(client_max_size=max_bytes, middlewares=[error_middleware, declared])
         app.router.add_routes(self.own_routes())
         app.router.add_routes(self.routes)
         for handler in self.handlers:
@@ -145,8 +149,11 @@ class Worker:
 
     def build_session_end_app(self) -> web.Application:
         """The plain-HTTP side app (``WORKER_HTTP_PORT``): ``/session/end`` only."""
+        declared = declared_size_middleware(
+            self.limits, SESSION_END_MAX_BODY_BYTES, "the /session/end port's limit"
+        )
         app = web.Application(
-            client_max_size=SESSION_END_MAX_BODY_BYTES, middlewares=[error_middleware]
+            client_max_size=SESSION_END_MAX_BODY_BYTES, middlewares=[error_middleware, declared]
         )
         app.router.add_post("/session/end", self.handle_session_end)
         return app
@@ -194,7 +201,10 @@ class Worker:
         requests in flight, then exit, so the supervisor restarts the worker on new code.
         Refused when MASTER_TOKEN is unset: never an open door."""
         token = self.settings.master_token
-        if not token or not same_secret(bearer_token(request), token):
+        given = bearer_token(request)
+        if given is not None:  # bytes that are not UTF-8 arrive as surrogates
+            given = given.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        if not token or not same_secret(given, token):
             raise Unauthorized(
                 "rolling updates need Authorization: Bearer <MASTER_TOKEN>"
                 + ("" if token else " (this worker has no MASTER_TOKEN, so none is accepted)")
@@ -228,6 +238,7 @@ class Worker:
             parsed = await parse_request(
                 request,
                 max_body_bytes=settings.max_body_bytes,
+                limits=self.limits,
                 raw=settings.raw_requests,
                 parse_auth=self.pipeline.parse_auth,
             )
@@ -249,7 +260,7 @@ class Worker:
 
     async def handle_session_create(self, request: web.Request) -> web.Response:
         async with Flight(self.pipeline, request.method, request.path, time.monotonic()) as flight:
-            body = await read_body(request, self.settings.max_body_bytes)
+            body = await read_body(request, self.settings.max_body_bytes, self.limits)
             parsed = parse_worker_request(body, self.pipeline.parse_auth)
             await self.pipeline.check(parsed.auth)
             session = self.sessions.create(parsed.auth, parsed.payload)
@@ -259,7 +270,7 @@ class Worker:
         )
 
     async def _session_ref(self, request: web.Request) -> tuple[str, Session | None]:
-        body = await read_body(request, self.settings.max_body_bytes)
+        body = await read_body(request, self.settings.max_body_bytes, self.limits)
         session_id, session_auth = parse_session_ref(body)
         return session_id, self.sessions.authorised(session_id, session_auth)
 

@@ -8,8 +8,10 @@ with its connection. It sees only a ``FrontTarget`` (the pipeline, the backend, 
 settings), never the worker's internals. TLS (``USE_SSL``) and the null worker are
 served by aiohttp alone.
 
-Here: the listener, the sweep that closes idle kept-alive connections, and the
-shutdown that lets requests in progress finish.
+Here: the listener, the sweep (every second, or more often with a short
+``VESPID_HEADER_TIMEOUT_S``) that closes idle kept-alive connections and refuses
+requests whose head or body is late (408), and the shutdown that lets requests in
+progress finish. The sweep costs the hot path nothing: no timer per request.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from typing import Final
 
 from aiohttp import web
 
-from vespid.worker.front_connection import FrontConnection, FrontState, FrontTarget
+from vespid.worker.front_connection import FrontConnection
+from vespid.worker.front_writer import FrontState, FrontTarget
 
 __all__ = ["IDLE_TIMEOUT_S", "Front"]
 
@@ -48,15 +51,25 @@ class Front:
         self._server = await loop.create_server(self, host, port, reuse_address=True)
         bound: int = self._server.sockets[0].getsockname()[1]
         self.port = bound
-        self._sweeper = loop.create_task(self._sweep_idle())
+        self._sweeper = loop.create_task(self._sweep())
         return bound
 
-    async def _sweep_idle(self) -> None:
-        """Close kept-alive connections idle for IDLE_TIMEOUT_S (as aiohttp does), so idle
-        clients cannot hold sockets open forever."""
+    async def _sweep(self) -> None:
+        """Close kept-alive connections idle for IDLE_TIMEOUT_S (as aiohttp does), and
+        refuse requests that arrive too slowly, so no client holds a socket for long."""
+        period = min(1.0, self.state.limits.header_timeout_s / 4)
         while True:
-            await asyncio.sleep(IDLE_TIMEOUT_S / 5)
-            self.close_idle(time.monotonic())
+            await asyncio.sleep(period)
+            now = time.monotonic()
+            self.close_idle(now)
+            self.close_overdue(now)
+
+    def close_overdue(self, now: float) -> int:
+        """Refuse (408, then close) requests whose head or body is late at ``now``; how many."""
+        late = [(conn, exc) for conn in self.connections if (exc := conn.overdue(now))]
+        for conn, exc in late:
+            conn.refuse(exc)
+        return len(late)
 
     def close_idle(self, now: float) -> int:
         """Close connections with no request for IDLE_TIMEOUT_S before ``now``; how many."""

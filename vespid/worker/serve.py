@@ -23,6 +23,7 @@ from vespid.tasks.server import TaskServer
 from vespid.types import BenchmarkFunction
 from vespid.worker.app import Worker
 from vespid.worker.front import Front
+from vespid.worker.guarded import GuardedRunner
 from vespid.worker.null import CONTROL_HOST, build_control_app
 from vespid.worker.settings import WorkerSettings
 
@@ -109,10 +110,10 @@ async def start_front(worker: Worker, runner: web.AppRunner) -> Front | None:
 
 
 async def _serve_side(
-    stack: AsyncExitStack, app: web.Application, host: str, port: int
+    stack: AsyncExitStack, worker: Worker, app: web.Application, host: str, port: int
 ) -> web.AppRunner:
-    """Serve a small extra app until the stack closes."""
-    runner = web.AppRunner(app, access_log=None)
+    """Serve a small extra app, with the worker's limits, until the stack closes."""
+    runner = GuardedRunner(app, worker.limits, worker.malformed, access_log=None)
     await runner.setup()
     stack.push_async_callback(runner.cleanup)
     await web.TCPSite(runner, host, port).start()
@@ -122,7 +123,13 @@ async def _serve_side(
 async def _serve_main(stack: AsyncExitStack, worker: Worker) -> tuple[int, Front | None]:
     """Serve the worker port until the stack closes; the port and the front, if any."""
     settings = worker.settings
-    runner = web.AppRunner(worker.build_app(), access_log=None, handler_cancellation=True)
+    runner = GuardedRunner(
+        worker.build_app(),
+        worker.limits,
+        worker.malformed,
+        access_log=None,
+        handler_cancellation=True,
+    )
     await runner.setup()
     stack.push_async_callback(runner.cleanup)
     front = await start_front(worker, runner)
@@ -157,18 +164,23 @@ async def running_worker(
         stack.push_async_callback(worker.close)
         worker.start()
         session_end = await _serve_side(
-            stack, worker.build_session_end_app(), settings.host, settings.http_port
+            stack, worker, worker.build_session_end_app(), settings.host, settings.http_port
         )
         control = None
         if settings.backend == "null":
             control = await _serve_side(
                 stack,
+                worker,
                 build_control_app(worker.sessions, settings),
                 CONTROL_HOST,
                 settings.null_control_port,
             )
         port, front = await _serve_main(stack, worker)
-        yield ServedWorker(worker, port, front, session_end, control, tasks)
+        served = ServedWorker(worker, port, front, session_end, control, tasks)
+        # A session's callback never calls the worker's own ports.
+        own = {port, served.http_port, served.control_port}
+        worker.sessions.routes.own_ports.update(p for p in own if p is not None)
+        yield served
 
 
 def _warn_if_unsecured(settings: WorkerSettings) -> None:

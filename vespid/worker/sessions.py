@@ -6,7 +6,8 @@ its expiration to ``now + lifetime`` (a sliding window: never more than one
 lifetime ahead). Ending it (``/session/end``, expiry, ``/release`` on the null
 worker, or shutdown) cancels its in-flight requests, books it as a success, and
 POSTs ``on_close_payload`` plus ``session_id`` to ``on_close_route`` in the
-background with bounded retries.
+background with bounded retries, through ``vespid.worker.callbacks`` (public addresses
+only unless the operator allows a host, never the worker's own ports, no redirects).
 
 Session ids come from ``secrets``; ``session_auth`` is compared in constant time.
 """
@@ -21,7 +22,6 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from typing import Any, Final
-from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
@@ -29,6 +29,12 @@ import orjson
 from vespid.errors import Overloaded, RequestInvalid, SessionGone, Unauthorized
 from vespid.protocol.wire import AuthData
 from vespid.worker.books import Books, Ticket
+from vespid.worker.callbacks import (
+    CallbackRefused,
+    CallbackRoutes,
+    check_route_syntax,
+    own_addresses,
+)
 from vespid.worker.settings import WorkerSettings
 
 __all__ = ["Session", "SessionManager", "parse_session_ref"]
@@ -38,10 +44,19 @@ log = logging.getLogger("vespid.worker")
 CHECK_EVERY_S: Final = 1.0
 CALLBACK_ATTEMPTS: Final = 5
 CALLBACK_TIMEOUT_S: Final = 10.0
+MAX_NESTING: Final = 254  # the deepest JSON orjson writes
 
 
-def _canonical(auth: Any) -> bytes:
-    return orjson.dumps(auth, option=orjson.OPT_SORT_KEYS)
+def _canonical(auth: Any, what: str = "auth_data") -> bytes:
+    """Key-sorted JSON of an auth_data; RequestInvalid (422) for one nested too deep
+    to write (over 254 levels: no router signs such a thing)."""
+    try:
+        return orjson.dumps(auth, option=orjson.OPT_SORT_KEYS)
+    except TypeError:
+        raise RequestInvalid(
+            f"{what} is nested too deep (more than {MAX_NESTING} levels)",
+            fields={what: "nested too deep"},
+        ) from None
 
 
 @dataclass(eq=False)
@@ -61,7 +76,11 @@ class Session:
 
     def owns(self, auth: AuthData) -> bool:
         """Whether ``auth`` is the auth_data this session was opened with (constant time)."""
-        return hmac.compare_digest(_canonical(auth.raw), self.auth_key)
+        try:
+            key = _canonical(auth.raw)
+        except RequestInvalid:
+            return False  # too deep to have opened a session
+        return hmac.compare_digest(key, self.auth_key)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -105,6 +124,10 @@ class SessionManager:
         self.sessions: dict[str, Session] = {}
         self._callbacks: set[asyncio.Task[None]] = set()
         self._http: aiohttp.ClientSession | None = None
+        # Where callbacks may go; serve.py adds the ports the worker listens on.
+        self.routes = CallbackRoutes(
+            settings.on_close_hosts, own_addresses(settings.host, settings.public_ipaddr)
+        )
         self.callbacks_delivered = 0
         self.callbacks_failed = 0
 
@@ -136,7 +159,7 @@ class SessionManager:
             )
         route = payload.get("on_close_route")
         if route is not None:
-            self._check_route(route)
+            self.routes.check_route(route)
         close_payload = payload.get("on_close_payload")
         if close_payload is not None:
             if not isinstance(close_payload, dict):
@@ -144,7 +167,7 @@ class SessionManager:
                     "payload.on_close_payload must be a JSON object",
                     fields={"payload.on_close_payload": "expected an object"},
                 )
-            size = len(orjson.dumps(close_payload))
+            size = len(_canonical(close_payload, "payload.on_close_payload"))
             if size > s.max_on_close_payload_bytes:
                 raise RequestInvalid(
                     f"payload.on_close_payload is {size} bytes; the limit is "
@@ -152,21 +175,6 @@ class SessionManager:
                     fields={"payload.on_close_payload": "too large"},
                 )
         return float(lifetime), route, close_payload
-
-    def _check_route(self, route: Any) -> None:
-        parts = urlsplit(route) if isinstance(route, str) else None
-        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-            raise RequestInvalid(
-                "payload.on_close_route must be an absolute http(s) URL",
-                fields={"payload.on_close_route": "expected an http(s) URL"},
-            )
-        allowed = self.settings.on_close_hosts
-        if allowed and parts.hostname not in allowed:
-            raise RequestInvalid(
-                f"payload.on_close_route host {parts.hostname!r} is not allowed "
-                f"(VESPID_ON_CLOSE_HOSTS: {', '.join(allowed)})",
-                fields={"payload.on_close_route": "host not allowed"},
-            )
 
     def create(self, auth: AuthData, payload: Any) -> Session:
         """Open a session for a verified request; Overloaded (429) at the cap."""
@@ -216,7 +224,7 @@ class SessionManager:
         session = self.sessions.get(session_id)
         if session is None:
             return None
-        if not hmac.compare_digest(_canonical(session_auth), session.auth_key):
+        if not hmac.compare_digest(_canonical(session_auth, "session_auth"), session.auth_key):
             raise Unauthorized(
                 "session_auth does not match the auth_data this session was opened with"
             )
@@ -249,20 +257,33 @@ class SessionManager:
         assert session.on_close_route is not None
         body = {**(session.on_close_payload or {}), "session_id": session.session_id}
         if self._http is None:
-            self._http = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
+            self._http = self.routes.client()
         timeout = aiohttp.ClientTimeout(total=CALLBACK_TIMEOUT_S)
         delay_s = 0.2
+        route = session.on_close_route
         for attempt in range(1, CALLBACK_ATTEMPTS + 1):
             try:
-                async with self._http.post(session.on_close_route, json=body, timeout=timeout) as r:
+                host, port = check_route_syntax(route)
+                self.routes.check_address(host, port, host)  # an IP literal is not resolved
+                async with self._http.post(
+                    route, json=body, timeout=timeout, allow_redirects=False
+                ) as r:
                     await r.read()
                     if r.status < 500:
                         self.callbacks_delivered += 1
-                        if r.status >= 400:
-                            log.warning("on_close_route answered %d; not retried", r.status)
+                        if r.status >= 300:
+                            log.warning("on_close_route answered %d; not retried, no redirect "
+                                        "followed", r.status)  # fmt: skip
                         return
                     problem = f"answered {r.status}"
+            except CallbackRefused as exc:
+                self._refused(route, exc)
+                return
             except (aiohttp.ClientError, TimeoutError) as exc:
+                refused = getattr(exc, "os_error", None)  # a ClientConnectorError's cause
+                if isinstance(refused, CallbackRefused):
+                    self._refused(route, refused)
+                    return
                 problem = str(exc) or type(exc).__name__
             log.warning(
                 "on-close callback to %s failed (%s), attempt %d of %d",
@@ -272,6 +293,10 @@ class SessionManager:
                 await asyncio.sleep(delay_s)
                 delay_s *= 2
         self.callbacks_failed += 1
+
+    def _refused(self, route: str, exc: BaseException) -> None:
+        self.callbacks_failed += 1
+        log.warning("on-close callback to %s not sent: %s", route, exc)
 
     async def expire_forever(self) -> None:
         """Close expired sessions every second."""

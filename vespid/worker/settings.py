@@ -171,6 +171,42 @@ class WorkerSettings(BaseModel):
     host: str = Field(
         "0.0.0.0", json_schema_extra={"env": "VESPID_HOST"}, description="Address to listen on."
     )
+    max_header_bytes: int = Field(
+        64 * 1024,
+        ge=1024,
+        json_schema_extra={"env": "VESPID_MAX_HEADER_BYTES"},
+        description="Most bytes of request headers, all together; more gets 431.",
+    )
+    max_headers: int = Field(
+        100,
+        ge=8,
+        json_schema_extra={"env": "VESPID_MAX_HEADERS"},
+        description="Most request headers; more gets 431.",
+    )
+    max_request_line_bytes: int = Field(
+        8190,
+        ge=256,
+        json_schema_extra={"env": "VESPID_MAX_REQUEST_LINE_BYTES"},
+        description="Longest request target (path and query); longer gets 414.",
+    )
+    header_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        json_schema_extra={"env": "VESPID_HEADER_TIMEOUT_S"},
+        description="Seconds a request's headers may take to arrive; then 408 and closed.",
+    )
+    body_timeout_s: float = Field(
+        60.0,
+        gt=0,
+        json_schema_extra={"env": "VESPID_BODY_TIMEOUT_S"},
+        description="Seconds a request's body may take to arrive; then 408 and closed.",
+    )
+    max_connections: int = Field(
+        1024,
+        ge=1,
+        json_schema_extra={"env": "VESPID_MAX_CONNECTIONS"},
+        description="Most client connections each port holds; more are answered 503 and closed.",
+    )
     health_interval_s: float = Field(
         5.0,
         gt=0,
@@ -291,7 +327,8 @@ class WorkerSettings(BaseModel):
     on_close_hosts: list[str] = Field(
         default_factory=list,
         json_schema_extra={"env": "VESPID_ON_CLOSE_HOSTS"},
-        description="Hosts an on_close_route may name, comma-separated; empty allows any host.",
+        description="Hosts an on_close_route may name, comma-separated, even private ones; "
+        "empty: any host with only public addresses.",
     )
     max_on_close_payload_bytes: int = Field(
         64 * 1024,
