@@ -9,6 +9,7 @@ import re
 import shlex
 import shutil
 import signal
+import stat
 import sys
 from pathlib import Path
 
@@ -59,7 +60,8 @@ async def read_until(proc: asyncio.subprocess.Process, text: str, seen: list[str
 async def test_demo_streams_gemma_from_zero_and_leaves_nothing(tmp_path: Path) -> None:
     """The README's first command, without waiting: Gemma 3 270M answers through the
     control plane, started from zero workers, and every process is gone at the end."""
-    proc = await start_demo(tmp_path, "--no-wait", "--max-tokens", "16")
+    state = tmp_path / "state"  # made by the demo, as `make demo` makes .vespid-demo
+    proc = await start_demo(state, "--no-wait", "--max-tokens", "16")
     async with asyncio.timeout(120):
         out, _ = await proc.communicate()
     text = out.decode()
@@ -75,7 +77,12 @@ async def test_demo_streams_gemma_from_zero_and_leaves_nothing(tmp_path: Path) -
     assert 1 <= int(streamed[2]) <= 16
     assert "Ctrl-C" not in text  # --no-wait: it did not wait
     assert not processes_in(tmp_path)
-    assert (tmp_path / "logs" / "model-1.log").exists()  # --state-dir keeps the logs
+    assert (state / "logs" / "model-1.log").exists()  # --state-dir keeps the logs
+    # Private from the start: nothing for the control plane to narrow and warn about.
+    assert "readable or writable by others" not in text
+    modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in [state, *state.iterdir()]}
+    assert modes["state"] == modes["logs"] == 0o700
+    assert modes["endpoints.yaml"] == modes["vespid.db"] == 0o600
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="reads /proc to find leftover processes")

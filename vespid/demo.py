@@ -36,6 +36,7 @@ from vespid.control.fleet import WorkerRecord
 from vespid.control.policy import WorkerPhase
 from vespid.control.serve import running_control
 from vespid.control.settings import ControlSettings
+from vespid.control.state_dir import secure_state_dir
 
 __all__ = [
     "DEFAULT_PORT",
@@ -100,10 +101,20 @@ def demo_endpoint(api_key: str, model: str, cache_dir: Path) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path``, readable by this user only (it holds the API key)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write(text)
+
+
 @asynccontextmanager
 async def _state_dir(given: Path | None) -> AsyncIterator[Path]:
     if given is not None:
-        await asyncio.to_thread(given.mkdir, parents=True, exist_ok=True)
+        # Private from the start (it will hold the control plane's keys), so the control
+        # plane has nothing to narrow and warn about.
+        await asyncio.to_thread(secure_state_dir, given)
         yield given
         return
     tmp = await asyncio.to_thread(tempfile.mkdtemp, prefix="vespid-demo-")
@@ -238,7 +249,9 @@ async def run_demo(
         api_key = secrets.token_urlsafe(18)
         endpoints_file = state / "endpoints.yaml"
         spec = {"endpoints": [demo_endpoint(api_key, model, state / "cache")]}
-        await asyncio.to_thread(endpoints_file.write_text, yaml.safe_dump(spec, sort_keys=False))
+        await asyncio.to_thread(
+            _write_private, endpoints_file, yaml.safe_dump(spec, sort_keys=False)
+        )
         began = time.monotonic()
         control = await _start_control(stack, state, port, endpoints_file)
         moved = f"  ({port} was taken)" if port and not control.url.endswith(f":{port}") else ""

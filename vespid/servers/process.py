@@ -13,7 +13,7 @@ import signal
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Final
+from typing import BinaryIO, Final
 
 import aiohttp
 
@@ -46,6 +46,11 @@ SAFE_ENV: Final = (
 def safe_environment(environ: Mapping[str, str], also: Sequence[str] = ()) -> dict[str, str]:
     """The part of ``environ`` a child gets: ``SAFE_ENV``'s variables and ``also``'s."""
     return {name: environ[name] for name in (*SAFE_ENV, *also) if name in environ}
+
+
+def _open_log(path: Path) -> BinaryIO:
+    """A child's log, appended to, readable by this user only (a log may quote a request)."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
 
 
 def _die_with_parent() -> None:
@@ -129,7 +134,7 @@ class ChildProcess:
         return self._proc.returncode if self._proc else None
 
     async def start(self) -> None:
-        log = await asyncio.to_thread(open, self.log_path, "ab") if self.log_path else None
+        log = await asyncio.to_thread(_open_log, self.log_path) if self.log_path else None
         try:
             self._proc = await asyncio.create_subprocess_exec(
                 *self.argv,

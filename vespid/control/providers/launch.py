@@ -110,7 +110,7 @@ async def launch(spec: LaunchSpec) -> Launched:
     }
     if order.request_key:
         env["VESPID_REQUEST_KEY"] = order.request_key
-    await asyncio.to_thread(spec.log_dir.mkdir, parents=True, exist_ok=True)
+    await asyncio.to_thread(spec.log_dir.mkdir, mode=0o700, parents=True, exist_ok=True)
     fill: dict[str, Any] = {"worker_port": worker_port, "gpus": ",".join(spec.gpus)}
     null = template.model_command is None or template.env.get("BACKEND") == "null"
     if null:
