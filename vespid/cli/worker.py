@@ -42,7 +42,10 @@ SECTIONS: Final[dict[str, tuple[str, ...]]] = {
         "max_sessions", "max_session_lifetime_s", "on_close_hosts",
         "max_on_close_payload_bytes", "null_control_port",
     ),
-    "Tasks": ("tasks", "gpus", "task_queue_size", "task_timeout_s", "docker"),
+    "Tasks": (
+        "tasks", "gpus", "task_queue_size", "task_timeout_s", "task_stop_grace_s",
+        "task_answer_max_bytes", "docker",
+    ),
     "Logging": ("log_level",),
 }  # fmt: skip
 
