@@ -16,6 +16,9 @@ connections beyond ``max_connections`` are closed as they open, and aiohttp's ow
 (``framework_error_middleware``, and the guarded server for what precedes it), so is a
 body that does not decode as its ``Content-Encoding`` says (400), each malformed request
 logged in one line at most once a second (``RateLimitedLog``), not with a traceback.
+
+One concern makes the module long: the HTTP that every vespid server shares, its JSON
+answers and the guard its port runs behind.
 """
 
 from __future__ import annotations
