@@ -13,6 +13,7 @@ ROOT = Path(vespid.__file__).parent
 MAX_LINES = 400
 LONG_MODULES: dict[str, str] = {
     "vespid.tasks.runner": "a task program's life from GPU slot to finish (runner and task)",
+    "vespid.web": "the HTTP every vespid server shares: its JSON answers and its port's guard",
     "vespid.worker.settings": "the table of worker settings, one field per environment variable",
 }
 

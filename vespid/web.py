@@ -11,9 +11,14 @@ A server on an untrusted network also runs with ``GuardedAppRunner`` (an
 do not arrive within ``header_timeout_s`` is answered 408 and its connection closed, so
 is one whose body does not arrive within ``body_timeout_s`` (``body_deadline_middleware``),
 connections beyond ``max_connections`` are closed as they open, and aiohttp's own refusals
-(malformed HTTP: 400; unknown route: 404; body over ``client_max_size``: 413) are JSON
-(``framework_error_middleware``), each malformed request logged in one line at most once
-a second (``RateLimitedLog``), not with a traceback.
+(malformed HTTP: 400; unknown route: 404; body over ``client_max_size``: 413; an
+``Expect`` other than ``100-continue``: 417, refused before any middleware runs) are JSON
+(``framework_error_middleware``, and the guarded server for what precedes it), so is a
+body that does not decode as its ``Content-Encoding`` says (400), each malformed request
+logged in one line at most once a second (``RateLimitedLog``), not with a traceback.
+
+One concern makes the module long: the HTTP that every vespid server shares, its JSON
+answers and the guard its port runs behind.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from aiohttp.web_request import BaseRequest
 from aiohttp.web_server import Server
 from multidict import CIMultiDict
 
-from vespid.errors import HTTPFacingError, RequestInvalid, RequestTimeout
+from vespid.errors import BadRequest, HTTPFacingError, RequestInvalid, RequestTimeout
 
 __all__ = [
     "HOP_BY_HOP",
@@ -51,6 +56,7 @@ __all__ = [
     "framework_error_middleware",
     "json_response",
     "nests_within",
+    "read_body",
     "read_json",
     "read_json_within",
     "relay_aiohttp_headers",
@@ -105,10 +111,27 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_response(exc)
 
 
+async def read_body(request: web.Request) -> bytes:
+    """The request body; ``BadRequest`` (400) when it cannot be read as its headers say
+    (a ``Content-Encoding: gzip`` body that is not gzip, broken chunks)."""
+    try:
+        return await request.read()
+    except web.RequestPayloadError as exc:
+        # The rest is not read: marked at its end, so aiohttp does not try to drain it
+        # after the answer (and log the same error again, with a traceback).
+        request.content.feed_eof()
+        cause = exc.__cause__ or exc
+        why = " ".join(str(getattr(cause, "message", cause)).split())
+        raise BadRequest(
+            f"the request body is malformed ({why}); send the body that its Content-Length, "
+            "Transfer-Encoding and Content-Encoding headers describe"
+        ) from None
+
+
 async def read_json(request: web.Request) -> Any:
     """The request body decoded as JSON; ``RequestInvalid`` when it is not."""
     try:
-        return orjson.loads(await request.read())
+        return orjson.loads(await read_body(request))
     except orjson.JSONDecodeError as exc:
         raise RequestInvalid(f"request body is not valid JSON ({exc})") from None
 
@@ -283,6 +306,17 @@ class _GuardedHandler(RequestHandler):
         self._disarm_header_deadline()
         super().connection_lost(exc)
 
+    def log_exception(self, *args: Any, **kwargs: Any) -> None:
+        """A body that fails to decode while aiohttp drains it after the answer (one the
+        handler never read, e.g. after a 417) is a malformed request: one line, not a
+        traceback. Anything else keeps aiohttp's traceback."""
+        exc = kwargs.get("exc_info")
+        if isinstance(exc, web.RequestPayloadError):
+            why = " ".join(str(getattr(exc.__cause__, "message", exc)).split())
+            self._guard.log.warning("malformed request body, connection closed: %s", why[:200])
+            return
+        super().log_exception(*args, **kwargs)
+
     def handle_error(
         self,
         request: BaseRequest,
@@ -312,7 +346,7 @@ class _GuardedServer(Server):
 
     def __init__(self, plain: Server, limits: ConnectionLimits) -> None:
         super().__init__(
-            plain.request_handler,
+            _refusals_as_json(plain.request_handler),
             request_factory=plain.request_factory,
             handler_cancellation=plain.handler_cancellation,
             loop=asyncio.get_running_loop(),
@@ -343,14 +377,20 @@ class GuardedAppRunner(web.AppRunner):
 def body_deadline_middleware(limits: ConnectionLimits) -> Any:
     """A middleware that reads each body within ``limits.body_timeout_s`` before the
     handler runs (the handler's own read then returns it at once); a body that takes
-    longer is answered 408 and its connection closed."""
+    longer is answered 408, and one that cannot be read as its headers say 400, and its
+    connection closed."""
 
     @web.middleware
     async def read_in_time(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.body_exists:
             try:
                 async with asyncio.timeout(limits.body_timeout_s):
-                    await request.read()
+                    await read_body(request)
+            except BadRequest as exc:
+                limits.log.warning("malformed request body from %s: %s", request.remote, exc)
+                response = error_response(exc)
+                response.force_close()  # what follows on the connection cannot be trusted
+                return response
             except TimeoutError:
                 limit = limits.body_timeout_s
                 limits.log.warning("closed a connection whose body took over %g s", limit)
@@ -375,13 +415,35 @@ async def framework_error_middleware(request: web.Request, handler: Handler) -> 
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        code = exc.reason.lower().replace(" ", "_")
-        response = web.Response(
-            status=exc.status,
-            body=orjson.dumps({"error": exc.text or exc.reason, "code": code}),
-            content_type=JSON_TYPE,
-            headers={k: v for k, v in exc.headers.items() if k.lower() == "allow"},
-        )
-        if exc.status == 413:
-            response.force_close()  # the rest of the body is not read
-        return response
+        return _framework_refusal(exc)
+
+
+def _framework_refusal(exc: web.HTTPException) -> web.Response:
+    """One of aiohttp's own refusals as JSON ``{"error", "code"}`` with its status."""
+    code = exc.reason.lower().replace(" ", "_")
+    response = web.Response(
+        status=exc.status,
+        body=orjson.dumps({"error": exc.text or exc.reason, "code": code}),
+        content_type=JSON_TYPE,
+        headers={k: v for k, v in exc.headers.items() if k.lower() == "allow"},
+    )
+    if exc.status == 413:
+        response.force_close()  # the rest of the body is not read
+    return response
+
+
+def _refusals_as_json(
+    handle: Callable[[BaseRequest], Awaitable[web.StreamResponse]],
+) -> Callable[[BaseRequest], Awaitable[web.StreamResponse]]:
+    """An app's request handler whose refusals made before any middleware runs (aiohttp's
+    ``Expect`` check: 417) are JSON too."""
+
+    async def handle_as_json(request: BaseRequest) -> web.StreamResponse:
+        try:
+            return await handle(request)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            return _framework_refusal(exc)
+
+    return handle_as_json

@@ -181,8 +181,8 @@ def test_a_422_says_the_fix_too() -> None:
     with pytest.raises(RequestInvalid) as info:
         parse_endpoint({"name": "x", "scaling": {"max_workers": -1}})
     assert info.value.extra["fields"] == {
-        "scaling.max_workers": "must be an integer >= 0 (got -1); it counts active and cold "
-        "workers; 0 keeps the endpoint empty"
+        "scaling.max_workers": "must be an integer from 0 to 10000 (got -1); it counts active "
+        "and cold workers; 0 keeps the endpoint empty"
     }
 
 

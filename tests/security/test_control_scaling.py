@@ -29,6 +29,7 @@ from vespid.control.policy import (
     WorkerView,
     decide,
 )
+from vespid.control.policy_types import MAX_WORKERS
 
 BAD_COSTS: list[Any] = [1e308, 1e10, -1, -1e-9, "Infinity", "1e308", None, [], {"x": 1}, True]
 
@@ -102,8 +103,8 @@ def snapshots(draw: st.DrawFn) -> ScalingSnapshot:
         min_load=draw(tiny_or_huge),
         target_util=draw(st.sampled_from([5e-324, 1e-300, 0.5, 1.0])),
         cold_mult=draw(tiny_or_huge),
-        cold_workers=draw(st.integers(0, 10**6)),
-        max_workers=draw(st.integers(0, 10**6)),
+        cold_workers=draw(st.integers(0, MAX_WORKERS)),
+        max_workers=draw(st.integers(0, MAX_WORKERS)),
         inactivity_timeout=draw(st.floats(-1e308, 1e308)),
         max_queue_time=draw(st.one_of(tiny_or_huge, st.just(float("inf")))),
         target_queue_time=draw(tiny_or_huge),

@@ -30,6 +30,7 @@ from pydantic_core import PydanticCustomError
 
 __all__ = [
     "DEFAULT_PERF",
+    "MAX_WORKERS",
     "Decision",
     "Demand",
     "Direction",
@@ -43,6 +44,9 @@ __all__ = [
 
 # Workload/s assumed for a worker of an endpoint that has never been benchmarked.
 DEFAULT_PERF: Final = 100.0
+# The most workers an endpoint may ask for (max_workers, cold_workers): far beyond any real
+# fleet, and few enough that the starts one scaling step makes stay bounded.
+MAX_WORKERS: Final = 10_000
 
 
 class WorkerPhase(enum.Enum):
@@ -112,16 +116,18 @@ class ScalingConfig(BaseModel):
     cold_workers: int = _param(
         0,
         "At least this many cold workers.",
-        must_be="an integer >= 0",
+        must_be=f"an integer from 0 to {MAX_WORKERS}",
         fix="use 0 for no minimum",
         ge=0,
+        le=MAX_WORKERS,
     )
     max_workers: int = _param(
         4,
         "Most workers at once, active plus cold.",
-        must_be="an integer >= 0",
+        must_be=f"an integer from 0 to {MAX_WORKERS}",
         fix="it counts active and cold workers; 0 keeps the endpoint empty",
         ge=0,
+        le=MAX_WORKERS,
     )
     inactivity_timeout: float = _param(
         300.0,
