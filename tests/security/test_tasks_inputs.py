@@ -69,6 +69,18 @@ async def test_a_malformed_input_gets_a_json_4xx(
     assert worker.runner.pool.free == ["0"]  # refused before it took a GPU
 
 
+async def test_a_body_that_does_not_decode_as_its_content_encoding_says_is_a_400(
+    task_worker: MakeTaskWorker,
+) -> None:
+    """Regression: a ``Content-Encoding: gzip`` body that is not gzip gave a 500."""
+    worker, url = await task_server(task_worker)
+    headers = {"Content-Encoding": "gzip"}
+    async with worker.http.post(f"{url}/tasks/text", data=b"not gzip", headers=headers) as resp:
+        assert resp.status == 400, await resp.text()
+        assert "malformed" in (await resp.json())["error"]
+    assert worker.runner.pool.free == ["0"]
+
+
 @pytest.mark.parametrize(
     "request_head",
     [

@@ -87,6 +87,20 @@ async def test_a_payload_nested_1000_deep_is_a_422(
     assert_json_4xx(reply, "nested")
 
 
+async def test_a_body_that_does_not_decode_as_its_content_encoding_says_is_a_400(
+    signed: tuple[Autoscaler, RunningWorker],
+) -> None:
+    """Regression: ``Content-Encoding: gzip`` on a body that is not gzip gave a 500 with a
+    traceback on the aiohttp-served routes; the worker keeps serving after the 400."""
+    _, worker = signed
+    for path in ("/session/create", "/echo"):
+        request = post(path, b"not gzip at all", "Content-Encoding: gzip", chunked=True)
+        assert_json_4xx(await exchange(worker.port, request), "malformed")
+    reply = await exchange(worker.port, b"GET /metrics HTTP/1.1\r\nHost: w\r\n\r\n")
+    assert reply is not None
+    assert reply.status == 200
+
+
 @pytest.mark.parametrize("chunked", [False, True], ids=["front", "aiohttp"])
 async def test_a_payload_orjson_cannot_write_is_relayed_whole(
     signed: tuple[Autoscaler, RunningWorker], chunked: bool

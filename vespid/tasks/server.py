@@ -27,7 +27,7 @@ from aiohttp import web
 
 from vespid.errors import AnswerTooLarge, NotFound, RequestInvalid
 from vespid.tasks.runner import RunningTask, TaskRunner
-from vespid.web import JSON_TYPE, error_middleware, json_response
+from vespid.web import JSON_TYPE, error_middleware, json_response, read_body
 
 __all__ = ["TASK_ID_HEADER", "TaskServer"]
 
@@ -181,7 +181,7 @@ class TaskServer:
 
 
 async def _read_input(request: web.Request) -> dict[str, Any]:
-    body = await request.read()
+    body = await read_body(request)
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError as exc:

@@ -32,6 +32,7 @@ from vespid.protocol.wire import (
     parse_worker_request,
 )
 from vespid.web import JSON_HEADERS
+from vespid.web import read_body as read_request_body
 from vespid.worker.limits import Limits
 from vespid.worker.proxy import Respond
 
@@ -81,10 +82,11 @@ def _passed_headers(request: web.Request) -> dict[str, str]:
 
 async def read_body(request: web.Request, max_body_bytes: int, limits: Limits) -> bytes:
     """The whole body; BodyTooLarge (413) beyond ``max_body_bytes``, RequestTimeout (408)
-    when it takes longer than ``limits.body_timeout_s`` to arrive."""
+    when it takes longer than ``limits.body_timeout_s`` to arrive, BadRequest (400) when it
+    is not what its headers say (``vespid.web.read_body``)."""
     try:
         async with asyncio.timeout(limits.body_timeout_s):
-            return await request.read()
+            return await read_request_body(request)
     except web.HTTPRequestEntityTooLarge:
         raise BodyTooLarge(
             f"request body is larger than VESPID_MAX_BODY_BYTES ({max_body_bytes} bytes)",
