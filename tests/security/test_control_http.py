@@ -72,7 +72,7 @@ async def test_late_headers_and_bodies_are_closed_with_408(
     assert status.status == 200
 
 
-async def test_connections_beyond_the_bound_are_closed(
+async def test_connections_beyond_the_bound_are_answered_503_and_closed(
     make_control: MakeControl,
 ) -> None:
     control = await make_control(max_connections=5, header_timeout_s=60)
@@ -81,7 +81,13 @@ async def test_connections_beyond_the_bound_are_closed(
     try:
         async with asyncio.timeout(20):
             closed = await asyncio.gather(*(reader.read() for reader, _ in conns[5:]))
-        assert closed == [b""] * 7  # closed as they opened, while the first 5 are held
+        # Answered and closed as they opened (read() ends), while the first 5 are held.
+        for answer in closed:
+            head, _, body = answer.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 503"), answer[:200]
+            error = orjson.loads(body)
+            assert error["code"] == "too_many_connections"
+            assert "VESPID_MAX_CONNECTIONS" in error["error"]
     finally:
         for _, writer in conns:
             writer.close()

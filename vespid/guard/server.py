@@ -1,14 +1,17 @@
-"""aiohttp's server with the worker's limits (``vespid.worker.limits``): every aiohttp port
-of the worker is served by a ``GuardedRunner``.
+"""aiohttp's server with ``ConnectionLimits``: ``GuardedRunner`` serves an app with
+``GuardedServer``, whose connections are ``GuardedHandler``s.
 
 aiohttp bounds the request line, each header and their number itself (its
-``max_line_size``, ``max_field_size``, ``max_headers``); a ``GuardedHandler`` adds the rest:
-a clock for each request's headers (408 and closed when they take longer than
-``VESPID_HEADER_TIMEOUT_S``), a bound on a head's bytes in all, the connection cap, and
-aiohttp's own framing errors (400, text/plain, a traceback in the log) as JSON with one
-short log line. ``declared_size_middleware`` refuses headers over their limit in all and
-a ``Content-Length`` over the body limit before the body is read;
-``vespid.worker.intake.read_body`` bounds the time the body may take.
+``max_line_size``, ``max_field_size``, ``max_headers``, set from the limits); a
+``GuardedHandler`` adds the rest: a clock on each request's head (408 when it takes
+longer than ``header_timeout_s``), a bound on a head's raw bytes, the connection cap
+(503), and aiohttp's own framing errors (400 text/plain with a traceback in the log) as
+JSON with one short line in the ``MalformedLog``. A refusal made outside a request is a
+``raw_answer``; the connection is then half-closed and lingers (``LINGER_S``,
+``LINGER_BYTES``) so that a client still sending gets it.
+
+The fields of aiohttp's that are not public are used here and nowhere else: see
+``AIOHTTP_PRIVATE``.
 """
 
 from __future__ import annotations
@@ -18,31 +21,96 @@ from typing import Any, Final
 
 from aiohttp import web
 from aiohttp.http_exceptions import LineTooLong
+from aiohttp.streams import StreamReader
 from aiohttp.web_protocol import RequestHandler
 
 from vespid.errors import BadRequest, HTTPFacingError
-from vespid.web import Handler, error_response
-from vespid.worker.limits import LINGER_BYTES, LINGER_S, Limits, MalformedLog, raw_answer
+from vespid.guard.limits import LINGER_BYTES, LINGER_S, ConnectionLimits, MalformedLog, raw_answer
+from vespid.web import error_response
 
-__all__ = ["GuardedHandler", "GuardedRunner", "GuardedServer", "declared_size_middleware"]
+__all__ = [
+    "AIOHTTP_CHECKED",
+    "AIOHTTP_PRIVATE",
+    "LINE_EXTRA",
+    "GuardedHandler",
+    "GuardedRunner",
+    "GuardedServer",
+    "requests_parsed",
+    "waiting_for_request",
+]
 
-IDLE_TIMEOUT_S: Final = 75.0  # a kept-alive connection with nothing to do is closed (as the front)
 LINE_EXTRA: Final = 32  # a request line's method and version, beyond its target
+
+# -- aiohttp's private fields, in this one place -------------------------------------
+# Checked against aiohttp 3.14.5; tests/security/test_guard.py fails loudly when one of
+# them is gone or changes its meaning. RequestHandler: ``_waiter`` (the future its loop
+# awaits while no request is queued), ``_request_count`` (requests parsed on the
+# connection), ``_loop``. Server: ``_loop`` and ``_kwargs`` (what each handler is made
+# with). AppRunner: ``_make_server`` (where a runner builds its Server).
+AIOHTTP_CHECKED: Final = "3.14.5"
+AIOHTTP_PRIVATE: Final = {
+    RequestHandler: ("_waiter", "_request_count", "_loop"),
+    web.Server: ("_loop", "_kwargs"),
+    web.AppRunner: ("_make_server",),
+}
+
+
+def waiting_for_request(handler: RequestHandler) -> bool:
+    """Whether the connection's loop waits for a request (none is queued or running)."""
+    return handler._waiter is not None
+
+
+def requests_parsed(handler: RequestHandler) -> int:
+    """How many request heads the connection has parsed whole."""
+    count: int = handler._request_count
+    return count
 
 
 class GuardedServer(web.Server):
     """An aiohttp ``Server`` whose connections are ``GuardedHandler``s."""
 
-    limits: Limits
+    limits: ConnectionLimits
     malformed: MalformedLog
 
     def __call__(self) -> RequestHandler:
         return GuardedHandler(self, loop=self._loop, **self._kwargs)
 
 
+class GuardedRunner(web.AppRunner):
+    """An ``AppRunner`` whose server is a ``GuardedServer`` with ``limits``, logging its
+    refusals to ``malformed``. Its app should have ``guard_middlewares``."""
+
+    def __init__(
+        self,
+        app: web.Application,
+        limits: ConnectionLimits,
+        malformed: MalformedLog,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            app,
+            max_line_size=limits.max_request_line_bytes + LINE_EXTRA,
+            max_field_size=limits.max_header_bytes,
+            max_headers=limits.max_headers,
+            keepalive_timeout=limits.idle_timeout_s,
+            lingering_time=LINGER_S,  # what is left of a refused body: read and dropped
+            **kwargs,
+        )
+        self.limits = limits
+        self.malformed = malformed
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        server.__class__ = GuardedServer
+        assert isinstance(server, GuardedServer)
+        server.limits = self.limits
+        server.malformed = self.malformed
+        return server
+
+
 class GuardedHandler(RequestHandler):
-    """aiohttp's connection, with a clock on each request's headers, a bound on their
-    bytes, the connection cap, and JSON framing errors."""
+    """aiohttp's connection, with a clock on each request's head, a bound on its bytes,
+    the connection cap, and JSON framing errors."""
 
     def __init__(self, manager: GuardedServer, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
@@ -50,6 +118,7 @@ class GuardedHandler(RequestHandler):
         self._head_clock: asyncio.TimerHandle | None = None
         self._head_bytes = 0
         self._linger_left: int | None = None  # refused: bytes still read and dropped
+        self._unread: StreamReader | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -66,13 +135,13 @@ class GuardedHandler(RequestHandler):
                 self.force_close()
             return
         # The clock runs while the handler waits for a request and bytes of one came.
-        if self._head_clock is None and self._waiter is not None:
+        if self._head_clock is None and waiting_for_request(self):
             self._start_clock()
-        counted = self._request_count
+        counted = requests_parsed(self)
         super().data_received(data)
         if self._head_clock is None:
             return
-        if self._request_count != counted:
+        if requests_parsed(self) != counted:
             self._stop_clock()  # a whole head arrived
             return
         self._head_bytes += len(data)
@@ -82,6 +151,14 @@ class GuardedHandler(RequestHandler):
     def connection_lost(self, exc: BaseException | None) -> None:
         self._stop_clock()
         super().connection_lost(exc)
+        if self._unread is not None and not self._unread.is_eof():
+            self._unread.feed_eof()  # the read that drops it ends with the connection
+
+    def note_unread(self, body: StreamReader) -> None:
+        """A request was answered before its body was read whole: aiohttp reads and drops
+        the rest (for up to LINGER_S), and that read must end if the connection goes first,
+        which aiohttp leaves to a handler it may cancel."""
+        self._unread = body
 
     def _start_clock(self) -> None:
         self._head_bytes = 0
@@ -96,7 +173,7 @@ class GuardedHandler(RequestHandler):
 
     def _head_late(self) -> None:
         self._head_clock = None
-        if self._waiter is not None:  # still waiting for the request's head
+        if waiting_for_request(self):  # still waiting for the request's head
             self._refuse(self._guard.limits.head_too_slow())
 
     def _refuse(self, exc: HTTPFacingError) -> None:
@@ -124,7 +201,7 @@ class GuardedHandler(RequestHandler):
         JSON; a malformed request is logged in one short line."""
         if status >= 500:
             self.log_exception("error handling request from %s", request.remote, exc_info=exc)
-            error: HTTPFacingError = HTTPFacingError("internal error; see the worker's log")
+            error: HTTPFacingError = HTTPFacingError("internal error; see the server's log")
         else:
             problem = message or (str(exc) if exc is not None else "bad request")
             self._guard.malformed(request.remote, problem)
@@ -137,59 +214,11 @@ class GuardedHandler(RequestHandler):
         return response
 
     def _framing_error(self, exc: BaseException | None, problem: str) -> HTTPFacingError:
+        limits = self._guard.limits
         if isinstance(exc, LineTooLong):  # which line, only its limit tells
-            limits = self._guard.limits
-            if f"more than {limits.max_request_line + LINE_EXTRA} bytes" in problem:
+            if f"more than {limits.max_request_line_bytes + LINE_EXTRA} bytes" in problem:
                 return limits.target_too_long()
             return limits.headers_too_large()
         if problem.startswith("Too many headers"):
-            return self._guard.limits.headers_too_large()
+            return limits.headers_too_large()
         return BadRequest(f"malformed HTTP request: {problem}")
-
-
-class GuardedRunner(web.AppRunner):
-    """An ``AppRunner`` whose server is a ``GuardedServer`` with ``limits``."""
-
-    def __init__(
-        self, app: web.Application, limits: Limits, malformed: MalformedLog, **kwargs: Any
-    ) -> None:
-        super().__init__(
-            app,
-            max_line_size=limits.max_request_line + LINE_EXTRA,
-            max_field_size=limits.max_header_bytes,
-            max_headers=limits.max_headers,
-            keepalive_timeout=IDLE_TIMEOUT_S,
-            **{"handler_cancellation": True, **kwargs},
-        )
-        self.limits = limits
-        self.malformed = malformed
-
-    async def _make_server(self) -> web.Server:
-        server = await super()._make_server()
-        server.__class__ = GuardedServer
-        assert isinstance(server, GuardedServer)
-        server.limits = self.limits
-        server.malformed = self.malformed
-        return server
-
-
-def declared_size_middleware(limits: Limits, max_bytes: int, setting: str) -> Any:
-    """Refuse, before any of the body is read, a request whose headers are over their
-    limit in all (431: aiohttp bounds each one, not their sum) or whose
-    ``Content-Length`` exceeds ``max_bytes`` (413)."""
-
-    @web.middleware
-    async def declared_size(request: web.Request, handler: Handler) -> web.StreamResponse:
-        head = sum(len(name) + len(value) for name, value in request.raw_headers)
-        length = request.content_length
-        if head > limits.max_header_bytes:
-            error: HTTPFacingError = limits.headers_too_large()
-        elif length is not None and length > max_bytes:
-            error = limits.body_too_large(max_bytes, setting)
-        else:
-            return await handler(request)
-        response = error_response(error)
-        response.force_close()
-        return response
-
-    return declared_size
