@@ -78,9 +78,9 @@ async def test_the_private_fields_of_aiohttps_the_guard_reads_mean_what_it_reads
         await wait_until(lambda: len(server.connections) == 1)
         handler = server.connections[0]
         assert isinstance(handler, GuardedHandler), CHANGED.format("Server.__call__")
+        owners: dict[type, object] = {web.AppRunner: runner, web.Server: server}
         for cls, names in AIOHTTP_PRIVATE.items():
-            owner = handler if cls is not web.AppRunner else runner
-            owner = server if cls is web.Server else owner
+            owner = owners.get(cls, handler)
             for name in names:
                 assert hasattr(owner, name), CHANGED.format(f"{cls.__name__}.{name}")
         assert handler._loop is asyncio.get_running_loop(), CHANGED.format("_loop")
