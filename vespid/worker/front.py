@@ -52,8 +52,8 @@ class Front:
 
     async def _sweep(self) -> None:
         """Close kept-alive connections idle for the limits' ``idle_timeout_s`` (as the
-        guarded aiohttp ports do), and
-        refuse requests that arrive too slowly, so no client holds a socket for long."""
+        guarded aiohttp ports do), and refuse requests that arrive too slowly, so no
+        client holds a socket for long."""
         period = min(1.0, self.state.limits.header_timeout_s / 4)
         while True:
             await asyncio.sleep(period)
