@@ -22,6 +22,7 @@ from vespid.worker.proxy import BACKEND_ERRORS, map_backend_errors
 PACKAGES = [
     "vespid",
     "vespid.errors",
+    "vespid.guard",
     "vespid.protocol",
     "vespid.worker",
     "vespid.cli",

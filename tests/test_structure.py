@@ -113,7 +113,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"cli", "demo", "loadtest", "compat"}),
     frozenset({"worker", "control", "client", "tasks"}),
     frozenset({"handlers", "benchmarks", "servers", "testing"}),
-    frozenset({"protocol", "web", "errors", "settings", "runtime", "logs", "types", ""}),
+    frozenset({"protocol", "web", "guard", "errors", "settings", "runtime", "logs", "types", ""}),
 )
 # The one import across components: the worker starts the task server as its backend.
 ACROSS_COMPONENTS = frozenset({("worker", "tasks")})

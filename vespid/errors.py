@@ -8,8 +8,11 @@
         ├── BadRequest           400   unknown session at /session/end
         ├── RequestInvalid       422   malformed body or field
         │   └── PayloadInvalid   422   a handler's parser refused the payload
-        ├── BodyTooLarge         413   body over the configured limit
-        ├── RequestTimeout       408   headers or body did not arrive in time
+        ├── BodyTooLarge         413   body over the configured limit †
+        ├── RequestTimeout       408   headers or body did not arrive in time †
+        ├── TargetTooLong        414   request target over its limit †
+        ├── HeadersTooLarge      431   headers over their limit in all or in number †
+        ├── TooManyConnections   503   the port holds as many connections as it may †
         ├── SignatureInvalid     401   missing, forged, expired or replayed signature
         ├── Unauthorized         401   wrong token
         ├── Forbidden            403   caller not allowed here (e.g. not on loopback)
@@ -23,7 +26,9 @@
             └── BackendTimeout      504   backend did not answer in time
 
 Every HTTP error body is ``{"error": "<message>", "code": "<code>"}`` plus the
-error's extra fields; ``error`` is a string, as Vast's clients expect.
+error's extra fields; ``error`` is a string, as Vast's clients expect. An error marked
+† has ``closes_connection``: its answer closes the connection, as the request was not
+read whole or the port is full (``vespid.guard`` raises them).
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ __all__ = [
     "ConfigError",
     "Forbidden",
     "HTTPFacingError",
+    "HeadersTooLarge",
     "NotFound",
     "NotReady",
     "Overloaded",
@@ -53,6 +59,8 @@ __all__ = [
     "RequestTimeout",
     "SessionGone",
     "SignatureInvalid",
+    "TargetTooLong",
+    "TooManyConnections",
     "Unauthorized",
     "VespidError",
 ]
@@ -80,6 +88,8 @@ class HTTPFacingError(VespidError):
 
     status_code: ClassVar[int] = 500
     code: ClassVar[str] = "internal"
+    # The answer closes the connection: what is left of the request is not read.
+    closes_connection: ClassVar[bool] = False
 
     def __init__(self, message: str, **extra: Any) -> None:
         super().__init__(message)
@@ -129,11 +139,31 @@ class PayloadInvalid(RequestInvalid):
 class BodyTooLarge(HTTPFacingError):
     status_code = 413
     code = "body_too_large"
+    closes_connection = True
 
 
 class RequestTimeout(HTTPFacingError):
     status_code = 408
     code = "request_timeout"
+    closes_connection = True
+
+
+class TargetTooLong(HTTPFacingError):
+    status_code = 414
+    code = "target_too_long"
+    closes_connection = True
+
+
+class HeadersTooLarge(HTTPFacingError):
+    status_code = 431
+    code = "headers_too_large"
+    closes_connection = True
+
+
+class TooManyConnections(HTTPFacingError):
+    status_code = 503
+    code = "too_many_connections"
+    closes_connection = True
 
 
 class SignatureInvalid(HTTPFacingError):

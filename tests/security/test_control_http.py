@@ -1,6 +1,7 @@
 """Findings 7, 11 and 12 on the control plane's port: late headers and bodies are closed
 (408), connections are bounded, and malformed requests, non-UTF-8 keys and deeply nested
-bodies get a JSON 4xx (never a 500, never a hang), each logged in one rate-limited line."""
+bodies get a JSON 4xx (never a 500, never a hang), each logged in one rate-limited line;
+a connection over the bound is answered 503 and closed, as on every port."""
 
 from __future__ import annotations
 
@@ -16,9 +17,10 @@ import aiohttp
 import orjson
 import pytest
 
-from tests.control.attack import host_port, raw_exchange
+from tests.control.attack import host_port, raw_exchange, read_answer
 from tests.control.conftest import MakeControl, admin
 from vespid.control.app import ControlPlane
+from vespid.guard import MALFORMED_LOG_EVERY_S
 
 
 async def _trickle(url: str, head: bytes, data: bytes) -> tuple[int, bytes]:
@@ -72,7 +74,7 @@ async def test_late_headers_and_bodies_are_closed_with_408(
     assert status.status == 200
 
 
-async def test_connections_beyond_the_bound_are_closed(
+async def test_connections_beyond_the_bound_are_answered_503_and_closed(
     make_control: MakeControl,
 ) -> None:
     control = await make_control(max_connections=5, header_timeout_s=60)
@@ -81,7 +83,13 @@ async def test_connections_beyond_the_bound_are_closed(
     try:
         async with asyncio.timeout(20):
             closed = await asyncio.gather(*(reader.read() for reader, _ in conns[5:]))
-        assert closed == [b""] * 7  # closed as they opened, while the first 5 are held
+        # Answered and closed as they opened (read() ends), while the first 5 are held.
+        for answer in closed:
+            head, _, body = answer.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 503"), answer[:200]
+            error = orjson.loads(body)
+            assert error["code"] == "too_many_connections"
+            assert "VESPID_MAX_CONNECTIONS" in error["error"]
     finally:
         for _, writer in conns:
             writer.close()
@@ -185,7 +193,7 @@ async def test_malformed_requests_are_json_and_one_rate_limited_line(
             assert answer.json()["code"], request[:60]
     elapsed_s = time.monotonic() - began
     lines = [r for r in caplog.records if "malformed request" in r.getMessage()]
-    assert 1 <= len(lines) <= elapsed_s + 1  # at most one a second
+    assert 1 <= len(lines) <= elapsed_s / MALFORMED_LOG_EVERY_S + 1  # one every 10 s at most
     assert all(r.exc_info is None for r in caplog.records if r.name.startswith("aiohttp"))
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
@@ -207,3 +215,31 @@ async def test_aiohttps_own_refusals_are_json(
     http: aiohttp.ClientSession,
 ) -> None:
     await _framework_refusals(await make_control(), http)
+
+
+async def test_header_line_and_declared_body_limits_follow_the_settings(
+    make_control: MakeControl,
+) -> None:
+    control = await make_control(max_headers=10, max_request_line_bytes=300,
+                                 max_header_bytes=2048)  # fmt: skip
+    start = b"GET /api/v0/status HTTP/1.1\r\nHost: x\r\n"
+    cases = [
+        (start + b"".join(b"X-H%d: v\r\n" % i for i in range(20)), 431, "VESPID_MAX_HEADERS"),
+        (start + b"".join(b"X-H%d: %s\r\n" % (i, b"b" * 400) for i in range(8)), 431,
+         "VESPID_MAX_HEADER_BYTES"),
+        (b"GET /api/v0/status?q=" + b"c" * 400 + b" HTTP/1.1\r\nHost: x\r\n", 414,
+         "VESPID_MAX_REQUEST_LINE_BYTES"),
+        (b"POST /route/ HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000\r\n", 413, "1048576"),
+    ]  # fmt: skip
+    host, port = host_port(control.url)
+    for request, status, named in cases:
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            writer.write(request + b"\r\n")
+            async with asyncio.timeout(10):
+                answer = await read_answer(reader)
+                assert answer.status == status, (named, answer.body[:200])
+                assert named in answer.json()["error"]
+                assert await reader.read() == b""  # and the connection is closed
+        finally:
+            writer.close()

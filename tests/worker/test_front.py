@@ -18,7 +18,6 @@ from tests.support.servers import ScriptedBackend
 from tests.support.waiting import wait_until
 from tests.worker.conftest import RunningWorker
 from vespid.worker.app import Worker
-from vespid.worker.front import IDLE_TIMEOUT_S
 from vespid.worker.http11 import message_end
 from vespid.worker.lifecycle import WorkerState
 from vespid.worker.serve import running_worker
@@ -284,6 +283,6 @@ async def test_idle_kept_alive_connection_is_closed(
     writer.write(post("/echo", envelope({"a": 1})))
     assert [r[0] for r in await responses.read(1)] == [200]
     assert served.close_idle(time.monotonic()) == 0  # just used: kept
-    assert served.close_idle(time.monotonic() + IDLE_TIMEOUT_S + 1) == 1
+    assert served.close_idle(time.monotonic() + served.state.limits.idle_timeout_s + 1) == 1
     assert await asyncio.wait_for(responses.reader.read(), 10) == b""  # closed by the worker
     writer.close()

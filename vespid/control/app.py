@@ -13,7 +13,8 @@ autoscaler, and mounts the HTTP APIs, each a module of its own:
   status page), ``GET /metrics``.
 
 Every handler raises ``HTTPFacingError`` subclasses; ``vespid.web.error_middleware``
-renders them.
+renders them. The app's middlewares and ``control.serve``'s runner are ``vespid.guard``'s,
+with ``limits`` read from the settings, as on every port.
 """
 
 from __future__ import annotations
@@ -39,13 +40,8 @@ from vespid.control.router import Router
 from vespid.control.settings import ControlSettings
 from vespid.control.status_api import StatusApi
 from vespid.control.store import Store
+from vespid.guard import ConnectionLimits, MalformedLog, guard_middlewares
 from vespid.protocol.signing import Signer
-from vespid.web import (
-    ConnectionLimits,
-    body_deadline_middleware,
-    error_middleware,
-    framework_error_middleware,
-)
 
 __all__ = ["ControlPlane"]
 
@@ -74,12 +70,9 @@ class ControlPlane:
         self.history: History
         self.autoscaler: Autoscaler
         self._loops: list[asyncio.Task[None]] = []  # the autoscaler and the history
-        # How long a request may take to arrive, and how many connections are held.
-        self.connection_limits = ConnectionLimits(
-            header_timeout_s=settings.header_timeout_s, body_timeout_s=settings.body_timeout_s,
-            max_connections=settings.max_connections, header_setting="VESPID_HEADER_TIMEOUT_S",
-            body_setting="VESPID_BODY_TIMEOUT_S",
-        )  # fmt: skip
+        # What a connection may make the port hold, and the log of what was refused.
+        self.limits = ConnectionLimits.of(settings)
+        self.malformed = MalformedLog(log)
 
     # -- what callers read ---------------------------------------------------------
 
@@ -134,11 +127,9 @@ class ControlPlane:
                 await self.store.put_endpoint(endpoint)
 
     def build_app(self) -> web.Application:
-        middlewares = [
-            framework_error_middleware,
-            error_middleware,
-            body_deadline_middleware(self.connection_limits),
-        ]
+        middlewares = guard_middlewares(
+            self.limits, MAX_BODY_BYTES, "the control plane's limit", read_bodies=True
+        )
         app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=middlewares)
         routes = app.router
         route_api = RouteApi(

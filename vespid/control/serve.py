@@ -1,5 +1,6 @@
 """Running the control plane: a private state directory, store, provider, HTTP server
-(guarded: header and body deadlines, a bound on connections), autoscaler; clean stop."""
+(guarded by ``vespid.guard``: header, line and connection limits, header and body
+deadlines), autoscaler; clean stop."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from vespid.control.providers.ray import RayProvider
 from vespid.control.settings import ControlSettings
 from vespid.control.state_dir import secure_state_dir
 from vespid.control.store import SQLiteStore
-from vespid.web import GuardedAppRunner
+from vespid.guard import GuardedRunner
 
 __all__ = ["running_control", "serve_control"]
 
@@ -55,7 +56,9 @@ async def running_control(
         except BaseException:
             await store.close()
             raise
-        runner = GuardedAppRunner(control.build_app(), control.connection_limits, access_log=None)
+        runner = GuardedRunner(
+            control.build_app(), control.limits, control.malformed, access_log=None
+        )
         await runner.setup()
         try:
             await web.SockSite(runner, sock).start()

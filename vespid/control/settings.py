@@ -60,6 +60,18 @@ class ControlSettings(BaseModel):
         json_schema_extra={"env": "VESPID_MAX_ROUTE_COST"},
         description="Most workload one /route/ call may cost; beyond, 422.",
     )  # fmt: skip
+    max_header_bytes: int = Field(
+        16 * 1024, ge=1024, json_schema_extra={"env": "VESPID_MAX_HEADER_BYTES"},
+        description="Most bytes of request headers, all together; more gets 431.",
+    )  # fmt: skip
+    max_headers: int = Field(
+        100, ge=8, json_schema_extra={"env": "VESPID_MAX_HEADERS"},
+        description="Most request headers; more gets 431.",
+    )  # fmt: skip
+    max_request_line_bytes: int = Field(
+        8190, ge=256, json_schema_extra={"env": "VESPID_MAX_REQUEST_LINE_BYTES"},
+        description="Longest request target (path and query); longer gets 414.",
+    )  # fmt: skip
     header_timeout_s: float = Field(
         10.0, gt=0, le=300, allow_inf_nan=False,
         json_schema_extra={"env": "VESPID_HEADER_TIMEOUT_S"},
@@ -74,7 +86,7 @@ class ControlSettings(BaseModel):
     )  # fmt: skip
     max_connections: int = Field(
         1000, ge=1, json_schema_extra={"env": "VESPID_MAX_CONNECTIONS"},
-        description="Connections held open at once; more are closed at once.",
+        description="Connections held open at once; more are answered 503 and closed.",
     )  # fmt: skip
     signature_ttl_s: int = Field(
         120, ge=5, le=600, json_schema_extra={"env": "VESPID_SIGNATURE_TTL_S"},

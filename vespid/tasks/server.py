@@ -16,18 +16,23 @@ Routes:
   ``"stream": false`` task pass ``answer_max_bytes`` (``VESPID_TASK_ANSWER_MAX_BYTES``).
 - ``GET /tasks``: the models, the GPUs and the queue. ``GET /health``: 200.
   ``GET /metrics``: Prometheus text (the worker's ``/metrics/backend``).
+
+Its port is guarded as the worker's are (``vespid.guard``, with the worker's limits):
+aiohttp's own refusals and malformed requests are JSON too, logged in one short line.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Final
 
 import orjson
 from aiohttp import web
 
 from vespid.errors import AnswerTooLarge, NotFound, RequestInvalid
+from vespid.guard import ConnectionLimits, GuardedRunner, MalformedLog, guard_middlewares
 from vespid.tasks.runner import RunningTask, TaskRunner
-from vespid.web import JSON_TYPE, error_middleware, json_response, read_body
+from vespid.web import JSON_TYPE, json_response, read_body
 
 __all__ = ["TASK_ID_HEADER", "TaskServer"]
 
@@ -35,20 +40,33 @@ TASK_ID_HEADER: Final = "X-Vespid-Task-Id"
 SSE_HEADERS: Final = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 SHUTDOWN_TIMEOUT_S: Final = 2.0
 ANSWER_MAX_BYTES: Final = 64 * 1024 * 1024  # VESPID_TASK_ANSWER_MAX_BYTES's default
+MAX_BODY_BYTES: Final = 1 << 30  # the worker in front limits bodies
+
+log = logging.getLogger("vespid.tasks")
 
 
 class TaskServer:
     """The app, its runner, and where it listens once started."""
 
-    def __init__(self, runner: TaskRunner, *, answer_max_bytes: int = ANSWER_MAX_BYTES) -> None:
+    def __init__(
+        self,
+        runner: TaskRunner,
+        *,
+        limits: ConnectionLimits | None = None,
+        answer_max_bytes: int = ANSWER_MAX_BYTES,
+    ) -> None:
         self.runner = runner
+        self.limits = limits or ConnectionLimits()  # the worker's, when it starts this
+        self.malformed = MalformedLog(log)
         self.answer_max_bytes = answer_max_bytes  # of events a "stream": false task keeps
         self.url = ""
         self._app_runner: web.AppRunner | None = None
 
     def build_app(self) -> web.Application:
-        # The worker in front limits bodies.
-        app = web.Application(client_max_size=1 << 30, middlewares=[error_middleware])
+        middlewares = guard_middlewares(
+            self.limits, MAX_BODY_BYTES, "the task server's limit", read_bodies=True
+        )
+        app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=middlewares)
         app.router.add_post("/tasks/{model}", self.handle_task)
         app.router.add_get("/tasks", self.handle_list)
         app.router.add_get("/health", self.handle_health)
@@ -61,8 +79,10 @@ class TaskServer:
         await self.runner.start()
         # handler_cancellation: a client that goes away cancels its handler, which stops
         # the task's program and frees its GPU.
-        app_runner = web.AppRunner(
+        app_runner = GuardedRunner(
             self.build_app(),
+            self.limits,
+            self.malformed,
             access_log=None,
             handler_cancellation=True,
             shutdown_timeout=SHUTDOWN_TIMEOUT_S,

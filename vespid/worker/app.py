@@ -25,18 +25,17 @@ import aiohttp
 from aiohttp import web
 
 from vespid.errors import BackendError, BackendUnavailable, BadRequest, SessionGone, Unauthorized
+from vespid.guard import ConnectionLimits, MalformedLog, guard_middlewares, read_body
 from vespid.handlers.base import Handler
 from vespid.handlers.loader import check_handlers, load_handlers
 from vespid.protocol.wire import UPDATE_PATH, parse_worker_request
 from vespid.types import BenchmarkFunction
-from vespid.web import bearer_token, error_middleware, json_response, same_secret
+from vespid.web import bearer_token, json_response, same_secret
 from vespid.worker.admission import Admission
 from vespid.worker.benchmark import benchmark_spec, load_benchmark
 from vespid.worker.books import Books, Outcome
-from vespid.worker.guarded import declared_size_middleware
-from vespid.worker.intake import backend_call, parse_request, read_body
+from vespid.worker.intake import backend_call, parse_request
 from vespid.worker.lifecycle import Lifecycle
-from vespid.worker.limits import Limits, MalformedLog
 from vespid.worker.metrics import WorkerMetrics
 from vespid.worker.pipeline import Flight, Pipeline
 from vespid.worker.proxy import PREPARED_KEY, BackendProxy, RelayResult
@@ -77,8 +76,8 @@ class Worker:
             benchmark_spec(settings.benchmark, settings.backend)
         )
         self.router_key = RouterKey(settings)
-        self.limits = Limits.of(settings)
-        self.malformed = MalformedLog()  # one line a few seconds for malformed requests
+        self.limits = ConnectionLimits.of(settings)
+        self.malformed = MalformedLog(log)  # one line a few seconds for malformed requests
         self.routes = list(routes)
         self.metrics = WorkerMetrics()
         self.books = Books(self.metrics, keep_finished=bool(settings.report_addr))
@@ -136,8 +135,10 @@ class Worker:
     def build_app(self) -> web.Application:
         """The app on the worker port: own routes, given routes, handlers, passthrough."""
         max_bytes = self.settings.max_body_bytes
-        declared = declared_size_middleware(self.limits, max_bytes, "VESPID_MAX_BODY_BYTES")
-        app = web.Application(client_max_size=max_bytes, middlewares=[error_middleware, declared])
+        middlewares = guard_middlewares(
+            self.limits, max_bytes, "VESPID_MAX_BODY_BYTES", read_bodies=False
+        )
+        app = web.Application(client_max_size=max_bytes, middlewares=middlewares)
         app.router.add_routes(self.own_routes())
         app.router.add_routes(self.routes)
         for handler in self.handlers:
@@ -149,12 +150,11 @@ class Worker:
 
     def build_session_end_app(self) -> web.Application:
         """The plain-HTTP side app (``WORKER_HTTP_PORT``): ``/session/end`` only."""
-        declared = declared_size_middleware(
-            self.limits, SESSION_END_MAX_BODY_BYTES, "the /session/end port's limit"
-        )
-        app = web.Application(
-            client_max_size=SESSION_END_MAX_BODY_BYTES, middlewares=[error_middleware, declared]
-        )
+        middlewares = guard_middlewares(
+            self.limits, SESSION_END_MAX_BODY_BYTES, "the /session/end port's limit",
+            read_bodies=False,
+        )  # fmt: skip
+        app = web.Application(client_max_size=SESSION_END_MAX_BODY_BYTES, middlewares=middlewares)
         app.router.add_post("/session/end", self.handle_session_end)
         return app
 
@@ -260,7 +260,7 @@ class Worker:
 
     async def handle_session_create(self, request: web.Request) -> web.Response:
         async with Flight(self.pipeline, request.method, request.path, time.monotonic()) as flight:
-            body = await read_body(request, self.settings.max_body_bytes, self.limits)
+            body = await self._read_body(request)
             parsed = parse_worker_request(body, self.pipeline.parse_auth)
             await self.pipeline.check(parsed.auth)
             session = self.sessions.create(parsed.auth, parsed.payload)
@@ -269,8 +269,13 @@ class Worker:
             {"session_id": session.session_id, "expiration": session.expiration}, status=201
         )
 
+    async def _read_body(self, request: web.Request) -> bytes:
+        return await read_body(
+            request, self.limits, self.settings.max_body_bytes, "VESPID_MAX_BODY_BYTES"
+        )
+
     async def _session_ref(self, request: web.Request) -> tuple[str, Session | None]:
-        body = await read_body(request, self.settings.max_body_bytes, self.limits)
+        body = await self._read_body(request)
         session_id, session_auth = parse_session_ref(body)
         return session_id, self.sessions.authorised(session_id, session_auth)
 

@@ -19,17 +19,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import Final
 
 from aiohttp import web
 
 from vespid.worker.front_connection import FrontConnection
 from vespid.worker.front_writer import FrontState, FrontTarget
 
-__all__ = ["IDLE_TIMEOUT_S", "Front"]
-
-# A kept-alive connection with nothing to do is closed after this long (aiohttp's 75 s).
-IDLE_TIMEOUT_S: Final = 75.0
+__all__ = ["Front"]
 
 
 class Front:
@@ -55,8 +51,9 @@ class Front:
         return bound
 
     async def _sweep(self) -> None:
-        """Close kept-alive connections idle for IDLE_TIMEOUT_S (as aiohttp does), and
-        refuse requests that arrive too slowly, so no client holds a socket for long."""
+        """Close kept-alive connections idle for the limits' ``idle_timeout_s`` (as the
+        guarded aiohttp ports do), and refuse requests that arrive too slowly, so no
+        client holds a socket for long."""
         period = min(1.0, self.state.limits.header_timeout_s / 4)
         while True:
             await asyncio.sleep(period)
@@ -72,8 +69,8 @@ class Front:
         return len(late)
 
     def close_idle(self, now: float) -> int:
-        """Close connections with no request for IDLE_TIMEOUT_S before ``now``; how many."""
-        deadline = now - IDLE_TIMEOUT_S
+        """Close connections with no request for ``idle_timeout_s`` before ``now``; how many."""
+        deadline = now - self.state.limits.idle_timeout_s
         idle = [
             conn
             for conn in self.connections

@@ -11,7 +11,7 @@ The hand-off happens once every request before it on that connection has been
 answered: aiohttp's ``RequestHandler`` gets the transport and every byte from the first
 byte of the request it takes, and keeps the connection to its end.
 
-It refuses itself, with the limits of ``vespid.worker.limits``: a request target or
+It refuses itself, with the limits of ``vespid.guard``: a request target or
 headers over their limits (414, 431: counted in the parser's callbacks, and the bytes of
 an unfinished head in ``data_received``, so a huge header is never buffered whole), a
 ``Content-Length`` over the body limit (413, from the header), and, when the front's
@@ -31,13 +31,13 @@ from typing import Final, NamedTuple, cast
 import httptools
 
 from vespid.errors import HTTPFacingError
+from vespid.guard import LINGER_BYTES, LINGER_S, raw_answer
 from vespid.protocol.wire import dumps, parse_worker_request
 from vespid.web import JSON_HEADERS, JSON_TYPE, error_body
 from vespid.worker.backend_client import BackendClientError
 from vespid.worker.books import Outcome
 from vespid.worker.front_writer import FrontState, FrontWriter
 from vespid.worker.http11 import message_end
-from vespid.worker.limits import LINGER_BYTES, LINGER_S, raw_answer
 from vespid.worker.pipeline import Flight
 from vespid.worker.proxy import backend_error_for
 
@@ -219,7 +219,9 @@ class FrontConnection(FrontWriter):
         self._head_done = True
         target = self._target
         if self._length is not None and self._length > self._state.max_body:
-            self._refuse_in_parser(self._state.limits.body_too_large())
+            self._refuse_in_parser(
+                self._state.limits.body_too_large(self._state.max_body, "VESPID_MAX_BODY_BYTES")
+            )
         if (
             self._unusual
             or self._parser.get_method() != b"POST"

@@ -11,11 +11,11 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
+from vespid.guard import ConnectionLimits, MalformedLog
 from vespid.web import HOP_BY_HOP
 from vespid.worker.backend_client import BackendClientError, BackendResponse
 from vespid.worker.books import Outcome
 from vespid.worker.http11 import STATUS_LINES, DateLine
-from vespid.worker.limits import Limits, MalformedLog
 from vespid.worker.pipeline import Pipeline
 from vespid.worker.proxy import SSE_BROKEN, BackendProxy
 
@@ -43,7 +43,7 @@ class FrontTarget(Protocol):
     def max_body_bytes(self) -> int: ...
 
     @property
-    def limits(self) -> Limits: ...
+    def limits(self) -> ConnectionLimits: ...
 
     @property
     def malformed(self) -> MalformedLog: ...
@@ -62,7 +62,7 @@ class FrontState:
         self.aiohttp_server = aiohttp_server
         self.max_body = target.max_body_bytes
         limits = self.limits = target.limits
-        self.max_line = limits.max_request_line
+        self.max_line = limits.max_request_line_bytes
         self.max_header_bytes = limits.max_header_bytes
         self.max_headers = limits.max_headers
         self.max_head = limits.max_head_bytes

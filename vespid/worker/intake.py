@@ -12,7 +12,6 @@ with no auth_data at all.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from typing import Any, Final, NamedTuple
 
@@ -20,7 +19,8 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from vespid.errors import BodyTooLarge, PayloadInvalid, RequestInvalid
+from vespid.errors import PayloadInvalid, RequestInvalid
+from vespid.guard import ConnectionLimits, read_body
 from vespid.handlers.base import Handler
 from vespid.protocol.wire import (
     AUTH_HEADER,
@@ -32,11 +32,9 @@ from vespid.protocol.wire import (
     parse_worker_request,
 )
 from vespid.web import JSON_HEADERS
-from vespid.web import read_body as read_request_body
-from vespid.worker.limits import Limits
 from vespid.worker.proxy import Respond
 
-__all__ = ["Call", "Parsed", "backend_call", "parse_request", "read_body"]
+__all__ = ["Call", "Parsed", "backend_call", "parse_request"]
 
 PASSED_REQUEST_HEADERS: Final = ("Content-Type", "Accept")
 UNDECODED: Final = object()  # Parsed.payload when the body was not decoded as JSON
@@ -80,33 +78,17 @@ def _passed_headers(request: web.Request) -> dict[str, str]:
     return {h: request.headers[h] for h in PASSED_REQUEST_HEADERS if h in request.headers}
 
 
-async def read_body(request: web.Request, max_body_bytes: int, limits: Limits) -> bytes:
-    """The whole body; BodyTooLarge (413) beyond ``max_body_bytes``, RequestTimeout (408)
-    when it takes longer than ``limits.body_timeout_s`` to arrive, BadRequest (400) when it
-    is not what its headers say (``vespid.web.read_body``)."""
-    try:
-        async with asyncio.timeout(limits.body_timeout_s):
-            return await read_request_body(request)
-    except web.HTTPRequestEntityTooLarge:
-        raise BodyTooLarge(
-            f"request body is larger than VESPID_MAX_BODY_BYTES ({max_body_bytes} bytes)",
-            max_body_bytes=max_body_bytes,
-        ) from None
-    except TimeoutError:
-        raise limits.body_too_slow() from None
-
-
 async def parse_request(
     request: web.Request,
     *,
     max_body_bytes: int,
-    limits: Limits,
+    limits: ConnectionLimits,
     raw: bool,
     parse_auth: Callable[[Any], AuthData] = parse_auth_data,
 ) -> Parsed:
     """Read and check one request: auth_data (read with ``parse_auth``), the bytes for
     the backend, headers, and the session it rides, if any (``raw``: VESPID_RAW_REQUESTS)."""
-    body = await read_body(request, max_body_bytes, limits)
+    body = await read_body(request, limits, max_body_bytes, "VESPID_MAX_BODY_BYTES")
     if request.method == "POST" and AUTH_HEADER not in request.headers:
         if raw:
             value = _decode(body)

@@ -17,10 +17,8 @@ import orjson
 from aiohttp import web
 
 from vespid.errors import Forbidden, RequestInvalid
-from vespid.web import error_middleware, json_response
-from vespid.worker.guarded import declared_size_middleware
-from vespid.worker.intake import read_body
-from vespid.worker.limits import Limits
+from vespid.guard import ConnectionLimits, guard_middlewares, read_body
+from vespid.web import json_response
 from vespid.worker.sessions import SessionManager
 from vespid.worker.settings import WorkerSettings
 
@@ -60,11 +58,12 @@ def parse_release(body: bytes) -> str:
 
 def build_control_app(sessions: SessionManager, settings: WorkerSettings) -> web.Application:
     """The control app: /release closes the session it names; /health is a stub."""
-    limits = Limits.of(settings)
+    limits = ConnectionLimits.of(settings)
+    setting = "the control port's limit"
 
     async def release(request: web.Request) -> web.Response:
         _only_loopback(request)
-        session_id = parse_release(await read_body(request, MAX_BODY_BYTES, limits))
+        session_id = parse_release(await read_body(request, limits, MAX_BODY_BYTES, setting))
         session = sessions.sessions.get(session_id)
         if session is None:
             return json_response({"released": False, "reason": "no such open session"})
@@ -75,8 +74,8 @@ def build_control_app(sessions: SessionManager, settings: WorkerSettings) -> web
         _only_loopback(request)
         return json_response({"status": "ok"})
 
-    declared = declared_size_middleware(limits, MAX_BODY_BYTES, "the control port's limit")
-    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[error_middleware, declared])
+    middlewares = guard_middlewares(limits, MAX_BODY_BYTES, setting, read_bodies=False)
+    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=middlewares)
     app.router.add_post("/release", release)
     if settings.backend_health_url is None:
         app.router.add_get("/health", health)

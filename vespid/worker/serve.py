@@ -16,6 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
+from vespid.guard import ConnectionLimits, GuardedRunner
 from vespid.handlers.base import Handler
 from vespid.tasks.presets import load_presets
 from vespid.tasks.runner import TaskRunner
@@ -23,7 +24,6 @@ from vespid.tasks.server import TaskServer
 from vespid.types import BenchmarkFunction
 from vespid.worker.app import Worker
 from vespid.worker.front import Front
-from vespid.worker.guarded import GuardedRunner
 from vespid.worker.null import CONTROL_HOST, build_control_app
 from vespid.worker.settings import WorkerSettings
 
@@ -82,7 +82,11 @@ async def start_task_backend(settings: WorkerSettings) -> tuple[TaskServer, Work
         environ=os.environ,  # only SAFE_ENV and DOCKER_ENV pass on to the programs
         stop_grace_s=settings.task_stop_grace_s,
     )
-    server = TaskServer(runner, answer_max_bytes=settings.task_answer_max_bytes)
+    server = TaskServer(
+        runner,
+        limits=ConnectionLimits.of(settings),
+        answer_max_bytes=settings.task_answer_max_bytes,
+    )
     url = await server.start()
     slots = float(len(runner.pool.devices))
     updated = settings.model_copy(
@@ -113,7 +117,9 @@ async def _serve_side(
     stack: AsyncExitStack, worker: Worker, app: web.Application, host: str, port: int
 ) -> web.AppRunner:
     """Serve a small extra app, with the worker's limits, until the stack closes."""
-    runner = GuardedRunner(app, worker.limits, worker.malformed, access_log=None)
+    runner = GuardedRunner(
+        app, worker.limits, worker.malformed, access_log=None, handler_cancellation=True
+    )
     await runner.setup()
     stack.push_async_callback(runner.cleanup)
     await web.TCPSite(runner, host, port).start()
