@@ -18,7 +18,6 @@ from pydantic import ValidationError
 
 from vespid.control.models import WorkerTemplate, parse_endpoint
 from vespid.control.policy import (
-    MAX_START_BACKOFF_S,
     Decision,
     Direction,
     PolicyState,
@@ -26,6 +25,10 @@ from vespid.control.policy import (
     ScalingSnapshot,
     WorkerPhase,
     WorkerView,
+    decide,
+)
+from vespid.control.policy_stages import (
+    MAX_START_BACKOFF_S,
     accepts_work,
     apply_delay,
     backoff_delay_s,
@@ -33,7 +36,6 @@ from vespid.control.policy import (
     choose_stops,
     cold_target,
     count_start_failures,
-    decide,
     expire_starting,
     fit_gpus,
     fleet_perf,

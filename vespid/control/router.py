@@ -26,7 +26,7 @@ from typing import Any, Final
 
 from vespid.control.fleet import Fleet, WorkerRecord
 from vespid.control.models import EndpointConfig
-from vespid.control.policy import accepts_work
+from vespid.control.policy_stages import accepts_work
 from vespid.errors import Overloaded
 from vespid.protocol.signing import Signer
 
