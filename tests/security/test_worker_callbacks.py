@@ -4,7 +4,6 @@ checked, the connection goes to the checked address), redirects are never follow
 worker never calls its own ports, and a null worker's ``/release`` ends only the session
 it names."""
 
-# ruff: noqa: F811 - the worker's fixtures are imported here and named as parameters
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
@@ -17,18 +16,7 @@ from aiohttp import web
 
 from tests.support.servers import Autoscaler, start_app
 from tests.support.waiting import wait_until
-from tests.worker.conftest import (  # noqa: F401 - fixtures
-    MakeWorker,
-    RunningWorker,
-    autoscaler,
-    backend,
-    blockbuster,
-    envelope,
-    http,
-    make_signed_worker,
-    make_worker,
-    no_leaked_tasks,
-)
+from tests.worker.conftest import MakeWorker, RunningWorker, envelope
 from vespid.worker.callbacks import not_public
 
 INTERNAL = [

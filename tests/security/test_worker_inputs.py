@@ -2,7 +2,6 @@
 front): each is now a JSON 4xx that says what to fix, and a malformed request is logged in
 one short line, not a traceback."""
 
-# ruff: noqa: F811 - the worker's fixtures are imported here and named as parameters
 from __future__ import annotations
 
 import json
@@ -14,18 +13,7 @@ import orjson
 import pytest
 
 from tests.support.servers import Autoscaler
-from tests.worker.conftest import (  # noqa: F401 - fixtures
-    MakeWorker,
-    RunningWorker,
-    autoscaler,
-    backend,
-    blockbuster,
-    envelope,
-    http,
-    make_signed_worker,
-    make_worker,
-    no_leaked_tasks,
-)
+from tests.worker.conftest import MakeWorker, RunningWorker, envelope
 from tests.worker.rawhttp import Reply, exchange
 from vespid.worker.lifecycle import WorkerState
 

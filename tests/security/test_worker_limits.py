@@ -5,7 +5,6 @@ it is sent); a head or body that arrives too slowly is answered 408 and closed; 
 holds a bounded number of connections (503 beyond). A header of hundreds of MiB is cut
 off after the cap, so memory stays flat."""
 
-# ruff: noqa: F811 - the worker's fixtures are imported here and named as parameters
 from __future__ import annotations
 
 import asyncio
@@ -16,18 +15,7 @@ import tracemalloc
 import pytest
 
 from tests.support.servers import Autoscaler
-from tests.worker.conftest import (  # noqa: F401 - fixtures
-    MakeWorker,
-    RunningWorker,
-    autoscaler,
-    backend,
-    blockbuster,
-    envelope,
-    http,
-    make_signed_worker,
-    make_worker,
-    no_leaked_tasks,
-)
+from tests.worker.conftest import MakeWorker
 from tests.worker.rawhttp import Reply, exchange, read_reply
 
 PORTS = ["front", "session-end", "null-control"]
