@@ -3,9 +3,18 @@ and the baselines."""
 
 from __future__ import annotations
 
+import pytest
+
 from vespid.control import policy as control_policy
 from vespid.control.fleet import RATE_WINDOW_S
-from vespid.control.policy import DEFAULT_PERF, ScalingConfig, WorkerPhase
+from vespid.control.policy import (
+    DEFAULT_PERF,
+    Decision,
+    PolicyState,
+    ScalingConfig,
+    ScalingSnapshot,
+    WorkerPhase,
+)
 from vespid.simulate import (
     Arrival,
     KnativeKPA,
@@ -25,11 +34,18 @@ def _load() -> list[Arrival]:
                              period_s=300))  # fmt: skip
 
 
-def test_the_simulator_runs_the_control_planes_decide() -> None:
-    assert sim_policies.decide is control_policy.decide
+def test_the_simulator_runs_the_control_planes_decide(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert vars(sim_policies)["decide"] is control_policy.decide
+    calls: list[ScalingSnapshot] = []
+
+    def spy(snapshot: ScalingSnapshot, state: PolicyState) -> tuple[Decision, PolicyState]:
+        calls.append(snapshot)
+        return control_policy.decide(snapshot, state)
+
+    monkeypatch.setattr("vespid.simulate.policies.decide", spy)
     policy = VespidPolicy(ScalingConfig(max_workers=16))
-    simulate(_load(), WorkerModel(), policy, tick_s=0.5)
-    assert policy.decisions
+    result = simulate(_load(), WorkerModel(), policy, tick_s=0.5)
+    assert len(calls) == len(policy.decisions) == len(result.timeline)
     assert any("scale from zero" in d.reason for d in policy.decisions)
 
 
