@@ -26,6 +26,7 @@ __all__ = [
     "Panel",
     "Series",
     "check_plot_path",
+    "nice_step",
     "render_html",
     "render_panels",
     "render_svg",

@@ -9,12 +9,12 @@ and busy), drawn as ``vespid loadtest --plot`` draws its charts.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from vespid.loadtest.plot import COLORS, Panel, Series, render_panels
-from vespid.simulate.engine import Result
+from vespid.loadtest.plot import COLORS, Panel, Series, nice_step, render_panels
+from vespid.simulate.engine import Result, Sample
 
 __all__ = ["render_table", "to_json", "write_svg"]
 
@@ -50,17 +50,32 @@ def to_json(results: Sequence[Result], setup: dict[str, Any]) -> dict[str, Any]:
     return {**setup, "policies": [r.summary() for r in results]}
 
 
-def _panels(results: Sequence[Result]) -> list[Panel]:
-    first = results[0].timeline
-    tick = first[1].t_s - first[0].t_s if len(first) > 1 else 1.0
-    panels = [
-        Panel(
-            "Requests arriving",
-            "requests/s",
-            [Series("arrivals", COLORS["blue"], [(s.t_s, s.arrived / tick) for s in first],
-                    "step")],
-        )
-    ]  # fmt: skip
+def _changes(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """A step series with only the points where the value changes (and the last)."""
+    kept = [p for i, p in enumerate(points) if i == 0 or p[1] != points[i - 1][1]]
+    return kept + points[-1:] if points and kept[-1] != points[-1] else kept
+
+
+def _arrivals(timeline: Sequence[Sample], end_s: float) -> list[tuple[float, float]]:
+    """Requests/s arriving per bucket of about 1/200 of the run (at least a second)."""
+    size = max(1.0, nice_step(end_s, 200))
+    counts = [0] * (int(end_s // size) + 1)
+    for sample in timeline:
+        counts[min(len(counts) - 1, int(sample.t_s // size))] += sample.arrived
+    return [(i * size, n / size) for i, n in enumerate(counts)]
+
+
+def _series(
+    line: Sequence[Sample], label: str, color: str, value: Callable[[Sample], int]
+) -> Series:
+    points = _changes([(s.t_s, float(value(s))) for s in line])
+    return Series(label, COLORS[color], points, "step")
+
+
+def _panels(results: Sequence[Result], end_s: float) -> list[Panel]:
+    arrivals = _arrivals(results[0].timeline, end_s)
+    panels = [Panel("Requests arriving", "requests/s",
+                    [Series("arrivals", COLORS["blue"], arrivals, "step")])]  # fmt: skip
     for result in results:
         line = result.timeline
         panels.append(
@@ -68,19 +83,18 @@ def _panels(results: Sequence[Result]) -> list[Panel]:
                 f"{result.policy}: queue and workers",
                 "count",
                 [
-                    Series("queued", COLORS["purple"], [(s.t_s, s.queued) for s in line], "step"),
-                    Series("starting", COLORS["orange"], [(s.t_s, s.starting) for s in line],
-                           "step"),
-                    Series("idle", COLORS["gray"], [(s.t_s, s.idle) for s in line], "step"),
-                    Series("busy", COLORS["green"], [(s.t_s, s.busy) for s in line], "step"),
+                    _series(line, "queued", "purple", lambda s: s.queued),
+                    _series(line, "starting", "orange", lambda s: s.starting),
+                    _series(line, "idle", "gray", lambda s: s.idle),
+                    _series(line, "busy", "green", lambda s: s.busy),
                 ],
                 counts=True,
             )
-        )  # fmt: skip
+        )
     return panels
 
 
 def write_svg(results: Sequence[Result], path: Path) -> None:
     """The timeline of every policy over the same load, as one SVG file."""
-    end = max((r.end_s for r in results), default=1.0)
-    path.write_text(render_panels(_panels(results), max(end, 1.0)), encoding="utf-8")
+    end = max(max((r.end_s for r in results), default=1.0), 1.0)
+    path.write_text(render_panels(_panels(results, end), end), encoding="utf-8")
