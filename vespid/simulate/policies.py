@@ -30,6 +30,7 @@ from vespid.control.policy import (
     PolicyState,
     ScalingConfig,
     ScalingSnapshot,
+    WorkerPhase,
     WorkerView,
     decide,
 )
@@ -62,7 +63,7 @@ class Policy(Protocol):
 def idle_newest_first(fleet: SimFleet, count: int) -> tuple[str, ...]:
     """Up to ``count`` workers with no streams: STARTING ones first, then newest first."""
     idle = [w for w in fleet.workers.values() if not w.streams]
-    idle.sort(key=lambda w: (w.phase.value != "starting", -w.number))
+    idle.sort(key=lambda w: (w.phase is not WorkerPhase.STARTING, -w.number))
     return tuple(w.worker_id for w in idle[: max(0, count)])
 
 
@@ -91,7 +92,6 @@ class VespidPolicy:
     books: EndpointBooks = field(default_factory=EndpointBooks)
     state: PolicyState = field(default_factory=PolicyState)
     decisions: list[Decision] = field(default_factory=list)
-    _now: float = 0.0
 
     def arrived(self, arrival: Arrival) -> None:
         """The router's ``note_arrival``: the request's cost, and activity."""
@@ -102,7 +102,7 @@ class VespidPolicy:
         """What ``Fleet.snapshot`` would hand the policy, on simulated time."""
         if fleet.queue or any(w.streams for w in fleet.workers.values()):
             self.books.last_activity_at = now  # reports with load, requests waiting
-        if any(w.phase.value == "ready" for w in fleet.workers.values()):
+        if any(w.phase is WorkerPhase.READY for w in fleet.workers.values()):
             self.books.last_perf = fleet.model.perf
         return ScalingSnapshot(
             now=now,
@@ -123,7 +123,7 @@ class VespidPolicy:
 
 
 def _view(worker: SimWorker, fleet: SimFleet) -> WorkerView:
-    ready = worker.phase.value == "ready"
+    ready = worker.phase is WorkerPhase.READY
     return WorkerView(
         worker_id=worker.worker_id,
         state=worker.phase,
@@ -167,7 +167,7 @@ class KnativeKPA:
         stable = math.ceil(self._average(now, self.stable_s) / per_pod)
         panic = math.ceil(self._average(now, self.panic_s) / per_pod)
         current = len(fleet.workers)
-        ready = sum(1 for w in fleet.workers.values() if w.phase.value == "ready")
+        ready = sum(1 for w in fleet.workers.values() if w.phase is WorkerPhase.READY)
         if panic >= self.panic_threshold * max(ready, 1) and panic > current:
             self.panic_until = now + self.stable_s
         if now < self.panic_until:
