@@ -61,7 +61,9 @@ PRINTS = {
     "vespid endpoint create": r'^  "api_key": "[\w-]+",$',
     "vespid call": r"\S",
     "vespid loadtest": r"^requests +(\d+) asked: \1 sent, \1 ok, 0 failed",
-    "python bench/autoscaler_trace.py": r"^autoscaled / static worker-seconds: \d",
+    "vespid simulate": r"^vespid +\d+ ",
+    "python bench/autoscaler_trace.py": r"^vespid / cheapest fixed pool with p99 <= 10 s "
+    r"\(fixed \d+\) worker-seconds: \d",
     "curl -N http://127.0.0.1:3000/tasks/test-loading": r'^data: \{"event": "finish", '
     r'"status": "completed"\}$',
     "curl http://127.0.0.1:3000/tasks/test-text": r'"text":"You said: hi"',

@@ -35,6 +35,7 @@ PACKAGES = [
     "vespid.compat",
     "vespid.testing",
     "vespid.loadtest",
+    "vespid.simulate",
 ]
 
 

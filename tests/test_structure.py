@@ -110,7 +110,7 @@ def test_modules_stay_readable_in_size() -> None:
 # The layers of docs/architecture.md, top to bottom: a module imports only from its own
 # layer's package or the layers below it, and components do not import each other.
 LAYERS: tuple[frozenset[str], ...] = (
-    frozenset({"cli", "demo", "loadtest", "compat"}),
+    frozenset({"cli", "demo", "loadtest", "simulate", "compat"}),
     frozenset({"worker", "control", "client", "tasks"}),
     frozenset({"handlers", "benchmarks", "servers", "testing"}),
     frozenset({"protocol", "web", "guard", "errors", "settings", "runtime", "logs", "types", ""}),

@@ -9,6 +9,7 @@ from vespid.cli.call import call
 from vespid.cli.control import control, endpoint
 from vespid.cli.demo import demo
 from vespid.cli.loadtest import loadtest
+from vespid.cli.simulate import simulate_command
 from vespid.cli.worker import worker
 
 __all__ = ["cli", "main"]
@@ -26,6 +27,7 @@ cli.add_command(control)
 cli.add_command(endpoint)
 cli.add_command(demo)
 cli.add_command(loadtest)
+cli.add_command(simulate_command)
 
 
 def main() -> None:

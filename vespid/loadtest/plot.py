@@ -20,7 +20,18 @@ from typing import Any, Final, Literal
 from vespid.errors import ConfigError
 from vespid.loadtest.report import render_text
 
-__all__ = ["PLOT_SUFFIXES", "Series", "check_plot_path", "render_html", "render_svg", "write_plot"]
+__all__ = [
+    "COLORS",
+    "PLOT_SUFFIXES",
+    "Panel",
+    "Series",
+    "check_plot_path",
+    "nice_step",
+    "render_html",
+    "render_panels",
+    "render_svg",
+    "write_plot",
+]
 
 PLOT_SUFFIXES: Final = (".html", ".svg")
 WIDTH: Final = 860
@@ -294,7 +305,11 @@ def _panel_svg(panel: Panel, top: float, x_max: float) -> list[str]:
 def render_svg(report: dict[str, Any]) -> str:
     """The report's charts, stacked, as one SVG document."""
     panels = _session_panels(report) if report["mode"] == "sessions" else _request_panels(report)
-    x_max = max(report["duration_s"], 1.0)
+    return render_panels(panels, max(report["duration_s"], 1.0))
+
+
+def render_panels(panels: Sequence[Panel], x_max: float) -> str:
+    """``panels`` stacked over one x axis (0 to ``x_max`` seconds), as one SVG document."""
     height = PANEL_HEIGHT * len(panels) + 10
     body: list[str] = []
     for i, panel in enumerate(panels):
