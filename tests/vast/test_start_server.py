@@ -14,19 +14,27 @@ router signs them (its current scheme: the worker's url alone).
 from __future__ import annotations
 
 import asyncio
+import datetime
+import ipaddress
 import json
 import os
+import ssl
 import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
-from tests.docs.shell import copy_checkout, stop, until_up
+from tests.docs.shell import copy_checkout, stop
 from tests.support.servers import Autoscaler, ScriptedBackend, start_app
 from vespid.protocol.signing import vast_current_message
 from vespid.servers.process import free_port
@@ -107,9 +115,12 @@ def vast_env(
 
 
 @asynccontextmanager
-async def started(install: Install, env: dict[str, str]) -> AsyncIterator[Instance]:
-    """start_server.sh running until it answers; then SIGTERM, which must end it with 0."""
-    url = f"http://127.0.0.1:{env['WORKER_PORT']}"
+async def started(
+    install: Install, env: dict[str, str], scaler: Autoscaler, scheme: str = "http"
+) -> AsyncIterator[Instance]:
+    """start_server.sh running until its worker reports ready at its public url; then
+    SIGTERM, which must end it with 0."""
+    url = f"{scheme}://127.0.0.1:{env['WORKER_PORT']}"
     log_path = Path(env["PYWORKER_LOG"]).with_suffix(".stdout")
     log = await asyncio.to_thread(log_path.open, "wb")
     proc = await asyncio.create_subprocess_exec(
@@ -117,12 +128,28 @@ async def started(install: Install, env: dict[str, str]) -> AsyncIterator[Instan
         stdout=log, stderr=log, start_new_session=True,
     )  # fmt: skip
     try:
-        await until_up(url + "/metrics", proc)
+        await ready_or_exited(scaler, url, proc)
         yield Instance(url, log_path, proc)
     finally:
         code = await stop(proc)
         log.close()
     assert code == 0, await asyncio.to_thread(log_path.read_text)
+
+
+async def ready_or_exited(scaler: Autoscaler, url: str, proc: asyncio.subprocess.Process) -> None:
+    """Until a report from the worker at ``url`` carries its load time; fails if it exits."""
+    ready = asyncio.ensure_future(
+        scaler.wait_for(
+            lambda s: any(r["loadtime"] > 0 for r in from_this_worker(s, url)), timeout_s=60
+        )
+    )
+    exited = asyncio.ensure_future(proc.wait())
+    await asyncio.wait({ready, exited}, return_when=asyncio.FIRST_COMPLETED)
+    if not ready.done():
+        ready.cancel()
+        raise AssertionError(f"start_server.sh exited with {proc.returncode} before ready")
+    exited.cancel()
+    ready.result()
 
 
 def vast_auth(scaler: Autoscaler, url: str, n: int, cost: float = 1) -> dict[str, Any]:
@@ -157,10 +184,7 @@ async def test_llm_worker_reports_and_serves_a_vast_signed_request(
         "MODEL_LOG": str(install.workspace / "model.log"),
         "BACKEND": "vllm",
     }
-    async with started(install, env) as worker, aiohttp.ClientSession() as http:
-        await scaler.wait_for(
-            lambda s: any(r["loadtime"] > 0 for r in from_this_worker(s, worker.url))
-        )
+    async with started(install, env, scaler) as worker, aiohttp.ClientSession() as http:
         reports = from_this_worker(scaler, worker.url)
         assert {r["mtoken"] for r in reports} == {MASTER_TOKEN}
         assert all(r["max_perf"] > 0 and not r["error_msg"] for r in reports[-1:])
@@ -199,10 +223,7 @@ async def test_null_worker_holds_one_session(
         "NULL_CONTROL_PORT": str(free_port()),
         "WORKER_HTTP_PORT": str(free_port()),
     }
-    async with started(install, env) as worker, aiohttp.ClientSession() as http:
-        await scaler.wait_for(
-            lambda s: any(r["loadtime"] > 0 for r in from_this_worker(s, worker.url))
-        )
+    async with started(install, env, scaler) as worker, aiohttp.ClientSession() as http:
         auth = vast_auth(scaler, worker.url, 1, cost=100)
         create = {"auth_data": auth, "payload": {"lifetime": 60}}
         async with http.post(worker.url + "/session/create", json=create) as resp:
@@ -240,3 +261,80 @@ async def test_an_old_python_is_reported_to_the_autoscaler(
     assert report["id"] == int(CONTAINER_ID)
     assert report["mtoken"] == MASTER_TOKEN
     assert "needs Python 3.11 or newer" in report["error_msg"]
+
+
+@dataclass
+class CertificateSigner:
+    """Stands in for Vast's ``/api/v0/sign_cert/``: signs an instance's certificate request
+    with its own CA, for the instance's public address."""
+
+    ca_key: ec.EllipticCurvePrivateKey = field(
+        default_factory=lambda: ec.generate_private_key(ec.SECP256R1())
+    )
+    instance_ids: list[str] = field(default_factory=list)
+
+    ca_cert: x509.Certificate = field(init=False)
+
+    def __post_init__(self) -> None:
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "stand-in CA")])
+        self.ca_cert = self._issue(name, name, self.ca_key.public_key(), ca=True)
+
+    def _issue(
+        self, subject: x509.Name, issuer: x509.Name, key: Any, *, ca: bool
+    ) -> x509.Certificate:
+        now = datetime.datetime.now(datetime.UTC)
+        builder = (
+            x509.CertificateBuilder(
+                issuer_name=issuer, subject_name=subject, public_key=key,
+                serial_number=x509.random_serial_number(),
+                not_valid_before=now, not_valid_after=now + datetime.timedelta(hours=1),
+            )
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )  # fmt: skip
+        if not ca:
+            san = x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
+            builder = builder.add_extension(san, critical=False)
+        return builder.sign(self.ca_key, hashes.SHA256())
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/api/v0/sign_cert/", self._sign)
+        return app
+
+    async def _sign(self, request: web.Request) -> web.Response:
+        self.instance_ids.append(request.query["instance_id"])
+        csr = x509.load_pem_x509_csr(await request.read())
+        assert csr.is_signature_valid
+        cert = self._issue(csr.subject, self.ca_cert.subject, csr.public_key(), ca=False)
+        return web.Response(body=cert.public_bytes(serialization.Encoding.PEM))
+
+
+async def test_use_ssl_has_the_certificate_signed_and_serves_https(
+    install: Install, vast_env: dict[str, str], autoscaler: tuple[Autoscaler, str],
+    backend: str, tmp_path: Path,
+) -> None:  # fmt: skip
+    """USE_SSL=true with no certificate yet: a key made on the instance, its request signed
+    for CONTAINER_ID, and the worker serving HTTPS at the https:// url it reports."""
+    scaler, _ = autoscaler
+    signer = CertificateSigner()
+    async with start_app(signer.app()) as signer_url:
+        env = {
+            **vast_env,
+            "USE_SSL": "true",
+            "VAST_SIGN_CERT_URL": signer_url + "/api/v0/sign_cert/",
+            "VESPID_SSL_CERT_FILE": str(tmp_path / "instance.crt"),
+            "VESPID_SSL_KEY_FILE": str(tmp_path / "instance.key"),
+            "BACKEND_URL": backend,
+        }
+        async with started(install, env, scaler, scheme="https") as worker:
+            tls = ssl.create_default_context(
+                cadata=signer.ca_cert.public_bytes(serialization.Encoding.PEM).decode()
+            )
+            body = {"auth_data": vast_auth(scaler, worker.url, 3), "payload": {"x": 2}}
+            async with (
+                aiohttp.ClientSession() as http,
+                http.post(worker.url + "/echo", json=body, ssl=tls) as resp,
+            ):
+                assert resp.status == 200
+    assert signer.instance_ids == [CONTAINER_ID]
+    assert (tmp_path / "instance.key").stat().st_mode & 0o077 == 0  # the key is private
