@@ -50,6 +50,9 @@ NOT_RUN = {
     "300 s, closed 30 s apart; tests/loadtest runs the session demo with short intervals",
     "export VESPID_API_KEY=$(.venv/bin/python": "reads the key of a running `make demo`, which "
     "serves the real Gemma for minutes",
+    "bash /workspace/vast-pyworker/start_server.sh": "a Vast instance's on-start command, in "
+    "the clone Vast's bootstrap made; tests/vast/test_start_server.py runs the script with "
+    "Vast's variables from a fresh copy of the checkout",
     ".venv/bin/vespid loadtest -e llm": "needs `make demo` running, takes about 3 minutes on "
     "the real Gemma, and rewrites docs/loadtest-demo.svg",
 }
