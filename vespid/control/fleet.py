@@ -17,7 +17,13 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from vespid.control.models import EndpointConfig
-from vespid.control.policy import DEFAULT_PERF, ScalingSnapshot, WorkerPhase, WorkerView
+from vespid.control.policy import (
+    DEFAULT_PERF,
+    ScalingConfig,
+    ScalingSnapshot,
+    WorkerPhase,
+    WorkerView,
+)
 from vespid.control.providers.base import WorkerHandle
 from vespid.protocol.wire import REPORT_INTERVAL_S, WorkerStatusReport
 
@@ -112,6 +118,40 @@ class EndpointBooks:
         """Workload/s over the last ``RATE_WINDOW_S`` (60 of cost in 30 s -> 2/s)."""
         since = now - RATE_WINDOW_S
         return sum(cost for at, cost in events if at >= since) / RATE_WINDOW_S
+
+    def snapshot(
+        self,
+        scaling: ScalingConfig,
+        workers: tuple[WorkerView, ...],
+        *,
+        now: float,
+        rate_now: float,
+        queued_load: float,
+        queued_requests: int,
+        ready_timeout_s: float,
+        gpus_per_worker: int = 0,
+        free_gpus: int | None = None,
+        launching: int = 0,
+    ) -> ScalingSnapshot:
+        """The policy's snapshot of an endpoint with these books and ``workers``: the one
+        place it is built, for the control plane and ``vespid simulate`` alike. ``now`` is
+        the policy's clock; ``rate_now`` the clock the books' events were noted on."""
+        return ScalingSnapshot(
+            now=now,
+            params=scaling,
+            default_perf=self.last_perf or DEFAULT_PERF,
+            ready_timeout_s=ready_timeout_s,
+            gpus_per_worker=gpus_per_worker,
+            workers=workers,
+            queued_load=queued_load,
+            queued_requests=queued_requests,
+            rejected_load_rate=self.rate(self.rejections, rate_now),
+            arrival_rate=self.rate(self.arrivals, rate_now),
+            last_activity_at=self.last_activity_at,
+            start_failures=self.start_failures,
+            free_gpus=free_gpus,
+            launching=launching,
+        )
 
     @staticmethod
     def note(events: deque[tuple[float, float]], now: float, cost: float) -> None:
@@ -230,21 +270,16 @@ class Fleet:
         launching: int = 0,
     ) -> ScalingSnapshot:
         """What the policy may know about ``endpoint`` now; changes nothing."""
-        mono = time.monotonic()
         books = self.books.get(endpoint.name) or EndpointBooks()
-        return ScalingSnapshot(
+        return books.snapshot(
+            endpoint.scaling,
+            tuple(w.view() for w in self.of(endpoint.name)),
             now=time.time(),
-            params=endpoint.scaling,
-            default_perf=books.last_perf or DEFAULT_PERF,
-            ready_timeout_s=endpoint.template.ready_timeout,
-            gpus_per_worker=endpoint.template.gpus_per_worker,
-            workers=tuple(w.view() for w in self.of(endpoint.name)),
+            rate_now=time.monotonic(),
             queued_load=queued_load,
             queued_requests=queued_requests,
-            rejected_load_rate=EndpointBooks.rate(books.rejections, mono),
-            arrival_rate=EndpointBooks.rate(books.arrivals, mono),
-            last_activity_at=books.last_activity_at,
-            start_failures=books.start_failures,
+            ready_timeout_s=endpoint.template.ready_timeout,
+            gpus_per_worker=endpoint.template.gpus_per_worker,
             free_gpus=free_gpus,
             launching=launching,
         )

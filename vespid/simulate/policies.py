@@ -1,8 +1,8 @@
 """The scaling policies a simulation compares, each called every tick with the fleet.
 
 * ``VespidPolicy``: the control plane's own ``decide()``, fed a ``ScalingSnapshot`` built
-  as ``vespid.control.fleet.Fleet.snapshot`` builds it: the arrival rate from the same
-  ``EndpointBooks`` window (workload routed in the last 30 s), each worker's view with its
+  by the control plane's own ``EndpointBooks.snapshot`` (``vespid.control.fleet``): the
+  arrival rate from the same ``EndpointBooks`` window (workload routed in the last 30 s), each worker's view with its
   load, streams in flight and ``max_perf`` once READY (its benchmark), the router's queue,
   the last activity and the endpoint's ``ready_timeout``. Workload is output tokens.
 * ``FixedPool``: N workers, READY from the start, never changed.
@@ -26,7 +26,6 @@ from typing import Final, Protocol
 
 from vespid.control.fleet import EndpointBooks
 from vespid.control.policy import (
-    DEFAULT_PERF,
     PolicyState,
     ScalingConfig,
     ScalingSnapshot,
@@ -99,21 +98,20 @@ class VespidPolicy:
         self.books.last_activity_at = arrival.at_s
 
     def snapshot(self, now: float, fleet: SimFleet) -> ScalingSnapshot:
-        """What ``Fleet.snapshot`` would hand the policy, on simulated time."""
+        """What ``Fleet.snapshot`` would hand the policy, on simulated time (both build it
+        with ``EndpointBooks.snapshot``)."""
         if fleet.queue or any(w.streams for w in fleet.workers.values()):
             self.books.last_activity_at = now  # reports with load, requests waiting
         if any(w.phase is WorkerPhase.READY for w in fleet.workers.values()):
             self.books.last_perf = fleet.model.perf
-        return ScalingSnapshot(
+        return self.books.snapshot(
+            self.params,
+            tuple(_view(w, fleet) for w in fleet.workers.values()),
             now=now,
-            params=self.params,
-            default_perf=self.books.last_perf or DEFAULT_PERF,
-            ready_timeout_s=READY_TIMEOUT_S,
-            workers=tuple(_view(w, fleet) for w in fleet.workers.values()),
+            rate_now=now,
             queued_load=float(sum(a.output_tokens for a in fleet.queue)),
             queued_requests=len(fleet.queue),
-            arrival_rate=EndpointBooks.rate(self.books.arrivals, now),
-            last_activity_at=self.books.last_activity_at,
+            ready_timeout_s=READY_TIMEOUT_S,
         )
 
     def tick(self, now: float, fleet: SimFleet) -> Action:
