@@ -3,8 +3,9 @@
 * ``VespidPolicy``: the control plane's own ``decide()``, fed a ``ScalingSnapshot`` built
   by the control plane's own ``EndpointBooks.snapshot`` (``vespid.control.fleet``): the
   arrival rate from the same ``EndpointBooks`` window (workload routed in the last 30 s),
-  each worker's view with its load, streams in flight and ``max_perf`` once READY (its benchmark), the router's queue,
-  the last activity and the endpoint's ``ready_timeout``. Workload is output tokens.
+  each worker's view with its load, streams in flight and ``max_perf`` once READY (its
+  benchmark), the router's queue, the last activity and the endpoint's ``ready_timeout``.
+  Workload is output tokens.
 * ``FixedPool``: N workers, READY from the start, never changed.
 * ``KnativeKPA``: Knative's pod autoscaler (knative.dev/docs/serving/autoscaling): the
   concurrency (requests in flight or queued) averaged over a stable window (60 s) and a
