@@ -16,8 +16,8 @@ import pytest
 from tests.control.conftest import MakeControl, admin
 from tests.support.waiting import wait_until
 from vespid.control.policy import WorkerPhase
-from vespid.control.providers.launch import process_start_time
 from vespid.control.store import SQLiteStore
+from vespid.servers.process import process_start_time
 
 SECRETS = {"VESPID_ADMIN_KEY": "admin-secret-123456", "AWS_SECRET_ACCESS_KEY": "aws-secret",
            "HF_TOKEN": "hf-secret"}  # fmt: skip

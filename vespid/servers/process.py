@@ -17,7 +17,15 @@ from typing import BinaryIO, Final
 
 import aiohttp
 
-__all__ = ["SAFE_ENV", "ChildProcess", "free_port", "safe_environment", "wait_http"]
+__all__ = [
+    "SAFE_ENV",
+    "ChildProcess",
+    "free_port",
+    "proc_stat",
+    "process_start_time",
+    "safe_environment",
+    "wait_http",
+]
 
 # What a child vespid starts (a worker, a model server, a task program) inherits from
 # vespid's own environment: where programs, libraries and caches are, and the locale.
@@ -46,6 +54,30 @@ SAFE_ENV: Final = (
 def safe_environment(environ: Mapping[str, str], also: Sequence[str] = ()) -> dict[str, str]:
     """The part of ``environ`` a child gets: ``SAFE_ENV``'s variables and ``also``'s."""
     return {name: environ[name] for name in (*SAFE_ENV, *also) if name in environ}
+
+
+def proc_stat(pid: int | str) -> list[bytes] | None:
+    """The fields of ``/proc/PID/stat`` after the command name (so ``[0]`` is the state,
+    ``[2]`` the process group, ``[19]`` the start time), or None when there is no such
+    process or no ``/proc``. Blocking: call it in a thread from the event loop."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            text = stat.read()
+    except OSError:
+        return None
+    # "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
+    return text.rpartition(b")")[2].split()
+
+
+def process_start_time(pid: int) -> int | None:
+    """When process ``pid`` started (clock ticks since boot, from ``/proc/PID/stat``), or
+    None when there is no such process (or no ``/proc``). A pid and this time together
+    name one process: a pid reused later has another start time."""
+    fields = proc_stat(pid)
+    try:
+        return int(fields[19]) if fields is not None else None
+    except (IndexError, ValueError):
+        return None
 
 
 def _open_log(path: Path) -> BinaryIO:

@@ -19,6 +19,8 @@ import os
 import signal
 from typing import Final
 
+from vespid.servers.process import proc_stat
+
 __all__ = ["GROUP_POLL_S", "end_group", "group_runs", "signal_group", "wait_group_gone"]
 
 log = logging.getLogger("vespid.tasks")
@@ -54,14 +56,13 @@ def group_runs(pgid: int) -> bool:
 
 def _runs_in(pid: str, pgid: int) -> bool:
     """Whether process ``pid`` is in group ``pgid`` and not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            text = stat.read()
-    except OSError:  # gone meanwhile
-        return False
-    # "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
-    fields = text.rpartition(b")")[2].split()
-    return len(fields) > 2 and fields[2] == str(pgid).encode() and fields[0] not in _GONE_STATES
+    fields = proc_stat(pid)  # None: gone meanwhile
+    return (
+        fields is not None
+        and len(fields) > 2
+        and fields[2] == str(pgid).encode()
+        and fields[0] not in _GONE_STATES
+    )
 
 
 async def wait_group_gone(pgid: int, timeout_s: float) -> bool:

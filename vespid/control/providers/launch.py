@@ -27,31 +27,19 @@ from typing import Any
 
 from vespid.control.models import EndpointConfig
 from vespid.control.providers.base import WorkerOrder
-from vespid.servers.process import ChildProcess, free_port, safe_environment
+from vespid.servers.process import (
+    ChildProcess,
+    free_port,
+    process_start_time,
+    safe_environment,
+)
 
 __all__ = [
     "LaunchSpec",
     "Launched",
     "launch",
-    "process_start_time",
     "template_key",
 ]
-
-
-def process_start_time(pid: int) -> int | None:
-    """When process ``pid`` started (clock ticks since boot, from ``/proc/PID/stat``), or
-    None when there is no such process (or no ``/proc``). A pid and this time together
-    name one process: a pid reused later has another start time."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_bytes()
-    except OSError:
-        return None
-    # Field 22; the command name (field 2, in parentheses) may hold spaces.
-    fields = stat[stat.rfind(b")") + 2 :].split()
-    try:
-        return int(fields[19])
-    except (IndexError, ValueError):
-        return None
 
 
 def _start_times(procs: list[ChildProcess]) -> list[int | None]:

@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from vespid.control.providers.base import Provider, RunState, WorkerHandle, WorkerOrder
-from vespid.control.providers.launch import LaunchSpec, launch, process_start_time
+from vespid.control.providers.launch import LaunchSpec, launch
 from vespid.errors import ConfigError
-from vespid.servers.process import ChildProcess
+from vespid.servers.process import ChildProcess, process_start_time
 
 __all__ = ["LocalProvider"]
 
