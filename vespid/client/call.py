@@ -20,7 +20,7 @@ from vespid.client.client import Client
 from vespid.client.endpoint import Endpoint
 from vespid.client.errors import ClientError, ControlPlaneError
 from vespid.client.response import Response
-from vespid.client.sse import completion_text
+from vespid.client.sse import choice_texts, completion_text
 from vespid.errors import ConfigError, VespidError
 
 __all__ = [
@@ -121,18 +121,7 @@ async def write_stream(resp: Response, write: Write, *, raw: bool = False) -> No
 def answer_text(value: Any) -> str | None:
     """The text of an OpenAI completion (``choices[].text``) or chat completion
     (``choices[].message.content``), choices one a line; None for anything else."""
-    if not isinstance(value, dict) or not isinstance(value.get("choices"), list):
-        return None
-    texts: list[str] = []
-    for choice in value["choices"]:
-        if not isinstance(choice, dict):
-            continue
-        text = choice.get("text")
-        message = choice.get("message")
-        if text is None and isinstance(message, dict):
-            text = message.get("content")
-        if isinstance(text, str):
-            texts.append(text)
+    texts = choice_texts(value, "message")
     return "\n".join(texts) if texts else None
 
 

@@ -16,7 +16,7 @@ from typing import Any, Final
 
 import orjson
 
-__all__ = ["SSEEvent", "SSEParser", "completion_text"]
+__all__ = ["SSEEvent", "SSEParser", "choice_texts", "completion_text"]
 
 _LINE_END: Final = re.compile(rb"\r\n|\r|\n")
 
@@ -94,6 +94,25 @@ class SSEParser:
             self._retry_ms = int(value)
 
 
+def choice_texts(value: Any, nested: str) -> list[str] | None:
+    """The texts of an OpenAI answer's choices: each choice's ``text``, else its
+    ``nested`` object's ``content`` (``"delta"`` in a streamed chat event, ``"message"``
+    in a whole chat answer); None when ``value`` has no ``choices`` list."""
+    if not isinstance(value, dict) or not isinstance(value.get("choices"), list):
+        return None
+    texts: list[str] = []
+    for choice in value["choices"]:
+        if not isinstance(choice, dict):
+            continue
+        text = choice.get("text")
+        inner = choice.get(nested)
+        if text is None and isinstance(inner, dict):
+            text = inner.get("content")
+        if isinstance(text, str):
+            texts.append(text)
+    return texts
+
+
 def completion_text(event: SSEEvent) -> str | None:
     """The text an OpenAI completions or chat-completions event carries, else None.
 
@@ -107,16 +126,5 @@ def completion_text(event: SSEEvent) -> str | None:
         value: Any = orjson.loads(event.data)
     except orjson.JSONDecodeError:
         return None
-    if not isinstance(value, dict) or not isinstance(value.get("choices"), list):
-        return None
-    pieces: list[str] = []
-    for choice in value["choices"]:
-        if not isinstance(choice, dict):
-            continue
-        text = choice.get("text")
-        delta = choice.get("delta")
-        if text is None and isinstance(delta, dict):
-            text = delta.get("content")
-        if isinstance(text, str):
-            pieces.append(text)
-    return "".join(pieces)
+    pieces = choice_texts(value, "delta")
+    return None if pieces is None else "".join(pieces)
