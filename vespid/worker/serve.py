@@ -113,15 +113,23 @@ async def start_front(worker: Worker, runner: web.AppRunner) -> Front | None:
     return front
 
 
-async def _serve_side(
-    stack: AsyncExitStack, worker: Worker, app: web.Application, host: str, port: int
+async def _guarded_runner(
+    stack: AsyncExitStack, worker: Worker, app: web.Application
 ) -> web.AppRunner:
-    """Serve a small extra app, with the worker's limits, until the stack closes."""
+    """``app`` set up behind the worker's connection guard, cleaned up when the stack closes."""
     runner = GuardedRunner(
         app, worker.limits, worker.malformed, access_log=None, handler_cancellation=True
     )
     await runner.setup()
     stack.push_async_callback(runner.cleanup)
+    return runner
+
+
+async def _serve_side(
+    stack: AsyncExitStack, worker: Worker, app: web.Application, host: str, port: int
+) -> web.AppRunner:
+    """Serve a small extra app, with the worker's limits, until the stack closes."""
+    runner = await _guarded_runner(stack, worker, app)
     await web.TCPSite(runner, host, port).start()
     return runner
 
@@ -129,15 +137,7 @@ async def _serve_side(
 async def _serve_main(stack: AsyncExitStack, worker: Worker) -> tuple[int, Front | None]:
     """Serve the worker port until the stack closes; the port and the front, if any."""
     settings = worker.settings
-    runner = GuardedRunner(
-        worker.build_app(),
-        worker.limits,
-        worker.malformed,
-        access_log=None,
-        handler_cancellation=True,
-    )
-    await runner.setup()
-    stack.push_async_callback(runner.cleanup)
+    runner = await _guarded_runner(stack, worker, worker.build_app())
     front = await start_front(worker, runner)
     if front is not None:
         stack.push_async_callback(front.shutdown)  # first: requests in progress finish
