@@ -36,7 +36,7 @@ from vespid.control.fleet import WorkerRecord
 from vespid.control.policy import WorkerPhase
 from vespid.control.serve import running_control
 from vespid.control.settings import ControlSettings
-from vespid.control.state_dir import secure_state_dir
+from vespid.control.state_dir import secure_state_dir, write_private
 
 __all__ = [
     "DEFAULT_PORT",
@@ -99,14 +99,6 @@ def demo_endpoint(api_key: str, model: str, cache_dir: Path) -> dict[str, Any]:
             "ready_timeout": 300,
         },
     }  # fmt: skip
-
-
-def _write_private(path: Path, text: str) -> None:
-    """Write ``text`` to ``path``, readable by this user only (it holds the API key)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)
-    with os.fdopen(fd, "w") as file:
-        file.write(text)
 
 
 @asynccontextmanager
@@ -250,7 +242,7 @@ async def run_demo(
         endpoints_file = state / "endpoints.yaml"
         spec = {"endpoints": [demo_endpoint(api_key, model, state / "cache")]}
         await asyncio.to_thread(
-            _write_private, endpoints_file, yaml.safe_dump(spec, sort_keys=False)
+            write_private, endpoints_file, yaml.safe_dump(spec, sort_keys=False)
         )
         began = time.monotonic()
         control = await _start_control(stack, state, port, endpoints_file)

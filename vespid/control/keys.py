@@ -25,7 +25,7 @@ from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
 from vespid.control.settings import ControlSettings
-from vespid.control.state_dir import create_private
+from vespid.control.state_dir import write_private
 from vespid.control.store import Store
 from vespid.control.tls import make_ca_pem
 from vespid.protocol.signing import (
@@ -97,9 +97,7 @@ async def load_keys(store: Store, settings: ControlSettings) -> ControlKeys:
 
 def _write_admin_key(path: Path, admin_key: str) -> None:
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    create_private(path)  # 600 before the key is in it
-    path.chmod(0o600)
-    path.write_text(admin_key + "\n")
+    write_private(path, admin_key + "\n")
 
 
 def presented_key(request: web.Request) -> str | None:

@@ -19,7 +19,7 @@ from typing import Final
 
 from vespid.errors import ConfigError
 
-__all__ = ["DIR_MODE", "FILE_MODE", "create_private", "secure_state_dir"]
+__all__ = ["DIR_MODE", "FILE_MODE", "create_private", "secure_state_dir", "write_private"]
 
 log = logging.getLogger("vespid.control")
 
@@ -69,3 +69,11 @@ def create_private(path: Path) -> bool:
         return False
     os.close(fd)
     return True
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path``, mode 600 before the text is in it (and made so if the
+    file was looser). Blocking: call it in a thread from the event loop."""
+    create_private(path)
+    path.chmod(FILE_MODE)
+    path.write_text(text)
