@@ -93,7 +93,7 @@ def errored(
 
 
 def cold(worker_id: str, max_perf: float | None = 100.0) -> WorkerView:
-    return WorkerView(worker_id, WorkerPhase.COLD, max_perf=max_perf)
+    return WorkerView(worker_id, WorkerPhase.PARKED, max_perf=max_perf)
 
 
 DEFAULT_SNAPSHOT = ScalingSnapshot(

@@ -54,8 +54,10 @@ class WorkerPhase(enum.Enum):
 
     STARTING = "starting"  # process launched, not yet ready: counts as capacity, takes no work
     READY = "ready"  # benchmarked and serving; routable unless saturated
+    WAKING = "waking"  # a parked worker being woken: counts as capacity, takes no work yet
+    DRAINING = "draining"  # takes no new work; stopped (or parked) once its work is done
+    PARKED = "parked"  # model server kept loaded (asleep where it can), takes no work
     ERRORED = "errored"  # broken or silent; always stopped and replaced
-    COLD = "cold"  # stopped but provisioned (model on disk): starts faster than a new one
     STOPPING = "stopping"  # told to stop: neither capacity nor load any more
 
 
@@ -199,6 +201,11 @@ class WorkerView:
     in_flight: int = 0  # requests in progress
     started_at: float = 0.0  # same clock as ScalingSnapshot.now
     failed_before_ready: bool = False  # ERRORED without ever being READY (counts for backoff)
+    # The part of cur_load not started yet (waiting on the worker for a backend slot):
+    # backlog; the rest of cur_load is running work (occupancy).
+    waiting_load: float = 0.0
+    revision: int = 0  # the endpoint template revision the worker was started on
+    phase_since: float = 0.0  # when it entered its phase (same clock as now)
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,6 +233,8 @@ class ScalingSnapshot:
     # when workers are not limited by GPUs.
     free_gpus: int | None = None
     launching: int = 0  # starts asked of the provider that are not in ``workers`` yet
+    oldest_wait_s: float = 0.0  # how long the oldest request in the router's queue has waited
+    revision: int = 0  # the endpoint's current template revision
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.default_perf) and self.default_perf > 0):
@@ -250,19 +259,26 @@ class PolicyState:
 class Decision:
     """What the autoscaler should do now.
 
-    The provider stops the workers in ``stop`` (a stopped worker may join the cold
-    pool, up to ``target_cold``) and starts ``start`` workers, activating cold ones
-    first. ``start`` is counted from the snapshot, so a worker must show as STARTING
-    from the moment it is launched or the next decision starts it again.
+    The autoscaler stops the workers in ``stop``, drains those in ``drain`` (the router
+    sends them nothing new; a later decision parks or stops them once they are empty),
+    parks those in ``park`` (idle, or drained and now empty: the model server stays
+    loaded, asleep where it can), wakes those in ``wake`` (PARKED ones become WAKING,
+    then READY; a DRAINING one returns to READY at once) and starts ``start`` new
+    workers. Waking comes before starting: ``start`` counts only what the wakes do not
+    cover. ``start`` is counted from the snapshot, so a worker must show as STARTING from
+    the moment it is launched or the next decision starts it again.
     """
 
     target_active: int  # active workers once this is carried out (busy ones kept count)
-    target_cold: int  # cold workers to keep
+    target_cold: int  # parked workers to keep (the cold pool)
     stop: tuple[str, ...]  # errored workers, then those chosen for a scale-down
-    start: int  # workers to start or activate now (after backoff and GPUs)
+    start: int  # new workers to launch now (after wakes, backoff and GPUs)
     reason: str  # the figures behind it, for logs
     held_for_gpus: int = 0  # starts wanted that the free GPUs do not fit
     timed_out: tuple[str, ...] = ()  # STARTING workers past ready_timeout_s (in ``stop``)
+    drain: tuple[str, ...] = ()  # busy READY workers to take out of routing
+    park: tuple[str, ...] = ()  # idle READY or emptied DRAINING workers to park
+    wake: tuple[str, ...] = ()  # PARKED or DRAINING workers to bring back into service
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,16 @@ from dataclasses import dataclass, replace
 from typing import Annotated, Any, Final, NotRequired
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, with_config
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    with_config,
+)
 from typing_extensions import TypedDict  # pydantic needs it before Python 3.12
 
 from vespid.errors import RequestInvalid
@@ -262,6 +271,10 @@ class WorkerStatusReport(BaseModel):
     max_capacity: _Count = 0
     url: str | None = ""
     num_sessions: _Count = 0  # vespid's addition: open sessions (occupancy, not backlog)
+    # vespid's additions: the part of cur_load waiting for a backend slot (not started:
+    # backlog; the rest runs), and whether the worker is parked (asleep, takes no work).
+    waiting_load: _Amount = 0.0
+    parked: StrictBool = False
 
 
 @with_config(_COLD_PATH)

@@ -104,6 +104,7 @@ class WorkerHandle:
     started_at: float
     gpus: tuple[str, ...] = ()
     info: dict[str, Any] = field(default_factory=dict)  # provider-specific, kept in the store
+    revision: int = 0  # the endpoint template revision it was started on
 
 
 class Provider(abc.ABC):
@@ -139,6 +140,21 @@ class Provider(abc.ABC):
     @abc.abstractmethod
     async def cleanup(self, info: dict[str, Any]) -> None:
         """Stop what a previous run of the control plane left (from ``WorkerHandle.info``)."""
+
+    async def adopt(self, handle: WorkerHandle) -> bool:
+        """Take back a worker an earlier run of the control plane started (its handle as
+        the store kept it): True if its processes still run and are provably the ones
+        that run started, and this provider now watches and stops them as its own; False
+        (nothing taken) otherwise. The default adopts nothing."""
+        return False
+
+    async def park(self, handle: WorkerHandle) -> None:
+        """Park a worker: it takes no work and its model server sleeps where it can."""
+        raise NotImplementedError(f"the {self.name} provider cannot park workers")
+
+    async def wake(self, handle: WorkerHandle) -> None:
+        """Wake a parked worker; return once it can serve again."""
+        raise NotImplementedError(f"the {self.name} provider cannot wake workers")
 
     async def close(self) -> None:
         """Stop every worker this provider started."""
