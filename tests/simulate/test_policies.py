@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from vespid.control import policy as control_policy
-from vespid.control.fleet import RATE_WINDOW_S
+from vespid.control.demand import RATE_WINDOW_S
 from vespid.control.policy import (
     DEFAULT_PERF,
     Decision,

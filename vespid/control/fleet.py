@@ -2,24 +2,22 @@
 
 This is the stateful half of autoscaling (the policy is the pure half): it ingests
 ``/worker_status/`` reports, ignores unknown workers, marks workers that stop reporting
-or fail, counts the workers in a row that failed before they were ready, and builds the
-frozen snapshot the policy decides on (``snapshot`` only reads; the steps that change
-state have their own names). It also keeps the router's books of recent demand: load
-routed, queued, and refused.
+or fail, counts the workers in a row that failed before they were ready, and asks each
+endpoint's demand books (``demand.py``: load routed, queued and refused) for the frozen
+snapshot the policy decides on (``snapshot`` only reads; the steps that change state
+have their own names).
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final
 
+from vespid.control.demand import EndpointBooks
 from vespid.control.models import EndpointConfig
 from vespid.control.policy import (
-    DEFAULT_PERF,
-    ScalingConfig,
     ScalingSnapshot,
     WorkerPhase,
     WorkerView,
@@ -27,11 +25,10 @@ from vespid.control.policy import (
 from vespid.control.providers.base import WorkerHandle
 from vespid.protocol.wire import REPORT_INTERVAL_S, WorkerStatusReport
 
-__all__ = ["RATE_WINDOW_S", "STALE_AFTER_S", "EndpointBooks", "Fleet", "WorkerRecord"]
+__all__ = ["STALE_AFTER_S", "Fleet", "WorkerRecord"]
 
 # Three missed reports and a worker is out (30 s at the 10 s report interval).
 STALE_AFTER_S: Final = 3 * REPORT_INTERVAL_S
-RATE_WINDOW_S: Final = 30.0
 
 
 @dataclass
@@ -99,66 +96,6 @@ class WorkerRecord:
             "served_total": self.served_total,
             "started_at": self.handle.started_at,
         }
-
-
-@dataclass
-class EndpointBooks:
-    """Recent demand at the router for one endpoint."""
-
-    arrivals: deque[tuple[float, float]] = field(default_factory=deque)  # (time, cost)
-    # The last throughput a worker of this endpoint measured: what a new one is assumed
-    # to reach until it reports its own (better than a fixed guess on a slow model).
-    last_perf: float | None = None
-    rejections: deque[tuple[float, float]] = field(default_factory=deque)
-    last_activity_at: float | None = None
-    start_failures: int = 0  # workers in a row stopped after failing before ready
-
-    @staticmethod
-    def rate(events: deque[tuple[float, float]], now: float) -> float:
-        """Workload/s over the last ``RATE_WINDOW_S`` (60 of cost in 30 s -> 2/s)."""
-        since = now - RATE_WINDOW_S
-        return sum(cost for at, cost in events if at >= since) / RATE_WINDOW_S
-
-    def snapshot(
-        self,
-        scaling: ScalingConfig,
-        workers: tuple[WorkerView, ...],
-        *,
-        now: float,
-        rate_now: float,
-        queued_load: float,
-        queued_requests: int,
-        ready_timeout_s: float,
-        gpus_per_worker: int = 0,
-        free_gpus: int | None = None,
-        launching: int = 0,
-    ) -> ScalingSnapshot:
-        """The policy's snapshot of an endpoint with these books and ``workers``: the one
-        place it is built, for the control plane and ``vespid simulate`` alike. ``now`` is
-        the policy's clock; ``rate_now`` the clock the books' events were noted on."""
-        return ScalingSnapshot(
-            now=now,
-            params=scaling,
-            default_perf=self.last_perf or DEFAULT_PERF,
-            ready_timeout_s=ready_timeout_s,
-            gpus_per_worker=gpus_per_worker,
-            workers=workers,
-            queued_load=queued_load,
-            queued_requests=queued_requests,
-            rejected_load_rate=self.rate(self.rejections, rate_now),
-            arrival_rate=self.rate(self.arrivals, rate_now),
-            last_activity_at=self.last_activity_at,
-            start_failures=self.start_failures,
-            free_gpus=free_gpus,
-            launching=launching,
-        )
-
-    @staticmethod
-    def note(events: deque[tuple[float, float]], now: float, cost: float) -> None:
-        """Record an event, forgetting those past the window (memory stays bounded)."""
-        while events and events[0][0] < now - RATE_WINDOW_S:
-            events.popleft()
-        events.append((now, cost))
 
 
 class Fleet:

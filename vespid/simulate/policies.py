@@ -1,7 +1,7 @@
 """The scaling policies a simulation compares, each called every tick with the fleet.
 
 * ``VespidPolicy``: the control plane's own ``decide()``, fed a ``ScalingSnapshot`` built
-  by the control plane's own ``EndpointBooks.snapshot`` (``vespid.control.fleet``): the
+  by the control plane's own ``EndpointBooks.snapshot`` (``vespid.control.demand``): the
   arrival rate from the same ``EndpointBooks`` window (workload routed in the last 30 s),
   each worker's view with its load, streams in flight and ``max_perf`` once READY (its
   benchmark), the router's queue, the last activity and the endpoint's ``ready_timeout``.
@@ -25,7 +25,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Final, Protocol
 
-from vespid.control.fleet import EndpointBooks
+from vespid.control.demand import EndpointBooks
 from vespid.control.policy import (
     PolicyState,
     ScalingConfig,

@@ -148,12 +148,13 @@ class Provider(abc.ABC):
         (nothing taken) otherwise. The default adopts nothing."""
         return False
 
-    async def park(self, handle: WorkerHandle) -> None:
-        """Park a worker: it takes no work and its model server sleeps where it can."""
+    async def park(self, handle: WorkerHandle, token: str) -> None:
+        """Park a worker (``token``: its MASTER_TOKEN): it takes no work and its model
+        server sleeps where it can."""
         raise NotImplementedError(f"the {self.name} provider cannot park workers")
 
-    async def wake(self, handle: WorkerHandle) -> None:
-        """Wake a parked worker; return once it can serve again."""
+    async def wake(self, handle: WorkerHandle, token: str) -> None:
+        """Wake a parked worker (``token``: its MASTER_TOKEN); return once it can serve."""
         raise NotImplementedError(f"the {self.name} provider cannot wake workers")
 
     async def close(self) -> None:
