@@ -135,12 +135,12 @@ def _replace_old(snapshot: ScalingSnapshot, decision: Decision) -> Decision:
     )
     new_up = [w for w in new if w.state in _UP]
     new_ready = sum(w.state is WorkerPhase.READY for w in new_up)
+    drain = old_ready[: max(0, len(old_ready) - max(0, target - new_ready))]
     waking_old = sum(w.state is WorkerPhase.WAKING for w in old)
-    in_service = len(old_ready) + waking_old + len(new_up) + snapshot.launching
-    room = target + max_surge(target) - in_service
+    kept_old = len(old_ready) - len(drain) + waking_old
+    room = target + max_surge(target) - kept_old - len(new_up) - snapshot.launching
     wanted = target - len(new_up) - snapshot.launching
     start = max(decision.start, _fit_gpus(snapshot, min(wanted, room)))
-    drain = old_ready[: max(0, len(old_ready) - max(0, target - new_ready))]
     stop = [w for w in old if w.state in (WorkerPhase.STARTING, WorkerPhase.PARKED)]
     stop += [w for w in old if _emptied(w, snapshot.now)]
     stopped = {w.worker_id for w in stop}
