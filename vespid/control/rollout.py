@@ -5,7 +5,7 @@ Each worker runs the revision it was started on (``WorkerView.revision``); the e
 current one is ``ScalingSnapshot.revision``. While live workers of an older revision
 remain (a *rollout*), ``roll`` turns the policy's decision into one that:
 
-- starts new-revision workers until they reach the policy's ``target_active``, with at
+- starts new-revision workers until they reach the policy's target (``_target``), with at
   most ``max_surge(target)`` workers in service above the target at any time
   (``max(1, ceil(25% of the target))``: one extra worker for up to 4, two for 5 to 8);
 - drains old READY workers (the router sends them nothing new) only as new ones are
@@ -70,6 +70,7 @@ class RolloutState:
     revision: int = 0  # the revision being rolled out (0: none seen yet)
     good_revision: int = 0  # the last revision every live worker ran (0: not known yet)
     halted: str = ""  # why the rollout stopped; empty while it runs or once it is done
+    target: int = 0  # the active workers the rollout keeps (see ``_target``)
 
     @property
     def done(self) -> bool:
@@ -104,7 +105,18 @@ def roll(snapshot: ScalingSnapshot, decision: Decision, state: RolloutState) -> 
         why = f"worker {failed.worker_id} on revision {rev} failed before it was ready"
         state = replace(state, halted=why)
         return RolloutStep(decision, state, _fallback(state, rev))
-    return RolloutStep(_replace_old(snapshot, decision), state, rev)
+    state = replace(state, target=_target(decision, state))
+    return RolloutStep(_replace_old(snapshot, decision, state.target), state, rev)
+
+
+def _target(decision: Decision, state: RolloutState) -> int:
+    """The active workers to keep: the policy's target when the rollout began, raised by
+    its scale-ups (a decision that starts workers) and lowered by its scale-downs. Not
+    the policy's target as such: while it holds a scale-down it counts every active
+    worker, the rollout's surge included, and would grow the surge without end."""
+    if decision.start > 0 or not state.target:
+        return decision.target_active
+    return min(state.target, decision.target_active)
 
 
 def _fallback(state: RolloutState, rev: int) -> int:
@@ -123,10 +135,10 @@ def _failed(snapshot: ScalingSnapshot, decision: Decision) -> WorkerView | None:
     return None
 
 
-def _replace_old(snapshot: ScalingSnapshot, decision: Decision) -> Decision:
+def _replace_old(snapshot: ScalingSnapshot, decision: Decision, target: int) -> Decision:
     """Start new workers within the surge, drain old READY ones as new ones are READY,
     stop the old ones that serve nothing."""
-    rev, target = snapshot.revision, decision.target_active
+    rev = snapshot.revision
     taken = {*decision.stop, *decision.drain, *decision.park}
     old = [w for w in snapshot.workers if w.revision != rev and w.worker_id not in taken]
     new = [w for w in snapshot.workers if w.revision == rev and w.worker_id not in taken]
