@@ -58,7 +58,14 @@ def test_the_docstring_example(signer: Signer) -> None:
     assert (s.requests_per_s, s.routed_per_s, s.rejected_per_s, s.queued) == (3, 3, 0, 1)
     assert s.wait_mean_s == pytest.approx(2.5 / 3, abs=0.01)
     assert s.wait_max_s == pytest.approx(2.5, abs=0.01)
-    assert s.workers == {"starting": 0, "ready": 1, "errored": 0}
+    assert s.workers == {
+        "starting": 0,
+        "ready": 1,
+        "waking": 0,
+        "draining": 0,
+        "parked": 0,
+        "errored": 0,
+    }
     assert s.load == 330  # routed since the worker's last report
     assert history.router.take_tally("e").arrived == 0  # the sample took the tally
 

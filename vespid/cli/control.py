@@ -1,12 +1,14 @@
 """``vespid control`` (serve the router and autoscaler) and ``vespid endpoint`` (manage
-endpoints over the control plane's admin API)."""
+endpoints over the control plane's admin API; ``update --wait`` and ``rollback --wait``
+follow the rollout of the new revision until it is done or halts)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import os
-from typing import Any
+import time
+from typing import Any, Final
 
 import aiohttp
 import click
@@ -18,7 +20,7 @@ from vespid.logs import setup_logging
 from vespid.runtime import exit_on_config_error, serve_until_signalled
 from vespid.settings import load_settings
 
-__all__ = ["control", "endpoint"]
+__all__ = ["POLL_S", "control", "endpoint", "progress_line"]
 
 
 @click.command()
@@ -137,16 +139,84 @@ def create(ctx: click.Context, /, name: str, **opts: Any) -> None:
     _echo(_call(ctx, "POST", "/api/v0/endpoints", _spec(name, **opts)))
 
 
+POLL_S: Final = 0.5  # how often --wait asks how the rollout goes
+
+_wait_options = with_options([
+    click.option("--wait", is_flag=True,
+                 help="Show the rollout's progress until every worker runs the new revision; "
+                      "exit 1 if it halts."),
+    click.option("--timeout", type=float, default=900.0, show_default=True,
+                 help="With --wait: give up after this many seconds (exit 1)."),
+])  # fmt: skip
+
+
 @endpoint.command("update")
 @click.argument("name")
 @_admin_options
 @_spec_options
+@_wait_options
 @click.pass_context
-def update(ctx: click.Context, /, name: str, **opts: Any) -> None:
-    """Change some fields of endpoint NAME."""
+def update(ctx: click.Context, /, name: str, wait: bool, timeout: float, **opts: Any) -> None:
+    """Change some fields of endpoint NAME; a template change is a new revision, rolled
+    out to the workers (old ones drained as new ones are ready)."""
     spec = _spec(name, **opts)
     spec.pop("name")
-    _echo(_call(ctx, "PUT", f"/api/v0/endpoints/{name}", spec))
+    answer = _call(ctx, "PUT", f"/api/v0/endpoints/{name}", spec)
+    _echo(answer)
+    if wait:
+        _follow(ctx, name, int(answer["revision"]), timeout)
+
+
+@endpoint.command("rollback")
+@click.argument("name")
+@_admin_options
+@_wait_options
+@click.pass_context
+def rollback(ctx: click.Context, name: str, wait: bool, timeout: float) -> None:
+    """Put endpoint NAME back on its previous template, as a new revision."""
+    answer = _call(ctx, "POST", f"/api/v0/endpoints/{name}/rollback")
+    _echo(answer)
+    if wait:
+        _follow(ctx, name, int(answer["revision"]), timeout)
+
+
+def _follow(ctx: click.Context, name: str, revision: int, timeout_s: float) -> None:
+    """Print the rollout's progress as it changes, until it is done; ClickException
+    (exit 1) if it halts, a newer revision replaces it, or ``timeout_s`` passes."""
+    deadline = time.monotonic() + timeout_s
+    shown = ""
+    while True:
+        status = _call(ctx, "GET", f"/api/v0/endpoints/{name}/rollout")
+        if (line := progress_line(status)) != shown:
+            click.echo(line, err=True)
+            shown = line
+        if status["revision"] != revision:
+            raise click.ClickException(
+                f"{name} is on revision {status['revision']} now (changed by someone else)"
+            )
+        if status["state"] == "done":
+            return
+        if status["state"] == "halted":
+            raise click.ClickException(
+                f"rollout of {name} to revision {revision} halted: {status['halted']}; the old "
+                f"workers keep serving (fix the template and update, or: vespid endpoint "
+                f"rollback {name})"
+            )
+        if time.monotonic() > deadline:
+            raise click.ClickException(
+                f"rollout of {name} to revision {revision} not done in {timeout_s:g} s; it "
+                f"goes on (see GET /api/v0/endpoints/{name}/rollout)"
+            )
+        time.sleep(POLL_S)
+
+
+def progress_line(status: dict[str, Any]) -> str:
+    """``revision 3: rolling; r2: draining 1, ready 1; r3: ready 1``."""
+    parts = [f"revision {status['revision']}: {status['state']}"]
+    for revision, phases in status["workers"].items():
+        counts = ", ".join(f"{phase} {n}" for phase, n in phases.items())
+        parts.append(f"r{revision}: {counts}")
+    return "; ".join(parts)
 
 
 @endpoint.command("list")

@@ -32,7 +32,7 @@ from vespid.control.fleet import Fleet
 from vespid.control.history import History
 from vespid.control.keys import ControlKeys, load_keys
 from vespid.control.metrics import ControlMetrics
-from vespid.control.models import EndpointConfig, load_endpoints_file
+from vespid.control.models import EndpointConfig, load_endpoints_file, revise
 from vespid.control.providers.base import Provider
 from vespid.control.report_api import ReportApi
 from vespid.control.route_api import RouteApi
@@ -123,6 +123,7 @@ class ControlPlane:
             for endpoint in await asyncio.to_thread(
                 load_endpoints_file, self.settings.endpoints_file
             ):
+                endpoint = revise(self.endpoints.get(endpoint.name), endpoint)
                 self.endpoints[endpoint.name] = endpoint
                 await self.store.put_endpoint(endpoint)
 
@@ -146,7 +147,7 @@ class ControlPlane:
         ).add_routes(routes)  # fmt: skip
         StatusApi(
             self.endpoints, self.fleet, self.router, self.history, self.metrics,
-            self.autoscaler.scaling_log,
+            self.autoscaler.scaling_log, self.autoscaler.rollout_status,
         ).add_routes(routes)  # fmt: skip
         return app
 

@@ -1,6 +1,14 @@
-"""The autoscaler loop: per endpoint, snapshot -> ``decide`` -> start and stop through the
-provider, every ``scale_interval_s`` and at once when woken (a request queued, an
-endpoint deleted).
+"""The autoscaler loop: per endpoint, snapshot -> ``decide`` -> ``rollout.roll`` -> the
+decision carried out through the provider, every ``scale_interval_s`` and at once when
+woken (a request queued, an endpoint changed or deleted).
+
+Carrying a decision out: ``drain`` takes workers out of routing (DRAINING, no provider
+call); ``stop`` stops through the provider; ``park`` and ``wake`` call the provider with
+the worker's own token (a parking worker is DRAINING until the provider returns, then
+PARKED; a waking one is WAKING, then READY, or ERRORED if the wake fails); ``start``
+launches new workers on the revision ``roll`` names (the endpoint's, or while a rollout
+is halted the last good one's template). Every action goes to the scaling log, the
+history and the metrics.
 
 Before deciding, each step retires what is broken: workers silent for too long
 (``Fleet.mark_stale``), workers whose processes exited (the provider says so), workers of
@@ -18,13 +26,14 @@ import time
 from collections.abc import Awaitable, MutableMapping
 from typing import Any, Final
 
-from vespid.control.fleet import Fleet
+from vespid.control.fleet import Fleet, WorkerRecord
 from vespid.control.history import History
 from vespid.control.keys import ControlKeys
 from vespid.control.metrics import ControlMetrics
-from vespid.control.models import EndpointConfig
-from vespid.control.policy import Decision, PolicyState, WorkerPhase, decide
+from vespid.control.models import EndpointConfig, WorkerTemplate
+from vespid.control.policy import Decision, PolicyState, ScalingSnapshot, WorkerPhase, decide
 from vespid.control.providers.base import Provider, RunState, WorkerOrder
+from vespid.control.rollout import RolloutState, roll, rollout_status
 from vespid.control.router import Router
 from vespid.control.settings import ControlSettings
 from vespid.control.store import Store
@@ -67,6 +76,9 @@ class Autoscaler:
         self.url = url
         self.next_worker_id = next_worker_id
         self.policy_states: dict[str, PolicyState] = {}
+        self.rollouts: dict[str, RolloutState] = {}
+        self._good: dict[str, tuple[int, WorkerTemplate]] = {}  # the last good revision's
+        self._in_transit: set[int] = set()  # workers being parked or woken
         self.scaling_log: list[dict[str, Any]] = []  # the latest actions, oldest first
         self._launching: dict[str, int] = {}  # endpoint -> starts asked of the provider
         self._short_of_gpus: dict[str, int] = {}  # endpoint -> starts held (logged once)
@@ -99,7 +111,8 @@ class Autoscaler:
         self._retire()
         for endpoint in list(self.endpoints.values()):
             try:
-                self._act(endpoint, self._decide(endpoint))
+                decision, revision = self._roll(endpoint, *self._decide(endpoint))
+                self._act(endpoint, decision, revision)
             except Exception as exc:  # one endpoint's failure never stops the others'
                 self._note_failure(endpoint.name, exc)
             else:
@@ -123,7 +136,7 @@ class Autoscaler:
             ):
                 self.fleet.mark_errored(record.worker_id, "process exited")
 
-    def _decide(self, endpoint: EndpointConfig) -> Decision:
+    def _decide(self, endpoint: EndpointConfig) -> tuple[ScalingSnapshot, Decision]:
         name = endpoint.name
         queued_load, queued = self.router.queued_load(name)
         self.fleet.note_waiting(name, queued)
@@ -133,6 +146,7 @@ class Autoscaler:
             queued_requests=queued,
             free_gpus=self.provider.free_gpus(),
             launching=self._launching.get(name, 0),
+            oldest_wait_s=self.router.oldest_wait_s(name) or 0.0,
         )
         before = self.policy_states.get(name, PolicyState())
         decision, after = decide(snapshot, before)
@@ -142,17 +156,61 @@ class Autoscaler:
                 "%d worker(s) of %s in a row failed before they were ready; next start in %.0f s",
                 after.start_failures, name, after.start_after - snapshot.now,
             )  # fmt: skip
-        return decision
+        return snapshot, decision
 
-    def _act(self, endpoint: EndpointConfig, decision: Decision) -> None:
+    def _roll(
+        self, endpoint: EndpointConfig, snapshot: ScalingSnapshot, decision: Decision
+    ) -> tuple[Decision, int]:
+        """The decision adjusted for the endpoint's rollout, and the revision to start."""
+        before = self.rollouts.get(endpoint.name, RolloutState())
+        step = roll(snapshot, decision, before)
+        self.rollouts[endpoint.name] = after = step.state
+        if after.done:
+            self._good[endpoint.name] = (endpoint.revision, endpoint.template)
+        if after.halted and after.halted != before.halted:
+            log.warning(
+                "rollout of %s to revision %d halted: %s; the old workers keep serving, new "
+                "ones start on revision %d (update or roll back to resume)",
+                endpoint.name, after.revision, after.halted, step.start_revision,
+            )  # fmt: skip
+        return step.decision, step.start_revision
+
+    def rollout_status(self, endpoint: EndpointConfig) -> dict[str, Any]:
+        """How the rollout of ``endpoint``'s current revision goes (``rollout_status``)."""
+        state = self.rollouts.get(endpoint.name, RolloutState())
+        views = [w.view() for w in self.fleet.of(endpoint.name)]
+        return rollout_status(state, endpoint.revision, views)
+
+    def _revision(self, endpoint: EndpointConfig, revision: int) -> EndpointConfig:
+        """``endpoint`` with the template of ``revision`` (its own, the last good one's, or
+        the previous one's; its own if none of them is that revision)."""
+        good = self._good.get(endpoint.name)
+        if revision == endpoint.revision:
+            return endpoint
+        if good is not None and good[0] == revision:
+            template = good[1]
+        elif revision == endpoint.revision - 1 and endpoint.previous_template is not None:
+            template = endpoint.previous_template
+        else:
+            return endpoint
+        return endpoint.model_copy(update={"template": template, "revision": revision})
+
+    def _act(self, endpoint: EndpointConfig, decision: Decision, revision: int) -> None:
         timeout_s = endpoint.template.ready_timeout
         for worker_id in decision.timed_out:
             self.fleet.mark_errored(int(worker_id), f"not ready within {timeout_s:g} s")
         for worker_id in decision.stop:
             self._spawn_stop(int(worker_id), decision.reason)
+        for worker_id in decision.drain:
+            self._drain(int(worker_id), decision.reason)
+        for worker_id in decision.park:
+            self._spawn_park(int(worker_id), decision.reason)
+        for worker_id in decision.wake:
+            self._spawn_wake(int(worker_id), decision.reason)
         self._note_gpu_shortfall(endpoint, decision)
+        ordered = self._revision(endpoint, revision)
         for _ in range(decision.start):
-            self._spawn_start(endpoint, decision.reason)
+            self._spawn_start(ordered, decision.reason)
 
     def _note_gpu_shortfall(self, endpoint: EndpointConfig, decision: Decision) -> None:
         """Log starts held for GPUs when their number changes, not at every tick."""
@@ -174,19 +232,25 @@ class Autoscaler:
         so one created later under the same name starts from nothing; decide now."""
         self.fleet.books.pop(endpoint, None)
         self.policy_states.pop(endpoint, None)
+        self.rollouts.pop(endpoint, None)
+        self._good.pop(endpoint, None)
         self.router.queues.pop(endpoint, None)
         self.wake()
 
     # -- starting and stopping -------------------------------------------------------
 
     def _log_action(
-        self, endpoint: str, action: str, worker_id: int, reason: str, took_s: float
+        self, endpoint: str, action: str, worker_id: int, reason: str, took_s: float | None = None
     ) -> None:
+        """One action (start, stop, drain, park, wake) in the metrics, the scaling log,
+        the history and the log; ``took_s``: the provider call's time, if it made one."""
         self.metrics.scaling_actions.labels(endpoint, action).inc()
-        self.metrics.provider_seconds.labels(action).observe(took_s)
+        if took_s is not None:
+            self.metrics.provider_seconds.labels(action).observe(took_s)
         self.scaling_log.append(
             {"time": time.time(), "endpoint": endpoint, "action": action,
-             "worker_id": worker_id, "reason": reason, "provider_s": round(took_s, 4)}
+             "worker_id": worker_id, "reason": reason,
+             "provider_s": None if took_s is None else round(took_s, 4)}
         )  # fmt: skip
         del self.scaling_log[:-SCALING_LOG_KEPT]
         self.history.note_action(endpoint, action)
@@ -220,6 +284,7 @@ class Autoscaler:
                 began = time.monotonic()
                 handle = await self.provider.start(order)
                 took_s = time.monotonic() - began
+                handle.revision = endpoint.revision
                 # In the fleet from here on: no longer counted as launching too.
                 self.fleet.add(handle).request_key = key
                 self._launching[endpoint.name] -= 1
@@ -234,6 +299,60 @@ class Autoscaler:
                     self._launching[endpoint.name] -= 1
 
         self._track(start())
+
+    def _drain(self, worker_id: int, reason: str) -> None:
+        """Take a worker out of routing; a later decision stops or parks it once empty."""
+        record = self.fleet.workers.get(worker_id)
+        if record is not None and record.phase is WorkerPhase.READY:
+            record.phase = WorkerPhase.DRAINING
+            self._log_action(record.handle.endpoint, "drain", worker_id, reason)
+
+    def _spawn_park(self, worker_id: int, reason: str) -> None:
+        """Park a worker through the provider: DRAINING while it parks, then PARKED."""
+        record = self.fleet.workers.get(worker_id)
+        if record is not None and worker_id not in self._in_transit:
+            self._spawn_sleep_call(record, "park", WorkerPhase.DRAINING, WorkerPhase.PARKED, reason)
+
+    def _spawn_wake(self, worker_id: int, reason: str) -> None:
+        """Wake a PARKED worker through the provider (WAKING, then READY); a DRAINING one
+        returns to READY at once."""
+        record = self.fleet.workers.get(worker_id)
+        if record is None or worker_id in self._in_transit:
+            return
+        if record.phase is WorkerPhase.DRAINING:
+            record.phase = WorkerPhase.READY
+            self._log_action(record.handle.endpoint, "wake", worker_id, reason)
+        elif record.phase is WorkerPhase.PARKED:
+            self._spawn_sleep_call(record, "wake", WorkerPhase.WAKING, WorkerPhase.READY, reason)
+
+    def _spawn_sleep_call(
+        self, record: WorkerRecord, action: str, during: WorkerPhase, after: WorkerPhase,
+        reason: str,
+    ) -> None:  # fmt: skip
+        """``provider.park`` or ``provider.wake`` (``action``) with the worker's token: the
+        worker is in phase ``during`` until the call returns, then ``after``; ERRORED (and
+        so replaced) if the call fails."""
+        worker_id = record.worker_id
+        record.phase = during
+        self._in_transit.add(worker_id)
+        call = self.provider.park if action == "park" else self.provider.wake
+
+        async def run() -> None:
+            began = time.monotonic()
+            try:
+                await call(record.handle, self.keys.worker_token(worker_id))
+            except Exception as exc:
+                self.fleet.mark_errored(worker_id, f"{action} failed: {exc}")
+                log.warning("%s of worker %d failed (%s); it is replaced", action, worker_id, exc)
+            else:
+                if record.phase is during:
+                    record.phase = after
+                took_s = time.monotonic() - began
+                self._log_action(record.handle.endpoint, action, worker_id, reason, took_s)
+            finally:
+                self._in_transit.discard(worker_id)
+
+        self._track(run())
 
     def _spawn_stop(self, worker_id: int, reason: str) -> None:
         record = self.fleet.remove(worker_id)

@@ -1,6 +1,11 @@
 """Endpoints over HTTP: the console listing Vast's client reads (``/api/v0/endptjobs/``,
 endpoint API key or admin key) and the admin API that manages them
-(``/api/v0/endpoints``, admin key). Every change is kept in the store."""
+(``/api/v0/endpoints``, admin key). Every change is kept in the store.
+
+A template change makes a new revision (``models.revise``), which the autoscaler rolls
+out; ``POST /api/v0/endpoints/<name>/rollback`` makes the previous template a new
+revision, and ``GET /api/v0/endpoints/<name>/rollout`` says how the rollout goes (what
+``vespid endpoint update --wait`` shows)."""
 
 from __future__ import annotations
 
@@ -11,7 +16,13 @@ from aiohttp import web
 
 from vespid.control.autoscaler import Autoscaler
 from vespid.control.keys import presented_key
-from vespid.control.models import EndpointConfig, find_endpoint, parse_endpoint
+from vespid.control.models import (
+    EndpointConfig,
+    find_endpoint,
+    parse_endpoint,
+    revise,
+    rolled_back,
+)
 from vespid.control.store import Store
 from vespid.errors import NotFound, RequestInvalid, Unauthorized
 from vespid.web import json_response, read_json_within, same_secret
@@ -47,6 +58,8 @@ class EndpointApi:
         routes.add_get(ENDPOINTS_PATH + "/{name}", self.handle_get)
         routes.add_put(ENDPOINTS_PATH + "/{name}", self.handle_endpoint_update)
         routes.add_delete(ENDPOINTS_PATH + "/{name}", self.handle_delete)
+        routes.add_post(ENDPOINTS_PATH + "/{name}/rollback", self.handle_rollback)
+        routes.add_get(ENDPOINTS_PATH + "/{name}/rollout", self.handle_rollout)
 
     # -- auth ------------------------------------------------------------------------
 
@@ -104,9 +117,10 @@ class EndpointApi:
 
     async def handle_endpoint_update(self, request: web.Request) -> web.Response:
         """Change some fields of an endpoint; ``scaling`` and ``template`` merge field by
-        field into the old ones, and the name stays."""
+        field into the old ones, and the name stays. A template change is a new revision."""
         self._require_admin(request)
-        old = find_endpoint(self.endpoints, request.match_info["name"]).model_dump(mode="json")
+        current = find_endpoint(self.endpoints, request.match_info["name"])
+        old = current.model_dump(mode="json", exclude={"revision", "previous_template"})
         body = await read_json_within(request)
         if not isinstance(body, dict):
             raise RequestInvalid("send the fields to change as a JSON object")
@@ -114,13 +128,28 @@ class EndpointApi:
         for part in ("scaling", "template"):
             if isinstance(body.get(part), dict):
                 merged[part] = {**old[part], **body[part]}
-        endpoint = parse_endpoint(merged)
+        endpoint = revise(current, parse_endpoint(merged))
         await self._keep(endpoint)
         return json_response(endpoint.model_dump(mode="json"))
+
+    async def handle_rollback(self, request: web.Request) -> web.Response:
+        """Back to the previous template, as a new revision rolled out like any other."""
+        self._require_admin(request)
+        endpoint = rolled_back(find_endpoint(self.endpoints, request.match_info["name"]))
+        await self._keep(endpoint)
+        return json_response(endpoint.model_dump(mode="json"))
+
+    async def handle_rollout(self, request: web.Request) -> web.Response:
+        """The endpoint's rollout: its revision, whether it is done, rolling or halted
+        (and why), and its workers by revision and phase."""
+        self._require_admin(request)
+        endpoint = find_endpoint(self.endpoints, request.match_info["name"])
+        return json_response(self.autoscaler.rollout_status(endpoint))
 
     async def _keep(self, endpoint: EndpointConfig) -> None:
         self.endpoints[endpoint.name] = endpoint
         await self.store.put_endpoint(endpoint)
+        self.autoscaler.wake()  # a new revision starts rolling out now
 
     async def handle_delete(self, request: web.Request) -> web.Response:
         self._require_admin(request)

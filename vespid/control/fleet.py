@@ -6,13 +6,19 @@ or fail, counts the workers in a row that failed before they were ready, and ask
 endpoint's demand books (``demand.py``: load routed, queued and refused) for the frozen
 snapshot the policy decides on (``snapshot`` only reads; the steps that change state
 have their own names).
+
+A worker's phase changes through ``WorkerRecord.phase`` (which notes when), by reports
+(STARTING -> READY, any -> ERRORED on an error) and by the autoscaler (DRAINING, PARKED,
+WAKING, which a report never undoes: a draining worker's report keeps it draining). The
+fleet also keeps how long each endpoint's workers have been parked.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from vespid.control.demand import EndpointBooks
@@ -31,12 +37,20 @@ __all__ = ["STALE_AFTER_S", "Fleet", "WorkerRecord"]
 STALE_AFTER_S: Final = 3 * REPORT_INTERVAL_S
 
 
+# Phases the autoscaler sets, which reports do not change (only an error does).
+_HELD_PHASES: Final = frozenset({WorkerPhase.DRAINING, WorkerPhase.PARKED, WorkerPhase.WAKING})
+
+
 @dataclass
 class WorkerRecord:
     """One worker, as the control plane sees it."""
 
     handle: WorkerHandle
-    phase: WorkerPhase = WorkerPhase.STARTING
+    _phase: WorkerPhase = WorkerPhase.STARTING
+    phase_since: float = field(default_factory=time.time)  # unix time it entered its phase
+    parked_s: float = 0.0  # seconds parked, over its past spells in PARKED
+    waiting_load: float = 0.0  # the part of cur_load not started yet (its report's)
+    parked: bool = False  # what its latest report said
     last_report_at: float | None = None
     cur_load: float = 0.0
     max_perf: float | None = None
@@ -48,6 +62,24 @@ class WorkerRecord:
     served_total: float = 0.0
     ready_after_s: float | None = None  # from its start to its first ready report (cold start)
     request_key: bytes | None = None  # its HMAC key: routes to it are tagged, not RSA-signed
+
+    @property
+    def phase(self) -> WorkerPhase:
+        return self._phase
+
+    @phase.setter
+    def phase(self, phase: WorkerPhase) -> None:
+        """Enter ``phase`` (noting when; a spell in PARKED counts to ``parked_s``)."""
+        if phase is not self._phase:
+            now = time.time()
+            if self._phase is WorkerPhase.PARKED:
+                self.parked_s += max(0.0, now - self.phase_since)
+            self._phase, self.phase_since = phase, now
+
+    def parked_seconds(self, now: float) -> float:
+        """Seconds parked so far, the spell it may be in now included."""
+        ongoing = now - self.phase_since if self._phase is WorkerPhase.PARKED else 0.0
+        return self.parked_s + max(0.0, ongoing)
 
     @property
     def worker_id(self) -> int:
@@ -73,6 +105,9 @@ class WorkerRecord:
             in_flight=max(0, self.in_flight - self.sessions),
             started_at=self.handle.started_at,
             failed_before_ready=self.failed_before_ready,
+            waiting_load=self.waiting_load,
+            revision=self.handle.revision,
+            phase_since=self.phase_since,
         )
 
     @property
@@ -86,7 +121,12 @@ class WorkerRecord:
             "endpoint": self.handle.endpoint,
             "url": self.url,
             "state": self.phase.value,
+            "phase_since": self.phase_since,
+            "revision": self.handle.revision,
             "cur_load": self.cur_load,
+            "waiting_load": self.waiting_load,
+            "parked": self.parked,
+            "parked_s": round(self.parked_seconds(time.time()), 3),
             "max_perf": self.max_perf,
             "in_flight": self.in_flight,
             "sessions": self.sessions,
@@ -104,6 +144,7 @@ class Fleet:
     def __init__(self) -> None:
         self.workers: dict[int, WorkerRecord] = {}
         self.books: dict[str, EndpointBooks] = {}
+        self.parked_s_gone: dict[str, float] = {}  # endpoint -> parked s of removed workers
 
     def add(self, handle: WorkerHandle) -> WorkerRecord:
         record = WorkerRecord(handle)
@@ -114,9 +155,21 @@ class Fleet:
         """Forget a worker being stopped; one that failed before it was ready counts
         toward its endpoint's start backoff."""
         record = self.workers.pop(worker_id, None)
-        if record is not None and record.failed_before_ready:
-            self._books(record.handle.endpoint).start_failures += 1
+        if record is None:
+            return None
+        endpoint = record.handle.endpoint
+        if record.failed_before_ready:
+            self._books(endpoint).start_failures += 1
+        parked_s = record.parked_seconds(time.time())
+        if parked_s:
+            self.parked_s_gone[endpoint] = self.parked_s_gone.get(endpoint, 0.0) + parked_s
         return record
+
+    def parked_seconds(self, endpoint: str, now: float | None = None) -> float:
+        """Seconds ``endpoint``'s workers have been parked, those gone included."""
+        now = time.time() if now is None else now
+        live = sum(w.parked_seconds(now) for w in self.of(endpoint))
+        return self.parked_s_gone.get(endpoint, 0.0) + live
 
     def of(self, endpoint: str) -> list[WorkerRecord]:
         return [w for w in self.workers.values() if w.handle.endpoint == endpoint]
@@ -135,6 +188,8 @@ class Fleet:
         books = self._books(record.handle.endpoint)
         record.last_report_at = now
         record.cur_load = report.cur_load
+        record.waiting_load = report.waiting_load
+        record.parked = report.parked
         record.routed_load = 0.0
         # Sessions are tickets in num_requests_working too; num_sessions tells them apart.
         record.in_flight = report.num_requests_working
@@ -149,7 +204,7 @@ class Fleet:
         record.error_msg = report.error_msg or ""
         if record.error_msg:
             record.phase = WorkerPhase.ERRORED
-        elif record.max_perf:
+        elif record.max_perf and record.phase not in _HELD_PHASES:
             record.phase = WorkerPhase.READY
             if record.ready_after_s is None:
                 record.ready_after_s = max(0.0, time.time() - record.handle.started_at)
@@ -205,10 +260,11 @@ class Fleet:
         queued_requests: int,
         free_gpus: int | None = None,
         launching: int = 0,
+        oldest_wait_s: float = 0.0,
     ) -> ScalingSnapshot:
         """What the policy may know about ``endpoint`` now; changes nothing."""
         books = self.books.get(endpoint.name) or EndpointBooks()
-        return books.snapshot(
+        snapshot = books.snapshot(
             endpoint.scaling,
             tuple(w.view() for w in self.of(endpoint.name)),
             now=time.time(),
@@ -219,4 +275,7 @@ class Fleet:
             gpus_per_worker=endpoint.template.gpus_per_worker,
             free_gpus=free_gpus,
             launching=launching,
+        )
+        return dataclasses.replace(
+            snapshot, oldest_wait_s=oldest_wait_s, revision=endpoint.revision
         )

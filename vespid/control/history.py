@@ -13,7 +13,8 @@ Each ``interval_s`` the control plane takes one sample per endpoint: the request
 reached the router since the last sample (per second), how many it routed and refused, how
 long the routed ones had waited in its queue, the requests the workers reported finished
 and their waits in the workers' queues and times in the workers, the router's queue now,
-the workers by state, their load, and the workers started and stopped. Samples live in a
+the workers by state, their load, and the workers started, stopped, drained, parked and
+woken. Samples live in a
 ring buffer of ``window_s / interval_s`` entries per endpoint (10 minutes by default), so
 memory is bounded whatever the traffic. ``GET /api/v0/history`` serves them; with
 ``?since=T`` only the samples taken after T, so a page polling every second fetches one at
@@ -50,7 +51,14 @@ INTERVAL_S: Final = 1.0
 WINDOW_S: Final = 600.0
 RECENT_S: Final = 10.0  # the window of ``recent_waits`` (and of the page's "now" tiles)
 # Always in a sample, even at 0, so a chart's series never starts midway.
-CHARTED_PHASES: Final = (WorkerPhase.STARTING, WorkerPhase.READY, WorkerPhase.ERRORED)
+CHARTED_PHASES: Final = (
+    WorkerPhase.STARTING,
+    WorkerPhase.READY,
+    WorkerPhase.WAKING,
+    WorkerPhase.DRAINING,
+    WorkerPhase.PARKED,
+    WorkerPhase.ERRORED,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,11 +77,14 @@ class Sample:
     worker_wait_max_s: float | None  # the longest of those waits
     worker_time_mean_s: float | None  # their mean time in the worker: queue, model, work
     worker_time_max_s: float | None
-    workers: dict[str, int]  # by state: starting, ready, errored (others when present)
+    workers: dict[str, int]  # by state: starting, ready, waking, draining, parked, errored
     load: float  # workload in the workers now, plus what was routed since their report
     in_flight: int  # requests (and sessions) the workers hold
     started: int  # workers started in the interval
     stopped: int
+    drained: int = 0  # workers taken out of routing in the interval
+    parked: int = 0  # workers parked in the interval
+    woken: int = 0  # workers woken in the interval (served a burst without a cold start)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -142,7 +153,7 @@ class History:
         self._last_at: float | None = None
 
     def note_action(self, endpoint: str, action: str) -> None:
-        """A worker was started or stopped (counted in the next sample)."""
+        """A worker was started, stopped, drained, parked or woken (in the next sample)."""
         self._actions.setdefault(endpoint, Counter())[action] += 1
 
     def note_finished(self, endpoint: str, requests: Iterable[FinishedRequest]) -> None:
@@ -196,6 +207,9 @@ class History:
             in_flight=sum(w.in_flight for w in workers),
             started=actions["start"],
             stopped=actions["stop"],
+            drained=actions["drain"],
+            parked=actions["park"],
+            woken=actions["wake"],
         )
 
     def to_json(self, since: float | None = None, names: Iterable[str] | None = None) -> Any:

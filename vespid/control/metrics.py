@@ -1,5 +1,7 @@
 """The control plane's Prometheus metrics: counters bumped where things happen, gauges
-set from the fleet and the router's queues at each scrape."""
+set from the fleet and the router's queues at each scrape (workers by endpoint and phase:
+starting, ready, waking, draining, parked, errored), and the seconds workers spent
+parked, counted up to each scrape."""
 
 from __future__ import annotations
 
@@ -32,7 +34,8 @@ class ControlMetrics:
             ["decision"], registry=r,
         )  # fmt: skip
         self.scaling_actions = Counter(
-            "vespid_control_scaling_actions", "Workers started and stopped.",
+            "vespid_control_scaling_actions",
+            "Scaling actions on workers: start, stop, drain, park, wake.",
             ["endpoint", "action"], registry=r,
         )  # fmt: skip
         self.provider_seconds = Histogram(
@@ -43,6 +46,12 @@ class ControlMetrics:
             "vespid_control_requests_finished", "Requests workers reported finished.",
             ["outcome"], registry=r,
         )  # fmt: skip
+
+        self.parked_seconds = Counter(
+            "vespid_control_parked_seconds", "Seconds workers spent parked.", ["endpoint"],
+            registry=r,
+        )  # fmt: skip
+        self._parked_counted: dict[str, float] = {}  # endpoint -> parked seconds counted
 
     def count_route(self, answer: str) -> None:
         """One answer to ``/route/``: routed, queued or rejected."""
@@ -61,6 +70,11 @@ class ControlMetrics:
         self.queue_depth.clear()
         for name in endpoints:
             self.queue_depth.labels(name).set(router.queued_load(name)[1])
+            parked_s = fleet.parked_seconds(name)
+            counted = self._parked_counted.get(name, 0.0)
+            if parked_s > counted:
+                self.parked_seconds.labels(name).inc(parked_s - counted)
+                self._parked_counted[name] = parked_s
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -1,9 +1,14 @@
 """Endpoints as the control plane keeps them: name, API key, scaling parameters, template.
 
 An endpoint file (YAML) lists endpoints under ``endpoints:``; the same fields travel
-over HTTP and through ``vespid endpoint create``. Unknown keys are refused at every level
-(the file's top, an endpoint, its scaling, its template), so a typo in a file stops
-start-up with one line naming the file, the key's path and the keys allowed there.
+over HTTP and through ``vespid endpoint create``. The control plane numbers each
+endpoint's templates: ``revision`` grows by one with every template change (a change of
+scaling alone keeps it), and ``previous_template`` keeps the template before the last
+change, for ``vespid endpoint rollback`` (``revise`` and ``rolled_back`` make them).
+
+Unknown keys are refused at every level (the file's top, an endpoint, its scaling, its
+template), so a typo in a file stops start-up with one line naming the file, the key's
+path and the keys allowed there.
 """
 
 from __future__ import annotations
@@ -28,7 +33,12 @@ __all__ = [
     "load_endpoints_file",
     "parse_endpoint",
     "parse_endpoints_yaml",
+    "revise",
+    "rolled_back",
 ]
+
+# Fields the control plane keeps itself: a body or a file that sets them is refused.
+KEPT_FIELDS = ("revision", "previous_template")
 
 
 class WorkerTemplate(BaseModel):
@@ -63,6 +73,10 @@ class EndpointConfig(BaseModel):
     api_key: str = Field(default_factory=lambda: secrets.token_urlsafe(24), min_length=8)
     scaling: ScalingConfig = Field(default_factory=ScalingConfig)
     template: WorkerTemplate = Field(default_factory=WorkerTemplate)
+    revision: int = Field(1, ge=1, description="Template revision, kept by the control plane.")
+    previous_template: WorkerTemplate | None = Field(
+        None, description="The template before the last change (for rollback)."
+    )
 
     def public(self) -> dict[str, Any]:
         """The listing shape Vast's console API uses (``/api/v0/endptjobs/``)."""
@@ -87,11 +101,21 @@ class EndpointConfig(BaseModel):
 
 def parse_endpoint(body: Any) -> EndpointConfig:
     """An endpoint from a JSON body; ``RequestInvalid`` (422) naming every bad field, and
-    for an unknown one the fields allowed there."""
+    for an unknown one the fields allowed there. A body may not set the fields the
+    control plane keeps (``revision``, ``previous_template``)."""
+    if kept := _kept_fields(body):
+        raise RequestInvalid.listing("endpoint", kept)
     try:
         return EndpointConfig.model_validate(body)
     except ValidationError as exc:
         raise RequestInvalid.listing("endpoint", _problems(exc)) from None
+
+
+def _kept_fields(body: Any, where: str = "") -> dict[str, str]:
+    """The fields the control plane keeps that ``body`` sets, each with why it may not."""
+    why = "kept by the control plane: change the template for a new revision, or roll back"
+    given = [name for name in KEPT_FIELDS if isinstance(body, dict) and name in body]
+    return {f"{where}.{name}" if where else name: why for name in given}
 
 
 def _problems(exc: ValidationError, where: str = "") -> dict[str, str]:
@@ -117,7 +141,8 @@ def _fields_at(loc: tuple[int | str, ...]) -> list[str]:
         if not (isinstance(inner, type) and issubclass(inner, BaseModel)):
             return []
         model = inner
-    return list(model.model_fields)
+    kept = KEPT_FIELDS if model is EndpointConfig else ()
+    return [name for name in model.model_fields if name not in kept]
 
 
 def _unknown_key(key: str, allowed: list[str]) -> str:
@@ -125,6 +150,37 @@ def _unknown_key(key: str, allowed: list[str]) -> str:
     guess = difflib.get_close_matches(key, allowed, n=1)
     hint = f", did you mean {guess[0]!r}?" if guess else ""
     return f"unknown key{hint} (allowed: {', '.join(allowed)})"
+
+
+def revise(old: EndpointConfig | None, new: EndpointConfig) -> EndpointConfig:
+    """``new`` as the next state of ``old``: the same revision if the template is the
+    same, else the next one, with ``old``'s template kept as the previous one. Example:
+    revision 3 running template A, updated to template B: revision 4, previous A; then a
+    scaling change alone: still revision 4, previous A."""
+    if old is None:
+        return new
+    if new.template == old.template:
+        update = {"revision": old.revision, "previous_template": old.previous_template}
+    else:
+        update = {"revision": old.revision + 1, "previous_template": old.template}
+    return new.model_copy(update=update)
+
+
+def rolled_back(endpoint: EndpointConfig) -> EndpointConfig:
+    """``endpoint`` back on its previous template, as a new revision (so rolling back
+    twice returns to where it was); ``RequestInvalid`` if it has none."""
+    if endpoint.previous_template is None:
+        raise RequestInvalid(
+            f"endpoint {endpoint.name!r} has no previous template to roll back to: its "
+            "template never changed"
+        )
+    return endpoint.model_copy(
+        update={
+            "template": endpoint.previous_template,
+            "previous_template": endpoint.template,
+            "revision": endpoint.revision + 1,
+        }
+    )
 
 
 def find_endpoint(endpoints: Mapping[str, EndpointConfig], name: object) -> EndpointConfig:
@@ -164,11 +220,13 @@ def parse_endpoints_yaml(text: str, path: Path) -> list[EndpointConfig]:
         raise ConfigError(f"{path}: endpoints: expected a list of endpoints ('- name: ...')")
     endpoints: list[EndpointConfig] = []
     for i, item in enumerate(items):
-        try:
-            endpoints.append(EndpointConfig.model_validate(item))
-        except ValidationError as exc:
-            problems = _problems(exc, f"endpoints[{i}]")
-            raise ConfigError(
-                f"{path}: " + "; ".join(f"{field}: {why}" for field, why in problems.items())
-            ) from None
+        where = f"endpoints[{i}]"
+        problems = _kept_fields(item, where)
+        if not problems:
+            try:
+                endpoints.append(EndpointConfig.model_validate(item))
+            except ValidationError as exc:
+                problems = _problems(exc, where)
+        if problems:
+            raise ConfigError(f"{path}: " + "; ".join(f"{f}: {why}" for f, why in problems.items()))
     return endpoints

@@ -1,12 +1,13 @@
 """What the control plane shows of itself, without a key: ``GET /api/v0/status``
-(endpoints, workers, queues, where requests waited lately, the latest scaling actions),
+(endpoints with their revision, rollout and parked seconds; workers with their revision and
+phase; queues, where requests waited lately, the latest scaling actions),
 ``GET /api/v0/history`` (a sample a second per endpoint), ``GET /metrics`` (Prometheus)
 and the status page."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -36,6 +37,7 @@ class StatusApi:
         history: History,
         metrics: ControlMetrics,
         scaling_log: Sequence[dict[str, Any]],
+        rollout: Callable[[EndpointConfig], dict[str, Any]],
     ) -> None:
         self.endpoints = endpoints
         self.fleet = fleet
@@ -43,6 +45,7 @@ class StatusApi:
         self.history = history
         self.metrics = metrics
         self.scaling_log = scaling_log  # the autoscaler's list, read as it grows
+        self.rollout = rollout  # an endpoint's rollout status (the autoscaler's)
 
     def add_routes(self, routes: web.UrlDispatcher) -> None:
         routes.add_get("/api/v0/status", self.handle_status)
@@ -51,14 +54,18 @@ class StatusApi:
         routes.add_get("/metrics", self.handle_metrics)
 
     def status(self) -> dict[str, Any]:
-        """Endpoints with their workers, queues and recent waits (in the router's queue,
-        the workers' queues, the workers), route decisions, the latest actions."""
+        """Endpoints with their revision, rollout, workers, parked seconds, queues and
+        recent waits (in the router's queue, the workers' queues, the workers), route
+        decisions, the latest actions."""
         endpoints = []
         for endpoint in self.endpoints.values():
             queued_load, queued = self.router.queued_load(endpoint.name)
             endpoints.append(
                 {
                     "name": endpoint.name,
+                    "revision": endpoint.revision,
+                    "rollout": self.rollout(endpoint),
+                    "parked_s": round(self.fleet.parked_seconds(endpoint.name), 3),
                     "scaling": endpoint.scaling.model_dump(),
                     "queued": queued,
                     "queued_load": queued_load,

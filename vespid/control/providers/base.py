@@ -10,6 +10,9 @@ count of free GPUs there, the autoscaler promises GPUs to each start it decides 
 the provider settles the promise once its count shows them taken. Example: 2 GPUs free;
 the autoscaler promises 1 to a start, so 1 is free; Ray places the worker and counts 1
 free, the promise is settled: still 1 free, not 0.
+
+Parking and waking are the worker's own routes (``POST /vespid/park`` and ``/vespid/wake``
+with its MASTER_TOKEN), so every provider has them as ``worker_sleep_call`` makes them.
 """
 
 from __future__ import annotations
@@ -17,11 +20,26 @@ from __future__ import annotations
 import abc
 import enum
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
+
+import aiohttp
 
 from vespid.control.models import EndpointConfig
+from vespid.errors import VespidError
 
-__all__ = ["GpuLedger", "GpuPromise", "Provider", "RunState", "WorkerHandle", "WorkerOrder"]
+__all__ = [
+    "SLEEP_CALL_TIMEOUT_S",
+    "GpuLedger",
+    "GpuPromise",
+    "Provider",
+    "RunState",
+    "WorkerHandle",
+    "WorkerOrder",
+    "worker_sleep_call",
+]
+
+# How long a worker may take to park or wake (a model server moving its weights).
+SLEEP_CALL_TIMEOUT_S: Final = 120.0
 
 
 class RunState(enum.Enum):
@@ -150,13 +168,39 @@ class Provider(abc.ABC):
 
     async def park(self, handle: WorkerHandle, token: str) -> None:
         """Park a worker (``token``: its MASTER_TOKEN): it takes no work and its model
-        server sleeps where it can."""
-        raise NotImplementedError(f"the {self.name} provider cannot park workers")
+        server sleeps where it can; returns once it is asleep. The default asks the worker
+        (``POST /vespid/park``)."""
+        await worker_sleep_call(handle, token, "park")
 
     async def wake(self, handle: WorkerHandle, token: str) -> None:
-        """Wake a parked worker (``token``: its MASTER_TOKEN); return once it can serve."""
-        raise NotImplementedError(f"the {self.name} provider cannot wake workers")
+        """Wake a parked worker (``token``: its MASTER_TOKEN); return once it can serve.
+        The default asks the worker (``POST /vespid/wake``)."""
+        await worker_sleep_call(handle, token, "wake")
 
     async def close(self) -> None:
         """Stop every worker this provider started."""
         return
+
+
+async def worker_sleep_call(
+    handle: WorkerHandle, token: str, action: str, *, timeout_s: float = SLEEP_CALL_TIMEOUT_S
+) -> float:
+    """``POST {url}/vespid/<action>`` (park or wake) with the worker's token; the worker's
+    ``took_s``. ``VespidError`` with the worker's own message if it refuses, cannot be
+    reached, or does not answer within ``timeout_s``."""
+    url = f"{handle.url.rstrip('/')}/vespid/{action}"
+    where = f"worker {handle.worker_id} ({url})"
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s)) as http,
+            http.post(url, headers={"Authorization": f"Bearer {token}"}) as resp,
+        ):
+            body = await resp.json(content_type=None)
+            status = resp.status
+    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        raise VespidError(f"{where}: no answer to {action} ({type(exc).__name__}: {exc})") from None
+    if status >= 300 or not isinstance(body, dict):
+        message = body.get("error") if isinstance(body, dict) else body
+        raise VespidError(f"{where} refused to {action}: {status} {message}")
+    took_s = body.get("took_s")
+    return float(took_s) if isinstance(took_s, int | float) else 0.0
