@@ -321,15 +321,17 @@ class Lifecycle:
     async def _watch_health(self) -> None:
         while True:
             await asyncio.sleep(self.settings.health_interval_s)
-            if self.parked:
-                continue  # a sleeping backend may not answer; waking checks it
-            problem = await self._health()
-            if self.parked:
-                continue  # parked while the probe ran
-            if problem is not None:
-                self._set(WorkerState.ERRORED, f"health check failed: {problem}")
-            elif self.state is WorkerState.ERRORED and not self._log_error_sticky():
-                self._set(WorkerState.READY)
+            if not self.parked:  # a sleeping backend may not answer; waking checks it
+                await self._check_health()
+
+    async def _check_health(self) -> None:
+        problem = await self._health()
+        if self.parked:
+            return  # parked while the probe ran
+        if problem is not None:
+            self._set(WorkerState.ERRORED, f"health check failed: {problem}")
+        elif self.state is WorkerState.ERRORED and not self._log_error_sticky():
+            self._set(WorkerState.READY)
 
     def _log_error_sticky(self) -> bool:
         return self.error_msg.startswith("model log:")
