@@ -32,6 +32,7 @@ from typing import Any, Final
 import orjson
 from aiohttp import web
 
+from vespid.benchmarks.words import preload_words
 from vespid.testing._common import Engine, serve_main, token_texts
 
 __all__ = ["VLLMStandIn", "main"]
@@ -83,6 +84,7 @@ class VLLMStandIn:
 
     def app(self) -> web.Application:
         app = web.Application()
+        app.on_startup.append(lambda _: preload_words())
         app.router.add_post("/v1/completions", self._completions)
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_get("/v1/models", self._models)
