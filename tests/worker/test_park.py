@@ -44,10 +44,13 @@ async def vllm() -> AsyncIterator[tuple[VLLMStandIn, str]]:
         yield stand_in, url
 
 
-async def parked_worker(make_worker: MakeWorker, url: str, **env: str) -> RunningWorker:
+async def parked_worker(
+    make_worker: MakeWorker, url: str, wait_ready: bool = True, **env: str
+) -> RunningWorker:
     return await make_worker(
-        BACKEND_URL=url, UNSECURED="true", VESPID_MAX_PERF="100", MASTER_TOKEN=TOKEN, **env
-    )
+        wait_ready, BACKEND_URL=url, UNSECURED="true", VESPID_MAX_PERF="100",
+        MASTER_TOKEN=TOKEN, **env,
+    )  # fmt: skip
 
 
 async def call(
