@@ -18,7 +18,7 @@ STATUS_FIELDS = {
     "id", "mtoken", "version", "loadtime", "new_load", "cur_load", "rej_load", "max_perf",
     "cur_perf", "error_msg", "num_requests_working", "num_requests_recieved",
     "additional_disk_usage", "disk_usage", "working_request_idxs", "cur_capacity",
-    "max_capacity", "url", "num_sessions",
+    "max_capacity", "url", "num_sessions", "waiting_load", "parked",
 }  # fmt: skip
 
 

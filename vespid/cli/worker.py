@@ -46,6 +46,10 @@ SECTIONS: Final[dict[str, tuple[str, ...]]] = {
         "tasks", "gpus", "task_queue_size", "task_timeout_s", "task_stop_grace_s",
         "task_answer_max_bytes", "docker",
     ),
+    "Parking and orphan safety": (
+        "sleep", "sleep_path", "wake_path", "wake_timeout_s", "orphan_timeout_s", "model_pid",
+        "model_pid_start",
+    ),
     "Logging": ("log_level",),
 }  # fmt: skip
 
@@ -55,6 +59,8 @@ METAVARS: Final = {
     "benchmark": "MODULE:FUNCTION",
     "handlers": "MODULE:ATTR,...",
     "healthcheck_endpoint": "/PATH",
+    "sleep_path": "/PATH",
+    "wake_path": "/PATH",
     "host": "ADDRESS",
     "public_ipaddr": "ADDRESS",
     "request_key": "BASE64",

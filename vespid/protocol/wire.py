@@ -36,6 +36,7 @@ __all__ = [
     "AUTH_HEADER",
     "DELETE_REQUESTS_PATH",
     "MAX_REPORTED",
+    "PARK_PATH",
     "PROTOCOL_VERSION",
     "PUBKEY_PATH",
     "REPORT_INTERVAL_S",
@@ -43,6 +44,7 @@ __all__ = [
     "SESSION_HEADER",
     "UNSECURED_AUTH_DEFAULTS",
     "UPDATE_PATH",
+    "WAKE_PATH",
     "WORKER_STATUS_PATH",
     "AuthData",
     "DeleteRequestsReport",
@@ -64,6 +66,9 @@ WORKER_STATUS_PATH: Final = "/worker_status/"
 DELETE_REQUESTS_PATH: Final = "/delete_requests/"
 # Asks a worker for a rolling update (Bearer MASTER_TOKEN).
 UPDATE_PATH: Final = "/pyworker/update"
+# Park a worker (no new requests, model server asleep) and wake it (Bearer MASTER_TOKEN).
+PARK_PATH: Final = "/vespid/park"
+WAKE_PATH: Final = "/vespid/wake"
 # Router route the client calls.
 ROUTE_PATH: Final = "/route/"
 

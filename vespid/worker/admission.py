@@ -40,6 +40,8 @@ class Admission:
         self._running = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
         self.workload_ahead = 0.0  # queued + running, sessions excluded
+        self._idle = asyncio.Event()  # set while nothing runs or waits
+        self._idle.set()
         metrics.in_flight.set_function(lambda: self._running)  # read when scraped
 
     @property
@@ -49,6 +51,14 @@ class Admission:
     @property
     def running(self) -> int:
         return self._running
+
+    async def drained(self) -> None:
+        """Return once no admitted request runs or waits for a slot."""
+        await self._idle.wait()
+
+    def _note_idle(self) -> None:
+        if not self._running and not self._waiters:
+            self._idle.set()
 
     def estimate_wait_s(self) -> float:
         if not self.max_perf:
@@ -70,6 +80,7 @@ class Admission:
                 max_wait_s=self.max_wait_s,
             )
         self.workload_ahead += _counted(ticket)
+        self._idle.clear()
         if self.limit is not None and (self._running >= self.limit or self._waiters):
             waiter = asyncio.get_running_loop().create_future()
             self._waiters.append(waiter)
@@ -84,6 +95,7 @@ class Admission:
                     self._waiters.remove(waiter)
                 self.workload_ahead -= _counted(ticket)
                 self._metrics.queue_depth.set(len(self._waiters))
+                self._note_idle()
                 raise
             self._metrics.queue_depth.set(len(self._waiters))
         else:
@@ -97,6 +109,7 @@ class Admission:
             self.workload_ahead = 0.0
         self._running -= 1
         self._wake_next()
+        self._note_idle()
 
     def _wake_next(self) -> None:
         while self._waiters and (self.limit is None or self._running < self.limit):

@@ -3,7 +3,8 @@ routes, sessions), and the tasks that run beside it (``vespid.worker.serve`` run
 
 Routes the worker answers itself (``Worker.own_routes``, the one table both servers
 use): ``GET /metrics`` (Prometheus), ``GET /metrics/backend`` (the backend's own
-``/metrics``, fetched on demand), ``POST /pyworker/update`` (a rolling update), and
+``/metrics``, fetched on demand), ``POST /pyworker/update`` (a rolling update),
+``POST /vespid/park`` and ``POST /vespid/wake`` (``vespid.worker.parking``), and
 ``/session/create|get|health|end``, plus any plain ``routes`` it is given. Routes with
 a handler (``vespid.handlers``) are parsed, weighed and shaped by it. Every other path
 and method is passed through to ``BACKEND_URL`` + the same path and query (how a
@@ -28,7 +29,7 @@ from vespid.errors import BackendError, BackendUnavailable, BadRequest, SessionG
 from vespid.guard import ConnectionLimits, MalformedLog, guard_middlewares, read_body
 from vespid.handlers.base import Handler
 from vespid.handlers.loader import check_handlers, load_handlers
-from vespid.protocol.wire import UPDATE_PATH, parse_worker_request
+from vespid.protocol.wire import PARK_PATH, UPDATE_PATH, WAKE_PATH, parse_worker_request
 from vespid.types import BenchmarkFunction
 from vespid.web import bearer_token, json_response, same_secret
 from vespid.worker.admission import Admission
@@ -37,12 +38,15 @@ from vespid.worker.books import Books, Outcome
 from vespid.worker.intake import backend_call, parse_request
 from vespid.worker.lifecycle import Lifecycle
 from vespid.worker.metrics import WorkerMetrics
+from vespid.worker.orphan import OrphanWatch
+from vespid.worker.parking import Parking
 from vespid.worker.pipeline import Flight, Pipeline
 from vespid.worker.proxy import PREPARED_KEY, BackendProxy, RelayResult
 from vespid.worker.reporter import Reporter
 from vespid.worker.router_key import RouterKey
 from vespid.worker.sessions import Session, SessionManager, parse_session_ref
 from vespid.worker.settings import WorkerSettings
+from vespid.worker.sleep import make_sleep_hook
 
 __all__ = ["Worker"]
 
@@ -92,14 +96,21 @@ class Worker:
         self.control_client = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
         self.lifecycle = Lifecycle(settings, self.control_client, self.metrics, benchmark)
         self.sessions = SessionManager(settings, self.books)
+        self.parking = Parking(
+            self.lifecycle,
+            self.admission,
+            make_sleep_hook(settings, self.control_client),
+            settings.wake_timeout_s,
+        )
         self.reporter = Reporter(
             settings,
             self.books,
-            self.admission,
             self.lifecycle,
             self.control_client,
             self.sessions.sessions,
         )
+        # Set when the control plane has not answered reports for VESPID_ORPHAN_TIMEOUT.
+        self.orphaned = asyncio.Event()
         self.pipeline = Pipeline(
             settings,
             router_key=self.router_key,
@@ -126,6 +137,8 @@ class Worker:
             web.get("/metrics", self.handle_metrics),
             web.get("/metrics/backend", self.handle_backend_metrics),
             web.post(UPDATE_PATH, self.handle_rolling_update),
+            web.post(PARK_PATH, self.handle_park),
+            web.post(WAKE_PATH, self.handle_wake),
             web.post("/session/create", self.handle_session_create),
             web.post("/session/get", self.handle_session_get),
             web.post("/session/health", self.handle_session_health),
@@ -165,6 +178,9 @@ class Worker:
         self._spawn(self.lifecycle.run())
         if self.settings.report_addr:
             self._spawn(self.reporter.run())
+            if self.settings.orphan_timeout_s:
+                watch = OrphanWatch(self.settings, self.reporter, self.orphaned)
+                self._spawn(watch.run())
         if self.router_key.missing:
             if self.settings.report_addr:
                 self._spawn(self.router_key.fetch(self.control_client))
@@ -196,21 +212,39 @@ class Worker:
         self.metrics.queue_depth.set(self.admission.queue_depth)
         return web.Response(body=self.metrics.render(), content_type="text/plain")
 
-    async def handle_rolling_update(self, request: web.Request) -> web.Response:
-        """``POST /pyworker/update`` with ``Authorization: Bearer $MASTER_TOKEN``: finish the
-        requests in flight, then exit, so the supervisor restarts the worker on new code.
-        Refused when MASTER_TOKEN is unset: never an open door."""
+    def _check_master_token(self, request: web.Request, what: str) -> None:
+        """Unauthorized (401) unless the request carries ``Authorization: Bearer
+        <MASTER_TOKEN>``; always refused when MASTER_TOKEN is unset: never an open door."""
         token = self.settings.master_token
         given = bearer_token(request)
         if given is not None:  # bytes that are not UTF-8 arrive as surrogates
             given = given.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
         if not token or not same_secret(given, token):
             raise Unauthorized(
-                "rolling updates need Authorization: Bearer <MASTER_TOKEN>"
+                f"{what} need Authorization: Bearer <MASTER_TOKEN>"
                 + ("" if token else " (this worker has no MASTER_TOKEN, so none is accepted)")
             )
+
+    async def handle_rolling_update(self, request: web.Request) -> web.Response:
+        """``POST /pyworker/update`` with ``Authorization: Bearer $MASTER_TOKEN``: finish the
+        requests in flight, then exit, so the supervisor restarts the worker on new code."""
+        self._check_master_token(request, "rolling updates")
         self.update.set()
         return json_response({"updating": True}, status=202)
+
+    async def handle_park(self, request: web.Request) -> web.Response:
+        """``POST /vespid/park`` (Bearer MASTER_TOKEN): no new requests, the in-flight
+        ones finished, the model server asleep; answers once it is."""
+        self._check_master_token(request, "park and wake")
+        took = await self.parking.park()
+        return json_response({"parked": True, "took_s": round(took, 6)})
+
+    async def handle_wake(self, request: web.Request) -> web.Response:
+        """``POST /vespid/wake`` (Bearer MASTER_TOKEN): wake the model server; answers once
+        its health check passes and the worker takes requests again."""
+        self._check_master_token(request, "park and wake")
+        took = await self.parking.wake()
+        return json_response({"parked": False, "took_s": round(took, 6)})
 
     async def handle_backend_metrics(self, request: web.Request) -> web.Response:
         try:

@@ -123,6 +123,12 @@ class Books:
         """Workload of every request in the worker now, sessions included."""
         return sum(t.workload for t in self.working)
 
+    @property
+    def waiting_load(self) -> float:
+        """The part of ``cur_load`` still waiting for a backend slot (sessions never wait:
+        their reservation runs from the start)."""
+        return sum(t.workload for t in self.working if not t.work_started_at and not t.is_session)
+
     def take_counters(self) -> ReportCounters:
         taken, self.counters = self.counters, ReportCounters()
         return taken
@@ -140,3 +146,7 @@ class Books:
         taken = list(self.finished)
         self.finished.clear()
         return taken
+
+    def restore_finished(self, taken: list[FinishedRequest]) -> None:
+        """Put back finished requests whose report failed (oldest first; the bound holds)."""
+        self.finished.extendleft(reversed(taken))

@@ -7,6 +7,11 @@ from the backend's root means up. In every mode the benchmark starts only once t
 backend answers HTTP. Once ready, health is polled every ``VESPID_HEALTH_INTERVAL_S``:
 a failure marks the worker errored, and a later success makes it ready again.
 
+Parked (``POST /vespid/park``, ``vespid.worker.parking``): the worker takes no new
+request (each gets a 503 saying it is parked, at once) and its health is not polled,
+so a sleeping backend never reads as an error; the benchmark figure is kept, so a
+woken worker is ready as soon as its backend's health check passes again.
+
 While it waits, the worker says what for (the URL it polls and what it last got, or
 the model log's text it waits for, or the benchmark it runs) with how long so far: in
 the log, first after ``WAIT_LOG_FIRST_S`` and then every ``WAIT_LOG_EVERY_S``, and in
@@ -46,6 +51,7 @@ class WorkerState(enum.Enum):
     BENCHMARKING = "benchmarking"  # measuring throughput
     READY = "ready"  # serving requests
     ERRORED = "errored"  # the model server is broken; error_msg says why
+    PARKED = "parked"  # asleep on the control plane's word: takes no work, not health-checked
 
 
 async def tail_lines(path: Path, poll_s: float) -> AsyncIterator[str]:
@@ -136,6 +142,12 @@ class Lifecycle:
             return
         if self.state is WorkerState.ERRORED:
             raise NotReady(f"worker is errored: {self.error_msg}")
+        if self.state is WorkerState.PARKED:
+            raise NotReady(
+                "worker is parked: it takes no requests until the control plane wakes it; "
+                "send this request to another worker",
+                state=self.state.value,
+            )
         try:
             async with asyncio.timeout(self.settings.ready_wait_s):
                 await self._ready.wait()
@@ -290,14 +302,36 @@ class Lifecycle:
         )
         return hit.max_perf
 
+    @property
+    def parked(self) -> bool:
+        return self.state is WorkerState.PARKED
+
+    def park(self) -> None:
+        """Take no new requests (503 "worker is parked") and stop health checks."""
+        self._set(WorkerState.PARKED)
+
+    async def unpark(self) -> None:
+        """Wait until the backend's health check passes, then be ready again (the
+        benchmark figure is kept). The caller bounds the wait."""
+        while (problem := await self._health()) is not None:
+            self.waiting_for = problem
+            await asyncio.sleep(self.settings.ready_poll_s)
+        self._set(WorkerState.READY)
+
     async def _watch_health(self) -> None:
         while True:
             await asyncio.sleep(self.settings.health_interval_s)
-            problem = await self._health()
-            if problem is not None:
-                self._set(WorkerState.ERRORED, f"health check failed: {problem}")
-            elif self.state is WorkerState.ERRORED and not self._log_error_sticky():
-                self._set(WorkerState.READY)
+            if not self.parked:  # a sleeping backend may not answer; waking checks it
+                await self._check_health()
+
+    async def _check_health(self) -> None:
+        problem = await self._health()
+        if self.parked:
+            return  # parked while the probe ran
+        if problem is not None:
+            self._set(WorkerState.ERRORED, f"health check failed: {problem}")
+        elif self.state is WorkerState.ERRORED and not self._log_error_sticky():
+            self._set(WorkerState.READY)
 
     def _log_error_sticky(self) -> bool:
         return self.error_msg.startswith("model log:")

@@ -2,9 +2,14 @@
 
 Cadence: a status report every second while something changed, else every
 ``REPORT_INTERVAL_S`` (10 s, also while loading); finished requests are reported once
-a second. Each report goes to the first address in REPORT_ADDR that accepts it, with a
-few quick retries. Reports run in their own task, so a slow or dead autoscaler never
-delays a request.
+a second. Each report goes to the first address in REPORT_ADDR that accepts it. While
+reports fail, the status report is tried again every second (not every interval), so a
+control plane that comes back hears from every worker within about a second; what a
+failed report carried goes with the next one. The first failure is logged, and the
+recovery, not every try. Reports run in their own task, so a slow or dead autoscaler
+never delays a request.
+
+``last_ok`` is when a report last got a 2xx answer (``vespid.worker.orphan`` reads it).
 """
 
 from __future__ import annotations
@@ -26,7 +31,6 @@ from vespid.protocol.wire import (
     DeleteRequestsReport,
     WorkerStatusReport,
 )
-from vespid.worker.admission import Admission
 from vespid.worker.books import Books, ReportCounters
 from vespid.worker.lifecycle import Lifecycle, WorkerState
 from vespid.worker.settings import WorkerSettings
@@ -37,7 +41,6 @@ log = logging.getLogger("vespid.worker")
 
 TICK_S: Final = 1.0
 IDLE_EVERY_S: Final = REPORT_INTERVAL_S
-ATTEMPTS: Final = 3
 POST_TIMEOUT_S: Final = 5.0
 
 
@@ -48,14 +51,12 @@ class Reporter:
         self,
         settings: WorkerSettings,
         books: Books,
-        admission: Admission,
         lifecycle: Lifecycle,
         session: aiohttp.ClientSession,
         sessions: Sized = (),
     ) -> None:
         self.settings = settings
         self.books = books
-        self.admission = admission
         self.lifecycle = lifecycle
         self._session = session
         self.sessions = sessions  # the worker's open sessions (only their count is read)
@@ -64,6 +65,9 @@ class Reporter:
         self._last_sent = float("-inf")
         self.sent = 0
         self.failed = 0
+        self.last_ok = time.monotonic()  # the orphan clock starts with the worker
+        self._failing_since: float | None = None
+        self._retry = False  # the last status report failed: try again next tick
 
     async def _disk_usage_gb(self) -> float:
         usage = await asyncio.to_thread(shutil.disk_usage, "/")
@@ -98,29 +102,51 @@ class Reporter:
             max_capacity=0,
             url=s.public_url or "",
             num_sessions=len(self.sessions),
+            waiting_load=round(self.books.waiting_load, 6),
+            parked=life.state is WorkerState.PARKED,
         )
 
     async def post(self, path: str, body: Any) -> bool:
-        """POST to the first address that accepts, retrying briefly; never raises."""
+        """POST to the first address that accepts (one try each); never raises."""
         timeout = aiohttp.ClientTimeout(total=POST_TIMEOUT_S)
-        for attempt in range(ATTEMPTS):
-            for addr in self.settings.report_addr:
-                try:
-                    async with self._session.post(addr + path, json=body, timeout=timeout) as r:
-                        await r.read()
-                        if r.status < 300:
-                            self.sent += 1
-                            return True
-                        log.warning("report %s to %s answered %d", path, addr, r.status)
-                except (TimeoutError, aiohttp.ClientError) as exc:
-                    log.warning(
-                        "report %s to %s failed: %s", path, addr, str(exc) or type(exc).__name__
-                    )
-            await asyncio.sleep(0.2 * 2**attempt)
-        self.failed += 1
+        problems = []
+        for addr in self.settings.report_addr:
+            try:
+                async with self._session.post(addr + path, json=body, timeout=timeout) as r:
+                    await r.read()
+                    if r.status < 300:
+                        self._succeeded()
+                        return True
+                    problems.append(f"{addr} answered {r.status}")
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                problems.append(f"{addr}: {str(exc) or type(exc).__name__}")
+        self._failed(path, "; ".join(problems))
         return False
 
+    def _succeeded(self) -> None:
+        self.sent += 1
+        self.last_ok = time.monotonic()
+        if self._failing_since is not None:
+            log.info(
+                "reports reach the control plane again (after %.1f s of failures)",
+                self.last_ok - self._failing_since,
+            )
+            self._failing_since = None
+
+    def _failed(self, path: str, problem: str) -> None:
+        self.failed += 1
+        if self._failing_since is None:
+            self._failing_since = time.monotonic()
+            log.warning(
+                "report %s failed (%s); retrying every %g s, logging again on recovery",
+                path,
+                problem,
+                TICK_S,
+            )
+
     def _due(self, now: float) -> bool:
+        if self._retry:
+            return True
         state_changed = self.lifecycle.state is not self._last_state
         if state_changed or (self.lifecycle.loadtime_s is not None and not self._loadtime_sent):
             return True
@@ -137,7 +163,8 @@ class Reporter:
             counters = self.books.take_counters()
             report = await self.status_report(counters)
             self._last_sent = now
-            if await self.post(WORKER_STATUS_PATH, report.model_dump(mode="json")):
+            self._retry = not await self.post(WORKER_STATUS_PATH, report.model_dump(mode="json"))
+            if not self._retry:
                 self._last_state = state
                 if report.loadtime:
                     self._loadtime_sent = True
@@ -150,7 +177,8 @@ class Reporter:
                 mtoken=self.settings.master_token,
                 requests=finished,
             )
-            await self.post(DELETE_REQUESTS_PATH, body.model_dump(mode="json"))
+            if not await self.post(DELETE_REQUESTS_PATH, body.model_dump(mode="json")):
+                self.books.restore_finished(finished)  # the next report carries them
 
     async def run(self) -> None:
         while True:

@@ -1,7 +1,8 @@
 """Running a worker: its task backend (with ``VESPID_TASKS``), the Worker, its servers
 (the lean front on the worker port where it applies, else aiohttp alone; the
 plain-HTTP ``/session/end`` port; the null worker's 127.0.0.1 control port), and a
-clean stop in the reverse order, until told to stop or asked for a rolling update."""
+clean stop in the reverse order, until told to stop, asked for a rolling update, or
+orphaned (``vespid.worker.orphan``: ``serve`` then raises ``Orphaned``)."""
 
 from __future__ import annotations
 
@@ -27,9 +28,25 @@ from vespid.worker.front import Front
 from vespid.worker.null import CONTROL_HOST, build_control_app
 from vespid.worker.settings import WorkerSettings
 
-__all__ = ["ServedWorker", "running_worker", "serve", "start_front", "start_task_backend"]
+__all__ = [
+    "ORPHANED_EXIT_CODE",
+    "Orphaned",
+    "ServedWorker",
+    "running_worker",
+    "serve",
+    "start_front",
+    "start_task_backend",
+]
 
 log = logging.getLogger("vespid.worker")
+
+
+ORPHANED_EXIT_CODE = 3
+
+
+class Orphaned(SystemExit):
+    """The worker stopped itself: its control plane stopped answering its reports. A
+    SystemExit, so ``vespid worker`` exits with ``ORPHANED_EXIT_CODE`` and no traceback."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,7 +223,8 @@ async def serve(
     routes: Sequence[web.RouteDef] = (),
     benchmark: BenchmarkFunction | None = None,
 ) -> None:
-    """Run a worker until ``stop`` is set or a rolling update is asked for."""
+    """Run a worker until ``stop`` is set or a rolling update is asked for; Orphaned
+    once it stopped itself for VESPID_ORPHAN_TIMEOUT (the caller exits non-zero)."""
     _warn_if_unsecured(settings)
     async with running_worker(
         settings, handlers=handlers, routes=routes, benchmark=benchmark
@@ -223,7 +241,8 @@ async def serve(
             },
         )
         stop = stop or asyncio.Event()
-        waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(worker.update.wait())]
+        events = (stop, worker.update, worker.orphaned)
+        waits = [asyncio.ensure_future(event.wait()) for event in events]
         try:
             await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
             if worker.update.is_set():
@@ -231,3 +250,5 @@ async def serve(
         finally:
             for wait in waits:
                 wait.cancel()
+    if worker.orphaned.is_set():
+        raise Orphaned(ORPHANED_EXIT_CODE)

@@ -348,6 +348,50 @@ class WorkerSettings(BaseModel):
         json_schema_extra={"env": "BACKEND_HEALTH_URL"},
         description="BACKEND=null: absolute URL to health-check instead of the stub /health.",
     )
+    sleep: Literal["none", "vllm", "sglang", "http", "signal"] = Field(
+        "none",
+        json_schema_extra={"env": "VESPID_SLEEP"},
+        description="How a parked worker puts its model server to sleep: none (stays loaded "
+        "and idle), vllm, sglang, http (VESPID_SLEEP_PATH/VESPID_WAKE_PATH) or signal "
+        "(SIGSTOP/SIGCONT to VESPID_MODEL_PID's process group).",
+    )
+    sleep_path: str | None = Field(
+        None,
+        json_schema_extra={"env": "VESPID_SLEEP_PATH"},
+        description="VESPID_SLEEP=http: backend path POSTed to put it to sleep.",
+    )
+    wake_path: str | None = Field(
+        None,
+        json_schema_extra={"env": "VESPID_WAKE_PATH"},
+        description="VESPID_SLEEP=http: backend path POSTed to wake it.",
+    )
+    wake_timeout_s: float = Field(
+        300.0,
+        gt=0,
+        json_schema_extra={"env": "VESPID_WAKE_TIMEOUT_S"},
+        description="Seconds a wake may take before its backend counts as broken.",
+    )
+    orphan_timeout_s: float = Field(
+        0.0,
+        ge=0,
+        json_schema_extra={"env": "VESPID_ORPHAN_TIMEOUT"},
+        description="Seconds without a 2xx answer to a report after which the worker stops "
+        "its model server and itself; 0: never.",
+    )
+    model_pid: int | None = Field(
+        None,
+        ge=2,
+        json_schema_extra={"env": "VESPID_MODEL_PID"},
+        description="The model server's pid (leading its process group), stopped with the "
+        "worker when orphaned, signalled with VESPID_SLEEP=signal.",
+    )
+    model_pid_start: int | None = Field(
+        None,
+        ge=0,
+        json_schema_extra={"env": "VESPID_MODEL_PID_START"},
+        description="VESPID_MODEL_PID's start time (/proc/PID/stat field 22): the pid is "
+        "touched only while it still names that process.",
+    )
 
     @field_validator(
         "report_addr",
@@ -414,7 +458,7 @@ class WorkerSettings(BaseModel):
             decode_request_key(value)
         return value
 
-    @field_validator("healthcheck_endpoint")
+    @field_validator("healthcheck_endpoint", "sleep_path", "wake_path")
     @classmethod
     def _check_path(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith("/"):
@@ -450,7 +494,21 @@ class WorkerSettings(BaseModel):
             raise ValueError(
                 "VESPID_LOG_LOADED: required with MODEL_LOG (the log text that means loaded)"
             )
+        self._check_sleep()
         return self
+
+    def _check_sleep(self) -> None:
+        if (self.model_pid is None) != (self.model_pid_start is None):
+            raise ValueError(
+                "VESPID_MODEL_PID_START: set it together with VESPID_MODEL_PID "
+                "(the pid's start time, /proc/PID/stat field 22)"
+            )
+        if self.sleep == "http" and (self.sleep_path is None or self.wake_path is None):
+            raise ValueError("VESPID_SLEEP_PATH: VESPID_SLEEP=http needs it and VESPID_WAKE_PATH")
+        if self.sleep == "signal" and self.model_pid is None:
+            raise ValueError(
+                "VESPID_MODEL_PID: VESPID_SLEEP=signal needs it (and VESPID_MODEL_PID_START)"
+            )
 
     @property
     def session_limit(self) -> int | None:
