@@ -26,6 +26,7 @@ import aiohttp
 
 from vespid.control.models import EndpointConfig
 from vespid.errors import VespidError
+from vespid.protocol.wire import PARK_PATH, WAKE_PATH
 
 __all__ = [
     "SLEEP_CALL_TIMEOUT_S",
@@ -188,7 +189,8 @@ async def worker_sleep_call(
     """``POST {url}/vespid/<action>`` (park or wake) with the worker's token; the worker's
     ``took_s``. ``VespidError`` with the worker's own message if it refuses, cannot be
     reached, or does not answer within ``timeout_s``."""
-    url = f"{handle.url.rstrip('/')}/vespid/{action}"
+    path = PARK_PATH if action == "park" else WAKE_PATH
+    url = f"{handle.url.rstrip('/')}{path}"
     where = f"worker {handle.worker_id} ({url})"
     try:
         async with (
