@@ -108,12 +108,31 @@ class ControlPlane:
         )  # fmt: skip
         await self._load_endpoints()
         await self.provider.open()
-        # Workers a previous run started are not re-adopted: their reports would carry
-        # no routing books, so they are stopped and the autoscaler starts fresh ones.
-        for worker_id, _, info in await self.store.workers():
-            await self.provider.cleanup(info)
-            await self.store.delete_worker(worker_id)
+        await self._readopt()
         log.info("control plane ready at %s with %d endpoint(s)", self.url, len(self.endpoints))
+
+    async def _readopt(self) -> None:
+        """Take back the workers an earlier run left running: each one whose endpoint
+        still exists and whose processes the provider proves are the ones that run
+        started keeps its id (so its report token and request key, derived from the
+        kept secrets, stay valid); what is left of the others is stopped and forgotten."""
+        adopted = 0
+        for handle in await self.store.workers():
+            if not handle.url:
+                why = "kept by an older vespid"
+            elif handle.endpoint not in self.endpoints:
+                why = f"endpoint {handle.endpoint} is gone"
+            elif await self.provider.adopt(handle):
+                self.autoscaler.adopt(handle)
+                adopted += 1
+                continue
+            else:
+                why = "its processes exited or are not the ones it started"
+            await self.provider.cleanup(handle.info)
+            await self.store.delete_worker(str(handle.worker_id))
+            log.info("worker %d left by an earlier run not adopted (%s)", handle.worker_id, why)
+        if adopted:
+            log.info("adopted %d worker(s) left running by an earlier run", adopted)
 
     async def _load_endpoints(self) -> None:
         """The stored endpoints, then the endpoints file's (which win, and are kept)."""
@@ -163,8 +182,11 @@ class ControlPlane:
             with contextlib.suppress(asyncio.CancelledError):
                 await loop_task
         await self.autoscaler.close()
-        await self.provider.close()
-        for record in list(self.fleet.workers.values()):
-            await self.store.delete_worker(str(record.worker_id))
+        if self.settings.stop_workers_on_exit:
+            await self.provider.close()
+            for record in list(self.fleet.workers.values()):
+                await self.store.delete_worker(str(record.worker_id))
+        else:  # left running and kept in the store: the next start adopts them
+            await self.provider.release()
         await self.store.set_meta("next_request_idx", str(self.router.next_request_idx))
         await self.store.close()

@@ -24,7 +24,7 @@ from vespid.control.keys import ControlKeys
 from vespid.control.metrics import ControlMetrics
 from vespid.control.models import EndpointConfig
 from vespid.control.policy import Decision, PolicyState, WorkerPhase, decide
-from vespid.control.providers.base import Provider, RunState, WorkerOrder
+from vespid.control.providers.base import Provider, RunState, WorkerHandle, WorkerOrder
 from vespid.control.router import Router
 from vespid.control.settings import ControlSettings
 from vespid.control.store import Store
@@ -211,6 +211,7 @@ class Autoscaler:
             master_token=self.keys.worker_token(worker_id),
             request_key=encode_request_key(key) if key else "",
             gpus=gpus,
+            orphan_timeout_s=self.settings.orphan_timeout_s,
         )
 
         async def start() -> None:
@@ -225,7 +226,7 @@ class Autoscaler:
                 self._launching[endpoint.name] -= 1
                 launching = False
                 self._log_action(endpoint.name, "start", worker_id, reason, took_s)
-                await self.store.put_worker(str(worker_id), endpoint.name, handle.info)
+                await self.store.put_worker(handle)
             except Exception:
                 log.exception("starting a worker for %s failed", endpoint.name)
             finally:
@@ -234,6 +235,16 @@ class Autoscaler:
                     self._launching[endpoint.name] -= 1
 
         self._track(start())
+
+    def adopt(self, handle: WorkerHandle) -> None:
+        """A worker an earlier run started, taken back by the provider: in the fleet as
+        READY (it was serving), routed to once a report gives its throughput (within a
+        second or so under load), errored if it stays silent (``Fleet.mark_stale``)."""
+        record = self.fleet.add(handle)
+        hmac = self.settings.request_signing == "hmac"
+        record.request_key = self.keys.worker_key(handle.worker_id) if hmac else None
+        record.phase = WorkerPhase.READY
+        record.last_report_at = time.monotonic()
 
     def _spawn_stop(self, worker_id: int, reason: str) -> None:
         record = self.fleet.remove(worker_id)

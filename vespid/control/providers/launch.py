@@ -4,8 +4,11 @@
 Shared by the providers: the local provider calls it in the control plane's process,
 the Ray provider in an actor on the node Ray picked. The worker listens on ``host`` (the
 address clients reach it at) and reports to ``report_addr``; the model server listens on
-127.0.0.1 beside it. Children lead their own process groups and die with the process
-that launched them.
+127.0.0.1 beside it, and is started first: the worker gets its pid and start time
+(``VESPID_MODEL_PID``, ``VESPID_MODEL_PID_START``) and its orphan bound
+(``VESPID_ORPHAN_TIMEOUT``), so a worker whose control plane is gone for good stops
+itself and its model server. Children lead their own process groups; they die with the
+process that launched them only if ``LaunchSpec.die_with_launcher`` says so.
 
 Children do not inherit the launching process's environment (which may hold
 ``VESPID_ADMIN_KEY`` or a cloud token): they get ``SAFE_ENV``'s variables from it
@@ -46,6 +49,26 @@ def _start_times(procs: list[ChildProcess]) -> list[int | None]:
     return [process_start_time(p.pgid) if p.pgid else None for p in procs]
 
 
+def _model_server(
+    spec: LaunchSpec, fill: dict[str, Any], null: bool, inherited: dict[str, str],
+    gpu_env: dict[str, str],
+) -> ChildProcess:  # fmt: skip
+    """The template's model server (or, beside a null worker, its sidecar), not started."""
+    order, template = spec.order, spec.order.endpoint.template
+    argv = [part.format(**fill) for part in template.model_command or ()]
+    if argv[0] in ("python", "python3"):
+        argv[0] = sys.executable
+    role = "sidecar" if null else "model server"
+    return ChildProcess(
+        f"{role} {order.worker_id}",
+        argv,
+        env={**inherited, **template.model_env, **gpu_env},
+        log_path=spec.log_dir / f"model-{order.worker_id}.log",
+        die_with_parent=spec.die_with_launcher,
+        inherit_env=False,
+    )
+
+
 def template_key(endpoint: EndpointConfig) -> str:
     """One key per endpoint template: workers of one template share a cached benchmark."""
     spec = json.dumps(endpoint.template.model_dump(mode="json"), sort_keys=True)
@@ -60,6 +83,9 @@ class LaunchSpec:
     log_dir: Path
     host: str = "127.0.0.1"  # where the worker listens, and the address in its url
     gpus: tuple[str, ...] = ()
+    # Whether the processes die with the one that launches them (PR_SET_PDEATHSIG): not
+    # when that is the control plane, whose restart must not stop them (local provider).
+    die_with_launcher: bool = True
 
 
 @dataclass
@@ -94,6 +120,7 @@ async def launch(spec: LaunchSpec) -> Launched:
         "CONTAINER_ID": str(order.worker_id),
         "MASTER_TOKEN": order.master_token,
         "VESPID_ACCEPT_VAST_SIGNATURES": "false",
+        "VESPID_ORPHAN_TIMEOUT": f"{order.orphan_timeout_s:g}",
         **gpu_env,
     }
     if order.request_key:
@@ -112,39 +139,30 @@ async def launch(spec: LaunchSpec) -> Launched:
         fill["model_port"] = free_port()
         env["BACKEND_URL"] = f"http://127.0.0.1:{fill['model_port']}"
     procs: list[ChildProcess] = []
-    if template.model_command:
-        argv = [part.format(**fill) for part in template.model_command]
-        if argv[0] in ("python", "python3"):
-            argv[0] = sys.executable
-        role = "sidecar" if null else "model server"
-        procs.append(
-            ChildProcess(
-                f"{role} {order.worker_id}",
-                argv,
-                env={**inherited, **template.model_env, **gpu_env},
-                log_path=spec.log_dir / f"model-{order.worker_id}.log",
-                die_with_parent=True,
-                inherit_env=False,
+    try:
+        if template.model_command:
+            server = _model_server(spec, fill, null, inherited, gpu_env)
+            await server.start()
+            procs.append(server)
+            # The worker stops its model server with itself once orphaned, but only if
+            # that pid is still this process (its start time).
+            env["VESPID_MODEL_PID"] = str(server.pid)
+            env["VESPID_MODEL_PID_START"] = str(
+                await asyncio.to_thread(process_start_time, server.pgid or 0)
             )
-        )
-    procs.append(
-        ChildProcess.python(
+        worker = ChildProcess.python(
             f"worker {order.worker_id}",
             "-m",
             "vespid.worker",
             env=env,
             log_path=spec.log_dir / f"worker-{order.worker_id}.log",
-            die_with_parent=True,
+            die_with_parent=spec.die_with_launcher,
             inherit_env=False,
         )
-    )
-    started: list[ChildProcess] = []
-    try:
-        for proc in procs:
-            await proc.start()
-            started.append(proc)
+        await worker.start()
+        procs.append(worker)
     except BaseException:
-        for proc in reversed(started):
+        for proc in reversed(procs):
             await proc.stop()
         raise
     return Launched(
