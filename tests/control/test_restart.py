@@ -26,6 +26,8 @@ import pytest
 
 from tests.control.test_scaling_e2e import llama_endpoint
 from vespid.client import Client
+from vespid.control.providers.base import WorkerHandle
+from vespid.control.store import SQLiteStore
 from vespid.servers.process import ChildProcess, free_port, same_process, wait_http
 from vespid.worker.settings import WorkerSettings
 
@@ -247,3 +249,22 @@ async def test_workers_of_a_control_plane_gone_for_good_stop_within_the_bound(
         # The bound: the orphan timeout, a report's retries, and the model server's stop
         # (SIGTERM, SIGKILL after 5 s).
         await wait_gone(kept, timeout_s=orphan_timeout_s + 15)
+
+
+async def test_the_store_keeps_each_workers_whole_handle(tmp_path: Path) -> None:
+    """What the next run needs to adopt a worker survives the store; a row kept by an
+    older vespid (the provider's info alone) comes back with no url: never adopted."""
+    store = SQLiteStore(tmp_path / "vespid.db")
+    handle = WorkerHandle(
+        7, "llm", "http://127.0.0.1:5000", 1700000000.5, gpus=("1",), revision=3,
+        info={"pgids": [123, 124], "pgid_starts": [9, 10]},
+    )  # fmt: skip
+    await store.put_worker(handle)
+    await store._run(
+        "INSERT INTO workers (worker_id, endpoint, info) VALUES ('8', 'llm', ?)",
+        (json.dumps({"pgids": [125], "pgid_starts": [11]}),),
+    )
+    kept = {h.worker_id: h for h in await store.workers()}
+    await store.close()
+    assert kept[7] == handle
+    assert (kept[8].url, kept[8].info) == ("", {"pgids": [125], "pgid_starts": [11]})
