@@ -48,6 +48,10 @@ __all__ = ["ControlPlane"]
 log = logging.getLogger("vespid.control")
 
 MAX_BODY_BYTES = 1024 * 1024
+# Request numbers kept in reserve in the store beyond the last one given, so a run that
+# ends without closing (a crash, kill -9) never makes the next one reuse a number: a
+# route signed again with the same fields would be refused as a replay by its worker.
+REQUEST_IDX_AHEAD = 100_000
 
 
 class ControlPlane:
@@ -69,7 +73,8 @@ class ControlPlane:
         self.router: Router
         self.history: History
         self.autoscaler: Autoscaler
-        self._loops: list[asyncio.Task[None]] = []  # the autoscaler and the history
+        self._loops: list[asyncio.Task[None]] = []  # autoscaler, history, request numbers
+        self._reserved_idx = 1  # the request number kept in the store
         # What a connection may make the port hold, and the log of what was refused.
         self.limits = ConnectionLimits.of(settings)
         self.malformed = MalformedLog(log)
@@ -97,9 +102,11 @@ class ControlPlane:
         self.keys = await load_keys(self.store, self.settings)
         signer = Signer(self.keys.router_key, ttl_s=self.settings.signature_ttl_s)
         self.router = Router(self.fleet, signer, max_queued=self.settings.max_queued)
-        self.router.next_request_idx = int(
-            await self.store.meta_or_create("next_request_idx", lambda: "1")
-        )
+        first_idx = int(await self.store.meta_or_create("next_request_idx", lambda: "1"))
+        # Both counters go on from the kept one: reqnum too is a signed field.
+        self.router.next_request_idx = self.router.next_reqnum = first_idx
+        self._reserved_idx = first_idx
+        await self._reserve_request_idx()
         self.history = History(self.endpoints, self.fleet, self.router)
         self.autoscaler = Autoscaler(
             self.settings, self.store, self.provider, self.endpoints, self.fleet,
@@ -145,6 +152,21 @@ class ControlPlane:
                 self.endpoints[endpoint.name] = endpoint
                 await self.store.put_endpoint(endpoint)
 
+    async def _reserve_request_idx(self) -> None:
+        """Keep the stored request number ``REQUEST_IDX_AHEAD`` beyond the router's, once
+        the router has used half of what is reserved."""
+        if self.router.next_request_idx > self._reserved_idx - REQUEST_IDX_AHEAD // 2:
+            self._reserved_idx = self.router.next_request_idx + REQUEST_IDX_AHEAD
+            await self.store.set_meta("next_request_idx", str(self._reserved_idx))
+
+    async def _keep_request_idx_reserved(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                await self._reserve_request_idx()
+            except Exception:  # the store failing must not end the reservation
+                log.exception("keeping request numbers reserved failed")
+
     def build_app(self) -> web.Application:
         middlewares = guard_middlewares(
             self.limits, MAX_BODY_BYTES, "the control plane's limit", read_bodies=True
@@ -170,10 +192,12 @@ class ControlPlane:
         return app
 
     def start_autoscaler(self) -> None:
-        """Start the autoscaler loop and the history's sampling."""
+        """Start the autoscaler loop, the history's sampling and the request numbers'
+        reservation."""
         self._loops += [
             asyncio.create_task(self.autoscaler.run()),
             asyncio.create_task(self.history.run()),
+            asyncio.create_task(self._keep_request_idx_reserved()),
         ]
 
     async def close(self) -> None:

@@ -72,6 +72,7 @@ class Autoscaler:
         self._short_of_gpus: dict[str, int] = {}  # endpoint -> starts held (logged once)
         self._failing: dict[str, str] = {}  # endpoint -> the error its last step raised
         self._busy: set[asyncio.Task[None]] = set()
+        self._adopted: dict[int, float] = {}  # adopted worker -> when, until it reports
         self._kick = asyncio.Event()  # set to decide now rather than at the next tick
 
     # -- the loop ------------------------------------------------------------------
@@ -98,6 +99,8 @@ class Autoscaler:
         self.router.drop_abandoned()
         self._retire()
         for endpoint in list(self.endpoints.values()):
+            if self._awaiting_adopted(endpoint.name):
+                continue
             try:
                 self._act(endpoint, self._decide(endpoint))
             except Exception as exc:  # one endpoint's failure never stops the others'
@@ -238,13 +241,24 @@ class Autoscaler:
 
     def adopt(self, handle: WorkerHandle) -> None:
         """A worker an earlier run started, taken back by the provider: in the fleet as
-        READY (it was serving), routed to once a report gives its throughput (within a
-        second or so under load), errored if it stays silent (``Fleet.mark_stale``)."""
+        STARTING until its next report (within a second or so under load) says it is
+        ready, errored if it stays silent (``Fleet.mark_stale``). Its endpoint is not
+        scaled until then: no decision rests on a throughput not known yet."""
         record = self.fleet.add(handle)
         hmac = self.settings.request_signing == "hmac"
         record.request_key = self.keys.worker_key(handle.worker_id) if hmac else None
-        record.phase = WorkerPhase.READY
-        record.last_report_at = time.monotonic()
+        record.last_report_at = self._adopted[handle.worker_id] = time.monotonic()
+
+    def _awaiting_adopted(self, endpoint: str) -> bool:
+        """Whether a worker of ``endpoint`` adopted at start has not reported since."""
+        for worker_id, since in list(self._adopted.items()):
+            record = self.fleet.workers.get(worker_id)
+            heard = record is not None and (record.last_report_at or since) > since
+            if record is None or heard or record.phase is WorkerPhase.ERRORED:
+                del self._adopted[worker_id]
+            elif record.handle.endpoint == endpoint:
+                return True
+        return False
 
     def _spawn_stop(self, worker_id: int, reason: str) -> None:
         record = self.fleet.remove(worker_id)

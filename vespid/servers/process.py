@@ -1,10 +1,11 @@
 """Processes that vespid starts (model servers, workers): start, wait until up, stop.
 
 Children run in their own process group and are stopped with SIGTERM, then SIGKILL
-after a grace period, so nothing is left behind. A child may also be let go
-(``ChildProcess.release``: it runs on after this process exits), and a process group an
-earlier run started may be taken back by its leader's pid and start time
-(``AdoptedProcess``: watched through a pidfd, stopped the same way).
+after a grace period, so nothing is left behind. A process may instead be started
+detached (``WatchedProcess.spawn``: it runs on after this process exits, which an asyncio
+child does not: the event loop kills it when it closes), and a process group an earlier
+run started may be taken back by its leader's pid and start time
+(``WatchedProcess.open``); both are watched through a pidfd and stopped the same way.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ import aiohttp
 
 __all__ = [
     "SAFE_ENV",
-    "AdoptedProcess",
     "ChildProcess",
+    "WatchedProcess",
     "free_port",
     "proc_stat",
     "process_start_time",
@@ -94,6 +95,18 @@ def same_process(pid: int, started: int) -> bool:
         return fields is not None and fields[0] not in (b"Z", b"X") and int(fields[19]) == started
     except (IndexError, ValueError):
         return False
+
+
+def _spawn_detached(argv: Sequence[str], env: Mapping[str, str], log_path: Path) -> int:
+    """Blocking half of ``WatchedProcess.spawn``: its pid. Not a Popen (which warns when
+    collected with the process running) nor an asyncio child (which the loop kills)."""
+    with _open_log(log_path) as log:
+        return os.posix_spawnp(
+            argv[0], list(argv), dict(env), setsid=True,
+            file_actions=[(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                          (os.POSIX_SPAWN_DUP2, log.fileno(), 1),
+                          (os.POSIX_SPAWN_DUP2, log.fileno(), 2)],
+        )  # fmt: skip
 
 
 def _open_log(path: Path) -> BinaryIO:
@@ -220,26 +233,17 @@ class ChildProcess:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self._proc.pid, signal.SIGKILL)
 
-    def release(self) -> None:
-        """Let the process run on after this one exits, unwatched: asyncio kills a child
-        still running when its transport is closed or collected (at the latest when this
-        process exits), so the transport is marked closed first (it holds no pipes: the
-        output goes to a file). ``stop`` and ``kill`` do nothing afterwards."""
-        proc, self._proc = self._proc, None
-        if proc is not None:
-            transport = getattr(proc, "_transport", None)
-            if transport is not None:
-                transport._closed = True  # what close() checks before it kills the child
 
+class WatchedProcess:
+    """A process group leader that may outlive this process: one started detached
+    (``spawn``) or one an earlier run started, taken back by pid and start time (``open``).
 
-class AdoptedProcess:
-    """A process group leader an earlier run started, taken back by pid and start time.
-
-    ``open`` proves it is the same process (its start time, from ``/proc``) and holds a
-    pidfd on it, so its exit is seen as it happens and a reused pid is never signalled:
-    ``returncode`` is None while it runs and -1 once it has exited (its exit status went
-    to whoever reaps it, not here). ``stop`` and ``kill`` signal its whole group, as
-    ``ChildProcess``'s do. Linux 5.3 or later (pidfd); elsewhere nothing is adopted.
+    It is watched through a pidfd, so its exit is seen as it happens and a reused pid is
+    never signalled: ``returncode`` is None while it runs and -1 once it has exited (its
+    exit status is not kept). ``stop`` and ``kill`` signal its whole group, as
+    ``ChildProcess``'s do; ``release`` lets it run on unwatched. Unlike an asyncio child,
+    which the event loop kills when it closes, it survives this process. Linux 5.3 or
+    later (pidfd).
     """
 
     def __init__(self, name: str, pid: int, pidfd: int) -> None:
@@ -250,7 +254,21 @@ class AdoptedProcess:
         asyncio.get_running_loop().add_reader(pidfd, self._on_exit)
 
     @classmethod
-    async def open(cls, name: str, pid: int, started: int) -> AdoptedProcess | None:
+    async def spawn(
+        cls, name: str, argv: Sequence[str], *, env: Mapping[str, str], log_path: Path
+    ) -> WatchedProcess:
+        """Start ``argv`` detached, leading its own session, with ``env`` as its whole
+        environment and its output appended to ``log_path``."""
+        pid = await asyncio.to_thread(_spawn_detached, argv, env, log_path)
+        started = await asyncio.to_thread(process_start_time, pid)
+        watched = None if started is None else await cls.open(name, pid, started)
+        if watched is None:  # it exited at once; reap it
+            await asyncio.to_thread(os.waitpid, pid, 0)
+            raise RuntimeError(f"{name} exited at once (see {log_path})")
+        return watched
+
+    @classmethod
+    async def open(cls, name: str, pid: int, started: int) -> WatchedProcess | None:
         """The process ``pid`` if it still runs and started at ``started``; else None."""
         try:
             pidfd = os.pidfd_open(pid)
@@ -265,6 +283,8 @@ class AdoptedProcess:
 
     def _on_exit(self) -> None:
         self._close_pidfd()
+        with contextlib.suppress(ChildProcessError):  # reaped here if it is this one's child
+            os.waitpid(self.pid, os.WNOHANG)
         if not self._exited.done():
             self._exited.set_result(None)
 

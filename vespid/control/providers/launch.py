@@ -32,6 +32,7 @@ from vespid.control.models import EndpointConfig
 from vespid.control.providers.base import WorkerOrder
 from vespid.servers.process import (
     ChildProcess,
+    WatchedProcess,
     free_port,
     process_start_time,
     safe_environment,
@@ -45,28 +46,30 @@ __all__ = [
 ]
 
 
-def _start_times(procs: list[ChildProcess]) -> list[int | None]:
+def _start_times(procs: list[ChildProcess | WatchedProcess]) -> list[int | None]:
     return [process_start_time(p.pgid) if p.pgid else None for p in procs]
 
 
-def _model_server(
-    spec: LaunchSpec, fill: dict[str, Any], null: bool, inherited: dict[str, str],
-    gpu_env: dict[str, str],
-) -> ChildProcess:  # fmt: skip
-    """The template's model server (or, beside a null worker, its sidecar), not started."""
-    order, template = spec.order, spec.order.endpoint.template
-    argv = [part.format(**fill) for part in template.model_command or ()]
+async def _start(
+    spec: LaunchSpec, name: str, argv: list[str], env: dict[str, str], log: str
+) -> ChildProcess | WatchedProcess:
+    """One process, started: a child that dies with its launcher, or a detached one."""
+    log_path = spec.log_dir / log
+    if not spec.die_with_launcher:
+        return await WatchedProcess.spawn(name, argv, env=env, log_path=log_path)
+    proc = ChildProcess(
+        name, argv, env=env, log_path=log_path, die_with_parent=True, inherit_env=False
+    )
+    await proc.start()
+    return proc
+
+
+def _model_argv(spec: LaunchSpec, fill: dict[str, Any]) -> list[str]:
+    """The template's model server (or, beside a null worker, sidecar) command, filled in."""
+    argv = [part.format(**fill) for part in spec.order.endpoint.template.model_command or ()]
     if argv[0] in ("python", "python3"):
         argv[0] = sys.executable
-    role = "sidecar" if null else "model server"
-    return ChildProcess(
-        f"{role} {order.worker_id}",
-        argv,
-        env={**inherited, **template.model_env, **gpu_env},
-        log_path=spec.log_dir / f"model-{order.worker_id}.log",
-        die_with_parent=spec.die_with_launcher,
-        inherit_env=False,
-    )
+    return argv
 
 
 def template_key(endpoint: EndpointConfig) -> str:
@@ -93,7 +96,7 @@ class Launched:
     """A worker's processes, started, and what the control plane keeps of them."""
 
     url: str
-    procs: list[ChildProcess]
+    procs: list[ChildProcess | WatchedProcess]
     info: dict[str, Any] = field(default_factory=dict)
 
 
@@ -138,11 +141,16 @@ async def launch(spec: LaunchSpec) -> Launched:
     else:
         fill["model_port"] = free_port()
         env["BACKEND_URL"] = f"http://127.0.0.1:{fill['model_port']}"
-    procs: list[ChildProcess] = []
+    procs: list[ChildProcess | WatchedProcess] = []
+    worker_id = order.worker_id
     try:
         if template.model_command:
-            server = _model_server(spec, fill, null, inherited, gpu_env)
-            await server.start()
+            role = "sidecar" if null else "model server"
+            server_env = {**inherited, **template.model_env, **gpu_env}
+            server = await _start(
+                spec, f"{role} {worker_id}", _model_argv(spec, fill), server_env,
+                f"model-{worker_id}.log",
+            )  # fmt: skip
             procs.append(server)
             # The worker stops its model server with itself once orphaned, but only if
             # that pid is still this process (its start time).
@@ -150,17 +158,10 @@ async def launch(spec: LaunchSpec) -> Launched:
             env["VESPID_MODEL_PID_START"] = str(
                 await asyncio.to_thread(process_start_time, server.pgid or 0)
             )
-        worker = ChildProcess.python(
-            f"worker {order.worker_id}",
-            "-m",
-            "vespid.worker",
-            env=env,
-            log_path=spec.log_dir / f"worker-{order.worker_id}.log",
-            die_with_parent=spec.die_with_launcher,
-            inherit_env=False,
+        argv = [sys.executable, "-m", "vespid.worker"]
+        procs.append(
+            await _start(spec, f"worker {worker_id}", argv, env, f"worker-{worker_id}.log")
         )
-        await worker.start()
-        procs.append(worker)
     except BaseException:
         for proc in reversed(procs):
             await proc.stop()

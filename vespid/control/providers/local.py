@@ -27,7 +27,7 @@ from typing import Any
 from vespid.control.providers.base import Provider, RunState, WorkerHandle, WorkerOrder
 from vespid.control.providers.launch import LaunchSpec, launch
 from vespid.errors import ConfigError
-from vespid.servers.process import AdoptedProcess, ChildProcess, process_start_time
+from vespid.servers.process import WatchedProcess, process_start_time
 
 __all__ = ["LocalProvider"]
 
@@ -43,7 +43,7 @@ class LocalProvider(Provider):
         visible = environ.get("CUDA_VISIBLE_DEVICES", "")
         self._all_gpus = tuple(g.strip() for g in visible.split(",") if g.strip())
         self._free_gpus = list(self._all_gpus)
-        self._procs: dict[int, list[ChildProcess | AdoptedProcess]] = {}
+        self._procs: dict[int, list[WatchedProcess]] = {}
         self._count_gpus()
 
     def _count_gpus(self) -> None:
@@ -77,7 +77,8 @@ class LocalProvider(Provider):
         except BaseException:
             self._return_gpus(gpus)
             raise
-        self._procs[order.worker_id] = list(launched.procs)
+        # Launched detached: every process is watched (pidfd), none is an asyncio child.
+        self._procs[order.worker_id] = [p for p in launched.procs if isinstance(p, WatchedProcess)]
         handle = WorkerHandle(
             worker_id=order.worker_id,
             endpoint=endpoint.name,
@@ -134,11 +135,11 @@ class LocalProvider(Provider):
             return False
         if len(pgids) != len(starts) or not set(handle.gpus) <= set(self._free_gpus):
             return False
-        procs: list[ChildProcess | AdoptedProcess] = []
+        procs: list[WatchedProcess] = []
         for pgid, started in zip(pgids, starts, strict=True):
             proc = None
             if isinstance(pgid, int) and pgid > 1 and isinstance(started, int):
-                proc = await AdoptedProcess.open(f"worker {handle.worker_id}", pgid, started)
+                proc = await WatchedProcess.open(f"worker {handle.worker_id}", pgid, started)
             if proc is None:
                 for taken in procs:
                     taken.release()
