@@ -3,8 +3,9 @@ process on this machine, with their own ports.
 
 GPUs listed in the control plane's ``CUDA_VISIBLE_DEVICES`` are handed out
 ``gpus_per_worker`` at a time through the children's ``CUDA_VISIBLE_DEVICES``.
-Children lead their own process groups (stopping a worker stops everything it
-spawned). They outlive the control plane: a control plane that stops leaves them
+The processes are spawned detached, each leading its own process group (stopping a
+worker stops everything it spawned), and watched through pidfds. They outlive the
+control plane: a control plane that stops leaves them
 running (``release``) unless told to stop them, and one that crashes cannot stop them;
 the next run adopts each one whose process group leaders are still the processes the
 store names (pid and start time, from ``/proc``), and stops (``cleanup``) what is left of
