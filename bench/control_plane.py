@@ -66,7 +66,8 @@ async def route_throughput(
     state = workdir / f"route-state-{signing}"
     env = {"VESPID_CONTROL_PORT": str(port), "VESPID_STATE_DIR": str(state),
            "VESPID_ADMIN_KEY": "bench-admin-key", "VESPID_LOG_LEVEL": "warning",
-           "VESPID_REQUEST_SIGNING": signing}  # fmt: skip
+           "VESPID_REQUEST_SIGNING": signing,
+           "VESPID_STOP_WORKERS_ON_EXIT": "true"}  # fmt: skip
     control = ChildProcess.python(
         "vespid control", "-m", "vespid.cli.main", "control", env=env,
         log_path=workdir / f"control-{signing}.log",
@@ -126,7 +127,7 @@ async def route_throughput(
 async def cold_start(model_args: list[str], workdir: Path, provider: str) -> dict[str, Any]:
     settings = ControlSettings(
         host="127.0.0.1", port=0, state_dir=workdir / "cold-state", scale_interval_s=0.1,
-        log_level="warning", provider=provider,
+        log_level="warning", provider=provider, stop_workers_on_exit=True,
     )  # fmt: skip
     async with running_control(settings, os.environ) as control, aiohttp.ClientSession() as http:
         spec = {

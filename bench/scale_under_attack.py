@@ -85,7 +85,7 @@ async def attack(control: ControlPlane, key: str, statuses: Counter[int]) -> Non
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as state:
         settings = ControlSettings(port=0, state_dir=Path(state), scale_interval_s=0.5,
-                                   log_level="error")  # fmt: skip
+                                   log_level="error", stop_workers_on_exit=True)  # fmt: skip
         async with running_control(settings, os.environ) as control, \
                 aiohttp.ClientSession() as http:  # fmt: skip
             quiet = [await scale_from_zero(http, control, f"quiet{i}") for i in range(args.runs)]

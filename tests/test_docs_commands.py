@@ -141,6 +141,8 @@ def shell(tmp_path: Path, tiny_model: Path, venv: Venv) -> Shell:
         VESPID_HOST="127.0.0.1",
         VESPID_STATE_DIR=str(tmp_path / "state"),
         VESPID_CACHE_DIR=str(tmp_path / "cache"),
+        # A control plane stopped at the end of a doc stops its workers: no process left.
+        VESPID_STOP_WORKERS_ON_EXIT="true",
     )
     for name in ("state", "logs"):
         (tmp_path / name).mkdir()

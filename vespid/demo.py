@@ -128,6 +128,7 @@ async def _start_control(
             state_dir=state_dir,
             endpoints_file=endpoints_file,
             log_level="warning",
+            stop_workers_on_exit=True,  # the demo leaves no process behind
         )
 
     try:

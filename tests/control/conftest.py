@@ -31,7 +31,7 @@ async def make_control(tmp_path: Path) -> AsyncIterator[MakeControl]:
                 state_dir=state_dir or tmp_path / "state",
                 scale_interval_s=0.1,
                 log_level="warning",
-                **settings,
+                **{"stop_workers_on_exit": True, **settings},  # a test leaves no process
             )
             return await stack.enter_async_context(running_control(s, os.environ))
 

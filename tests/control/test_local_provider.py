@@ -65,7 +65,7 @@ async def test_workers_beyond_the_free_gpus_are_not_started(
     what the free GPUs fit, and the shortfall is logged once."""
     settings = ControlSettings(
         host="127.0.0.1", port=0, state_dir=tmp_path / "state", scale_interval_s=0.05,
-        log_level="warning",
+        log_level="warning", stop_workers_on_exit=True,
     )  # fmt: skip
     environ = {**os.environ, "CUDA_VISIBLE_DEVICES": "0,1"}
     spec = {

@@ -8,7 +8,9 @@ import asyncio
 import os
 import signal
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -16,6 +18,7 @@ import pytest
 from tests.control.conftest import MakeControl, admin
 from tests.support.waiting import wait_until
 from vespid.control.policy import WorkerPhase
+from vespid.control.providers.base import WorkerHandle
 from vespid.control.store import SQLiteStore
 from vespid.servers.process import process_start_time
 
@@ -83,9 +86,15 @@ async def test_a_restart_signals_only_its_own_process_groups(
         started = await asyncio.to_thread(process_start_time, ours.pid)
         state = tmp_path / "state"
         store = SQLiteStore(state / "vespid.db")
-        await store.put_worker("1", "e", {"pgids": [stranger.pid], "pgid_starts": [1]})
-        await store.put_worker("2", "e", {"pgids": [ours.pid], "pgid_starts": [started]})
-        await store.put_worker("3", "e", {"pgids": [stranger.pid]})  # a record with no time
+        infos: list[dict[str, Any]] = [
+            {"pgids": [stranger.pid], "pgid_starts": [1]},
+            {"pgids": [ours.pid], "pgid_starts": [started]},
+            {"pgids": [stranger.pid]},  # a record with no time
+        ]
+        for worker_id, info in enumerate(infos, start=1):
+            await store.put_worker(
+                WorkerHandle(worker_id, "e", "http://127.0.0.1:1", time.time(), info=info)
+            )
         await store.close()
         await make_control(state_dir=state)
         async with asyncio.timeout(20):

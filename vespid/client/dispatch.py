@@ -6,7 +6,10 @@ with the protocol's backoff while it is queued; then ``POST {url}{path}`` with
 ``{"auth_data": <the whole route answer>, "session_id": null, "payload": ...}``.
 If that worker refuses the connection, vanishes, or answers 408, 429 or 5xx, the
 request is routed afresh, at most ``max_attempts`` times and never past
-``timeout_s``. A session's requests are pinned to its worker instead: one
+``timeout_s``. A router that fails (unreachable, 408, 5xx) is asked again after a
+pause, at most ``MAX_ROUTER_FAILURES`` times in a row, except that a router which
+answered this client before and is now unreachable (a control plane restarting) is
+asked again until ``timeout_s``. A session's requests are pinned to its worker instead: one
 attempt, never re-routed. The endpoint's API key goes to the control plane only,
 never to a worker. See docs/client.md.
 """
@@ -50,6 +53,7 @@ class Dispatcher:
         self.limits = transport.limits
         self._transport = transport
         self._rng = rng
+        self._router_answered = False  # a router that answered once may be restarting
 
     async def request(
         self,
@@ -124,7 +128,8 @@ class Dispatcher:
                 answer = await self._route_once(target, cost, request_idx, deadline)
             except ControlFailed as exc:
                 failures += 1
-                if failures >= MAX_ROUTER_FAILURES:
+                restarting = self._router_answered and exc.status is None
+                if failures >= MAX_ROUTER_FAILURES and not restarting:
                     raise ControlPlaneError(
                         f"the router failed {failures} times in a row (last: {exc}); check "
                         "that the control plane is up at --url / VESPID_URL",
@@ -133,7 +138,7 @@ class Dispatcher:
                     ) from None
                 await self._pause(failures - 1, deadline, f"the router failing ({exc})")
                 continue
-            failures = 0
+            failures, self._router_answered = 0, True
             url = answer.get("url")
             if isinstance(url, str) and url:
                 return _without_key(answer, target.api_key)

@@ -48,6 +48,10 @@ __all__ = ["ControlPlane"]
 log = logging.getLogger("vespid.control")
 
 MAX_BODY_BYTES = 1024 * 1024
+# Request numbers kept in reserve in the store beyond the last one given, so a run that
+# ends without closing (a crash, kill -9) never makes the next one reuse a number: a
+# route signed again with the same fields would be refused as a replay by its worker.
+REQUEST_IDX_AHEAD = 100_000
 
 
 class ControlPlane:
@@ -69,7 +73,8 @@ class ControlPlane:
         self.router: Router
         self.history: History
         self.autoscaler: Autoscaler
-        self._loops: list[asyncio.Task[None]] = []  # the autoscaler and the history
+        self._loops: list[asyncio.Task[None]] = []  # autoscaler, history, request numbers
+        self._reserved_idx = 1  # the request number kept in the store
         # What a connection may make the port hold, and the log of what was refused.
         self.limits = ConnectionLimits.of(settings)
         self.malformed = MalformedLog(log)
@@ -97,9 +102,11 @@ class ControlPlane:
         self.keys = await load_keys(self.store, self.settings)
         signer = Signer(self.keys.router_key, ttl_s=self.settings.signature_ttl_s)
         self.router = Router(self.fleet, signer, max_queued=self.settings.max_queued)
-        self.router.next_request_idx = int(
-            await self.store.meta_or_create("next_request_idx", lambda: "1")
-        )
+        first_idx = int(await self.store.meta_or_create("next_request_idx", lambda: "1"))
+        # Both counters go on from the kept one: reqnum too is a signed field.
+        self.router.next_request_idx = self.router.next_reqnum = first_idx
+        self._reserved_idx = first_idx
+        await self._reserve_request_idx()
         self.history = History(self.endpoints, self.fleet, self.router)
         self.autoscaler = Autoscaler(
             self.settings, self.store, self.provider, self.endpoints, self.fleet,
@@ -108,12 +115,31 @@ class ControlPlane:
         )  # fmt: skip
         await self._load_endpoints()
         await self.provider.open()
-        # Workers a previous run started are not re-adopted: their reports would carry
-        # no routing books, so they are stopped and the autoscaler starts fresh ones.
-        for worker_id, _, info in await self.store.workers():
-            await self.provider.cleanup(info)
-            await self.store.delete_worker(worker_id)
+        await self._readopt()
         log.info("control plane ready at %s with %d endpoint(s)", self.url, len(self.endpoints))
+
+    async def _readopt(self) -> None:
+        """Take back the workers an earlier run left running: each one whose endpoint
+        still exists and whose processes the provider proves are the ones that run
+        started keeps its id (so its report token and request key, derived from the
+        kept secrets, stay valid); what is left of the others is stopped and forgotten."""
+        adopted = 0
+        for handle in await self.store.workers():
+            if not handle.url:
+                why = "kept by an older vespid"
+            elif handle.endpoint not in self.endpoints:
+                why = f"endpoint {handle.endpoint} is gone"
+            elif await self.provider.adopt(handle):
+                self.autoscaler.adopt(handle)
+                adopted += 1
+                continue
+            else:
+                why = "its processes exited or are not the ones it started"
+            await self.provider.cleanup(handle.info)
+            await self.store.delete_worker(str(handle.worker_id))
+            log.info("worker %d left by an earlier run not adopted (%s)", handle.worker_id, why)
+        if adopted:
+            log.info("adopted %d worker(s) left running by an earlier run", adopted)
 
     async def _load_endpoints(self) -> None:
         """The stored endpoints, then the endpoints file's (which win, and are kept)."""
@@ -126,6 +152,21 @@ class ControlPlane:
                 endpoint = revise(self.endpoints.get(endpoint.name), endpoint)
                 self.endpoints[endpoint.name] = endpoint
                 await self.store.put_endpoint(endpoint)
+
+    async def _reserve_request_idx(self) -> None:
+        """Keep the stored request number ``REQUEST_IDX_AHEAD`` beyond the router's, once
+        the router has used half of what is reserved."""
+        if self.router.next_request_idx > self._reserved_idx - REQUEST_IDX_AHEAD // 2:
+            self._reserved_idx = self.router.next_request_idx + REQUEST_IDX_AHEAD
+            await self.store.set_meta("next_request_idx", str(self._reserved_idx))
+
+    async def _keep_request_idx_reserved(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                await self._reserve_request_idx()
+            except Exception:  # the store failing must not end the reservation
+                log.exception("keeping request numbers reserved failed")
 
     def build_app(self) -> web.Application:
         middlewares = guard_middlewares(
@@ -152,10 +193,12 @@ class ControlPlane:
         return app
 
     def start_autoscaler(self) -> None:
-        """Start the autoscaler loop and the history's sampling."""
+        """Start the autoscaler loop, the history's sampling and the request numbers'
+        reservation."""
         self._loops += [
             asyncio.create_task(self.autoscaler.run()),
             asyncio.create_task(self.history.run()),
+            asyncio.create_task(self._keep_request_idx_reserved()),
         ]
 
     async def close(self) -> None:
@@ -164,8 +207,11 @@ class ControlPlane:
             with contextlib.suppress(asyncio.CancelledError):
                 await loop_task
         await self.autoscaler.close()
-        await self.provider.close()
-        for record in list(self.fleet.workers.values()):
-            await self.store.delete_worker(str(record.worker_id))
+        if self.settings.stop_workers_on_exit:
+            await self.provider.close()
+            for record in list(self.fleet.workers.values()):
+                await self.store.delete_worker(str(record.worker_id))
+        else:  # left running and kept in the store: the next start adopts them
+            await self.provider.release()
         await self.store.set_meta("next_request_idx", str(self.router.next_request_idx))
         await self.store.close()

@@ -32,7 +32,7 @@ from vespid.control.keys import ControlKeys
 from vespid.control.metrics import ControlMetrics
 from vespid.control.models import EndpointConfig, WorkerTemplate
 from vespid.control.policy import Decision, PolicyState, ScalingSnapshot, WorkerPhase, decide
-from vespid.control.providers.base import Provider, RunState, WorkerOrder
+from vespid.control.providers.base import Provider, RunState, WorkerHandle, WorkerOrder
 from vespid.control.rollout import RolloutState, roll, rollout_status
 from vespid.control.router import Router
 from vespid.control.settings import ControlSettings
@@ -84,6 +84,7 @@ class Autoscaler:
         self._short_of_gpus: dict[str, int] = {}  # endpoint -> starts held (logged once)
         self._failing: dict[str, str] = {}  # endpoint -> the error its last step raised
         self._busy: set[asyncio.Task[None]] = set()
+        self._adopted: dict[int, float] = {}  # adopted worker -> when, until it reports
         self._kick = asyncio.Event()  # set to decide now rather than at the next tick
 
     # -- the loop ------------------------------------------------------------------
@@ -110,6 +111,8 @@ class Autoscaler:
         self.router.drop_abandoned()
         self._retire()
         for endpoint in list(self.endpoints.values()):
+            if self._awaiting_adopted(endpoint.name):
+                continue
             try:
                 decision, revision = self._roll(endpoint, *self._decide(endpoint))
                 self._act(endpoint, decision, revision)
@@ -267,7 +270,7 @@ class Autoscaler:
         self._launching[endpoint.name] = self._launching.get(endpoint.name, 0) + 1
         # Promised now, so the next decision sees them taken even before the provider runs.
         gpus = self.provider.gpus.promise(endpoint.template.gpus_per_worker)
-        key = self.keys.worker_key(worker_id) if self.settings.request_signing == "hmac" else None
+        key = self._request_key(worker_id)
         order = WorkerOrder(
             worker_id,
             endpoint,
@@ -275,6 +278,7 @@ class Autoscaler:
             master_token=self.keys.worker_token(worker_id),
             request_key=encode_request_key(key) if key else "",
             gpus=gpus,
+            orphan_timeout_s=self.settings.orphan_timeout_s,
         )
 
         async def start() -> None:
@@ -290,7 +294,7 @@ class Autoscaler:
                 self._launching[endpoint.name] -= 1
                 launching = False
                 self._log_action(endpoint.name, "start", worker_id, reason, took_s)
-                await self.store.put_worker(str(worker_id), endpoint.name, handle.info)
+                await self.store.put_worker(handle)
             except Exception:
                 log.exception("starting a worker for %s failed", endpoint.name)
             finally:
@@ -353,6 +357,29 @@ class Autoscaler:
                 self._in_transit.discard(worker_id)
 
         self._track(run())
+
+    def adopt(self, handle: WorkerHandle) -> None:
+        """A worker an earlier run started, taken back by the provider: in the fleet as
+        STARTING until its next report (within a second or so under load) says it is
+        ready, errored if it stays silent (``Fleet.mark_stale``). Its endpoint is not
+        scaled until then: no decision rests on a throughput not known yet."""
+        self.fleet.add(handle).request_key = self._request_key(handle.worker_id)
+        record.last_report_at = self._adopted[handle.worker_id] = time.monotonic()
+
+    def _request_key(self, worker_id: int) -> bytes | None:
+        """The worker's HMAC request key when routes are HMAC-tagged, else None."""
+        return self.keys.worker_key(worker_id) if self.settings.request_signing == "hmac" else None
+
+    def _awaiting_adopted(self, endpoint: str) -> bool:
+        """Whether a worker of ``endpoint`` adopted at start has not reported since."""
+        for worker_id, since in list(self._adopted.items()):
+            record = self.fleet.workers.get(worker_id)
+            heard = record is not None and (record.last_report_at or since) > since
+            if record is None or heard or record.phase is WorkerPhase.ERRORED:
+                del self._adopted[worker_id]
+            elif record.handle.endpoint == endpoint:
+                return True
+        return False
 
     def _spawn_stop(self, worker_id: int, reason: str) -> None:
         record = self.fleet.remove(worker_id)

@@ -109,6 +109,18 @@ class ControlSettings(BaseModel):
         description="How routed requests are signed for workers this control plane starts: "
         "hmac (a key per worker, cheap to check) or rsa (the router's key).",
     )
+    orphan_timeout_s: float = Field(
+        60.0, ge=0, le=86400, allow_inf_nan=False,
+        json_schema_extra={"env": "VESPID_ORPHAN_TIMEOUT"},
+        description="Seconds a worker runs on with its reports unanswered (the control "
+        "plane gone) before it stops itself and its model server; 0: never.",
+    )  # fmt: skip
+    stop_workers_on_exit: bool = Field(
+        False,
+        json_schema_extra={"env": "VESPID_STOP_WORKERS_ON_EXIT"},
+        description="Stop every worker when the control plane stops; false: leave them "
+        "running for the next start to adopt.",
+    )
     log_level: str = Field(
         "INFO",
         pattern=r"^(?i:debug|info|warning|error)$",

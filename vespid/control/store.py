@@ -2,8 +2,10 @@
 
 ``Store`` is the interface; ``SQLiteStore`` keeps everything in one SQLite file
 (the default), so a restart keeps endpoints, the router's signing key, the request
-counters, and the list of worker processes to clean up. SQLite calls run in a
-worker thread, never on the event loop.
+counters, and the workers it started: each one's ``WorkerHandle`` (endpoint, url, start
+time, GPUs, template revision, and the provider's ``info``: pids and their start times
+for the local provider), enough for the next run to adopt it or stop what is left of
+it. SQLite calls run in a worker thread, never on the event loop.
 
 The file is created with mode 600 (``state_dir.create_private``; SQLite gives its
 ``-wal`` and ``-shm`` the same). A file that is not a database, or a stored endpoint
@@ -24,6 +26,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from vespid.control.models import EndpointConfig
+from vespid.control.providers.base import WorkerHandle
 from vespid.control.state_dir import create_private
 from vespid.errors import ConfigError, RequestInvalid
 
@@ -60,13 +63,16 @@ class Store(abc.ABC):
         return value
 
     @abc.abstractmethod
-    async def put_worker(self, worker_id: str, endpoint: str, info: dict[str, Any]) -> None: ...
+    async def put_worker(self, handle: WorkerHandle) -> None:
+        """Keep (or update) a worker this control plane started."""
 
     @abc.abstractmethod
     async def delete_worker(self, worker_id: str) -> None: ...
 
     @abc.abstractmethod
-    async def workers(self) -> list[tuple[str, str, dict[str, Any]]]: ...
+    async def workers(self) -> list[WorkerHandle]:
+        """The workers kept, as their handles were put (a row kept by a version of
+        vespid before handles were: its ``info`` alone, with no url)."""
 
     async def close(self) -> None:
         return None
@@ -152,22 +158,51 @@ class SQLiteStore(Store):
             (key, value),
         )
 
-    async def put_worker(self, worker_id: str, endpoint: str, info: dict[str, Any]) -> None:
+    async def put_worker(self, handle: WorkerHandle) -> None:
         await self._run(
             "INSERT INTO workers (worker_id, endpoint, info) VALUES (?, ?, ?) "
             "ON CONFLICT(worker_id) DO UPDATE SET info = excluded.info",
-            (worker_id, endpoint, json.dumps(info)),
+            (str(handle.worker_id), handle.endpoint, json.dumps(_handle_row(handle))),
         )
 
     async def delete_worker(self, worker_id: str) -> None:
         await self._run("DELETE FROM workers WHERE worker_id = ?", (worker_id,))
 
-    async def workers(self) -> list[tuple[str, str, dict[str, Any]]]:
+    async def workers(self) -> list[WorkerHandle]:
         rows = await self._run("SELECT worker_id, endpoint, info FROM workers")
-        return [(str(r[0]), str(r[1]), json.loads(r[2])) for r in rows]
+        return [_row_handle(int(r[0]), str(r[1]), json.loads(r[2])) for r in rows]
 
     async def close(self) -> None:
         async with self._lock:
             if self._conn is not None:
                 conn, self._conn = self._conn, None
                 await asyncio.to_thread(conn.close)
+
+
+def _handle_row(handle: WorkerHandle) -> dict[str, Any]:
+    """What the workers table keeps of a handle, beside its id and endpoint."""
+    return {
+        "url": handle.url,
+        "started_at": handle.started_at,
+        "gpus": list(handle.gpus),
+        "revision": handle.revision,
+        "info": handle.info,
+    }
+
+
+def _row_handle(worker_id: int, endpoint: str, row: Any) -> WorkerHandle:
+    """A kept row as a handle; an older row (the provider's info alone) has no url, and
+    a row that is not a JSON object is kept as empty info (nothing to adopt or stop)."""
+    row = row if isinstance(row, dict) else {}
+    if "info" not in row or not isinstance(row["info"], dict):
+        return WorkerHandle(worker_id, endpoint, url="", started_at=0.0, info=row)
+    gpus, started_at, revision = row.get("gpus"), row.get("started_at"), row.get("revision")
+    return WorkerHandle(
+        worker_id,
+        endpoint,
+        url=str(row.get("url", "")),
+        started_at=float(started_at) if isinstance(started_at, int | float) else 0.0,
+        gpus=tuple(str(g) for g in gpus) if isinstance(gpus, list) else (),
+        info=row["info"],
+        revision=revision if isinstance(revision, int) else 0,
+    )

@@ -1,7 +1,11 @@
-"""Child processes that vespid starts (model servers, workers): start, wait until up, stop.
+"""Processes that vespid starts (model servers, workers): start, wait until up, stop.
 
 Children run in their own process group and are stopped with SIGTERM, then SIGKILL
-after a grace period, so nothing is left behind.
+after a grace period, so nothing is left behind. A process may instead be started
+detached (``WatchedProcess.spawn``: it runs on after this process exits, which an asyncio
+child does not: the event loop kills it when it closes), and a process group an earlier
+run started may be taken back by its leader's pid and start time
+(``WatchedProcess.open``); both are watched through a pidfd and stopped the same way.
 """
 
 from __future__ import annotations
@@ -20,10 +24,12 @@ import aiohttp
 __all__ = [
     "SAFE_ENV",
     "ChildProcess",
+    "WatchedProcess",
     "free_port",
     "proc_stat",
     "process_start_time",
     "safe_environment",
+    "same_process",
     "wait_http",
 ]
 
@@ -78,6 +84,29 @@ def process_start_time(pid: int) -> int | None:
         return int(fields[19]) if fields is not None else None
     except (IndexError, ValueError):
         return None
+
+
+def same_process(pid: int, started: int) -> bool:
+    """Whether ``pid`` is still the process that started at ``started`` (clock ticks, as
+    ``process_start_time`` gives it) and has not exited (a zombie, not yet reaped, has).
+    Blocking: call it in a thread from the event loop."""
+    fields = proc_stat(pid)
+    try:
+        return fields is not None and fields[0] not in (b"Z", b"X") and int(fields[19]) == started
+    except (IndexError, ValueError):
+        return False
+
+
+def _spawn_detached(argv: Sequence[str], env: Mapping[str, str], log_path: Path) -> int:
+    """Blocking half of ``WatchedProcess.spawn``: its pid. Not a Popen (which warns when
+    collected with the process running) nor an asyncio child (which the loop kills)."""
+    with _open_log(log_path) as log:
+        return os.posix_spawnp(
+            argv[0], list(argv), dict(env), setsid=True,
+            file_actions=[(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                          (os.POSIX_SPAWN_DUP2, log.fileno(), 1),
+                          (os.POSIX_SPAWN_DUP2, log.fileno(), 2)],
+        )  # fmt: skip
 
 
 def _open_log(path: Path) -> BinaryIO:
@@ -203,3 +232,92 @@ class ChildProcess:
         if self._proc is not None and self._proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self._proc.pid, signal.SIGKILL)
+
+
+class WatchedProcess:
+    """A process group leader that may outlive this process: one started detached
+    (``spawn``) or one an earlier run started, taken back by pid and start time (``open``).
+
+    It is watched through a pidfd, so its exit is seen as it happens and a reused pid is
+    never signalled: ``returncode`` is None while it runs and -1 once it has exited (its
+    exit status is not kept). ``stop`` and ``kill`` signal its whole group, as
+    ``ChildProcess``'s do; ``release`` lets it run on unwatched. Unlike an asyncio child,
+    which the event loop kills when it closes, it survives this process. Linux 5.3 or
+    later (pidfd).
+    """
+
+    def __init__(self, name: str, pid: int, pidfd: int) -> None:
+        self.name = name
+        self.pid = self.pgid = pid
+        self._pidfd: int | None = pidfd
+        self._exited = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().add_reader(pidfd, self._on_exit)
+
+    @classmethod
+    async def spawn(
+        cls, name: str, argv: Sequence[str], *, env: Mapping[str, str], log_path: Path
+    ) -> WatchedProcess:
+        """Start ``argv`` detached, leading its own session, with ``env`` as its whole
+        environment and its output appended to ``log_path``."""
+        pid = await asyncio.to_thread(_spawn_detached, argv, env, log_path)
+        started = await asyncio.to_thread(process_start_time, pid)
+        watched = None if started is None else await cls.open(name, pid, started)
+        if watched is None:  # it exited at once; reap it
+            await asyncio.to_thread(os.waitpid, pid, 0)
+            raise RuntimeError(f"{name} exited at once (see {log_path})")
+        return watched
+
+    @classmethod
+    async def open(cls, name: str, pid: int, started: int) -> WatchedProcess | None:
+        """The process ``pid`` if it still runs and started at ``started``; else None."""
+        try:
+            pidfd = os.pidfd_open(pid)
+        except (OSError, AttributeError):  # gone, or no pidfd on this system
+            return None
+        # Checked after the pidfd is held: the pidfd names the process whose start time
+        # this reads, even if the pid is reused a moment later.
+        if not await asyncio.to_thread(same_process, pid, started):
+            os.close(pidfd)
+            return None
+        return cls(name, pid, pidfd)
+
+    def _on_exit(self) -> None:
+        self._close_pidfd()
+        with contextlib.suppress(ChildProcessError):  # reaped here if it is this one's child
+            os.waitpid(self.pid, os.WNOHANG)
+        if not self._exited.done():
+            self._exited.set_result(None)
+
+    def _close_pidfd(self) -> None:
+        if self._pidfd is not None:
+            asyncio.get_running_loop().remove_reader(self._pidfd)
+            os.close(self._pidfd)
+            self._pidfd = None
+
+    @property
+    def returncode(self) -> int | None:
+        return -1 if self._exited.done() else None
+
+    def _signal_group(self, signum: int) -> None:
+        if self._pidfd is not None:  # still running: the group is still this one's
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pgid, signum)
+
+    async def stop(self, grace_s: float = 5.0) -> int | None:
+        """SIGTERM the process group, SIGKILL it after ``grace_s``; -1 once it exited."""
+        self._signal_group(signal.SIGTERM)
+        try:
+            async with asyncio.timeout(grace_s):
+                await asyncio.shield(self._exited)
+        except TimeoutError:
+            self._signal_group(signal.SIGKILL)
+            await asyncio.shield(self._exited)
+        return self.returncode
+
+    def kill(self) -> None:
+        """SIGKILL the process group at once (for fault tests)."""
+        self._signal_group(signal.SIGKILL)
+
+    def release(self) -> None:
+        """Stop watching it; it runs on."""
+        self._close_pidfd()

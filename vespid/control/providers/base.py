@@ -111,6 +111,9 @@ class WorkerOrder:
     master_token: str  # the worker's own report token (``ControlKeys.worker_token``)
     request_key: str = ""
     gpus: GpuPromise | None = None
+    # Seconds the worker runs on with its reports unanswered before it stops itself and
+    # its model server (``VESPID_ORPHAN_TIMEOUT``); 0: never.
+    orphan_timeout_s: float = 0.0
 
 
 @dataclass
@@ -158,7 +161,8 @@ class Provider(abc.ABC):
 
     @abc.abstractmethod
     async def cleanup(self, info: dict[str, Any]) -> None:
-        """Stop what a previous run of the control plane left (from ``WorkerHandle.info``)."""
+        """Stop what a previous run of the control plane left (from ``WorkerHandle.info``)
+        and was not adopted; only processes provably that run's."""
 
     async def adopt(self, handle: WorkerHandle) -> bool:
         """Take back a worker an earlier run of the control plane started (its handle as
@@ -166,6 +170,12 @@ class Provider(abc.ABC):
         that run started, and this provider now watches and stops them as its own; False
         (nothing taken) otherwise. The default adopts nothing."""
         return False
+
+    async def release(self) -> None:
+        """Close, letting every worker run on for the next run to adopt (where ``close``
+        stops them). The default, for a provider whose workers cannot outlive it, is
+        ``close``."""
+        await self.close()
 
     async def park(self, handle: WorkerHandle, token: str) -> None:
         """Park a worker (``token``: its MASTER_TOKEN): it takes no work and its model

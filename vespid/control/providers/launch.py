@@ -4,8 +4,11 @@
 Shared by the providers: the local provider calls it in the control plane's process,
 the Ray provider in an actor on the node Ray picked. The worker listens on ``host`` (the
 address clients reach it at) and reports to ``report_addr``; the model server listens on
-127.0.0.1 beside it. Children lead their own process groups and die with the process
-that launched them.
+127.0.0.1 beside it, and is started first: the worker gets its pid and start time
+(``VESPID_MODEL_PID``, ``VESPID_MODEL_PID_START``) and its orphan bound
+(``VESPID_ORPHAN_TIMEOUT``), so a worker whose control plane is gone for good stops
+itself and its model server. Children lead their own process groups; they die with the
+process that launched them only if ``LaunchSpec.die_with_launcher`` says so.
 
 Children do not inherit the launching process's environment (which may hold
 ``VESPID_ADMIN_KEY`` or a cloud token): they get ``SAFE_ENV``'s variables from it
@@ -29,6 +32,7 @@ from vespid.control.models import EndpointConfig
 from vespid.control.providers.base import WorkerOrder
 from vespid.servers.process import (
     ChildProcess,
+    WatchedProcess,
     free_port,
     process_start_time,
     safe_environment,
@@ -42,8 +46,30 @@ __all__ = [
 ]
 
 
-def _start_times(procs: list[ChildProcess]) -> list[int | None]:
+def _start_times(procs: list[ChildProcess | WatchedProcess]) -> list[int | None]:
     return [process_start_time(p.pgid) if p.pgid else None for p in procs]
+
+
+async def _start(
+    spec: LaunchSpec, name: str, argv: list[str], env: dict[str, str], log: str
+) -> ChildProcess | WatchedProcess:
+    """One process, started: a child that dies with its launcher, or a detached one."""
+    log_path = spec.log_dir / log
+    if not spec.die_with_launcher:
+        return await WatchedProcess.spawn(name, argv, env=env, log_path=log_path)
+    proc = ChildProcess(
+        name, argv, env=env, log_path=log_path, die_with_parent=True, inherit_env=False
+    )
+    await proc.start()
+    return proc
+
+
+def _model_argv(spec: LaunchSpec, fill: dict[str, Any]) -> list[str]:
+    """The template's model server (or, beside a null worker, sidecar) command, filled in."""
+    argv = [part.format(**fill) for part in spec.order.endpoint.template.model_command or ()]
+    if argv[0] in ("python", "python3"):
+        argv[0] = sys.executable
+    return argv
 
 
 def template_key(endpoint: EndpointConfig) -> str:
@@ -60,6 +86,9 @@ class LaunchSpec:
     log_dir: Path
     host: str = "127.0.0.1"  # where the worker listens, and the address in its url
     gpus: tuple[str, ...] = ()
+    # Whether the processes die with the one that launches them (PR_SET_PDEATHSIG): not
+    # when that is the control plane, whose restart must not stop them (local provider).
+    die_with_launcher: bool = True
 
 
 @dataclass
@@ -67,7 +96,7 @@ class Launched:
     """A worker's processes, started, and what the control plane keeps of them."""
 
     url: str
-    procs: list[ChildProcess]
+    procs: list[ChildProcess | WatchedProcess]
     info: dict[str, Any] = field(default_factory=dict)
 
 
@@ -94,6 +123,7 @@ async def launch(spec: LaunchSpec) -> Launched:
         "CONTAINER_ID": str(order.worker_id),
         "MASTER_TOKEN": order.master_token,
         "VESPID_ACCEPT_VAST_SIGNATURES": "false",
+        "VESPID_ORPHAN_TIMEOUT": f"{order.orphan_timeout_s:g}",
         **gpu_env,
     }
     if order.request_key:
@@ -111,40 +141,29 @@ async def launch(spec: LaunchSpec) -> Launched:
     else:
         fill["model_port"] = free_port()
         env["BACKEND_URL"] = f"http://127.0.0.1:{fill['model_port']}"
-    procs: list[ChildProcess] = []
-    if template.model_command:
-        argv = [part.format(**fill) for part in template.model_command]
-        if argv[0] in ("python", "python3"):
-            argv[0] = sys.executable
-        role = "sidecar" if null else "model server"
-        procs.append(
-            ChildProcess(
-                f"{role} {order.worker_id}",
-                argv,
-                env={**inherited, **template.model_env, **gpu_env},
-                log_path=spec.log_dir / f"model-{order.worker_id}.log",
-                die_with_parent=True,
-                inherit_env=False,
-            )
-        )
-    procs.append(
-        ChildProcess.python(
-            f"worker {order.worker_id}",
-            "-m",
-            "vespid.worker",
-            env=env,
-            log_path=spec.log_dir / f"worker-{order.worker_id}.log",
-            die_with_parent=True,
-            inherit_env=False,
-        )
-    )
-    started: list[ChildProcess] = []
+    procs: list[ChildProcess | WatchedProcess] = []
+    worker_id = order.worker_id
     try:
-        for proc in procs:
-            await proc.start()
-            started.append(proc)
+        if template.model_command:
+            role = "sidecar" if null else "model server"
+            server_env = {**inherited, **template.model_env, **gpu_env}
+            server = await _start(
+                spec, f"{role} {worker_id}", _model_argv(spec, fill), server_env,
+                f"model-{worker_id}.log",
+            )  # fmt: skip
+            procs.append(server)
+            # The worker stops its model server with itself once orphaned, but only if
+            # that pid is still this process (its start time).
+            env["VESPID_MODEL_PID"] = str(server.pid)
+            env["VESPID_MODEL_PID_START"] = str(
+                await asyncio.to_thread(process_start_time, server.pgid or 0)
+            )
+        argv = [sys.executable, "-m", "vespid.worker"]
+        procs.append(
+            await _start(spec, f"worker {worker_id}", argv, env, f"worker-{worker_id}.log")
+        )
     except BaseException:
-        for proc in reversed(started):
+        for proc in reversed(procs):
             await proc.stop()
         raise
     return Launched(

@@ -3,10 +3,14 @@ process on this machine, with their own ports.
 
 GPUs listed in the control plane's ``CUDA_VISIBLE_DEVICES`` are handed out
 ``gpus_per_worker`` at a time through the children's ``CUDA_VISIBLE_DEVICES``.
-Children lead their own process groups (stopping a worker stops everything it
-spawned) and are asked to die with the control plane, so a crash leaves no orphan;
-a restart also stops any process group recorded by the previous run whose leader is
-still the process that run started (its start time, from ``/proc``, is recorded too).
+The processes are spawned detached, each leading its own process group (stopping a
+worker stops everything it spawned), and watched through pidfds. They outlive the
+control plane: a control plane that stops leaves them
+running (``release``) unless told to stop them, and one that crashes cannot stop them;
+the next run adopts each one whose process group leaders are still the processes the
+store names (pid and start time, from ``/proc``), and stops (``cleanup``) what is left of
+the others. A worker whose control plane never comes back stops itself and its model
+server after ``VESPID_ORPHAN_TIMEOUT`` (set by ``launch``).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from typing import Any
 from vespid.control.providers.base import Provider, RunState, WorkerHandle, WorkerOrder
 from vespid.control.providers.launch import LaunchSpec, launch
 from vespid.errors import ConfigError
-from vespid.servers.process import ChildProcess, process_start_time
+from vespid.servers.process import WatchedProcess, process_start_time
 
 __all__ = ["LocalProvider"]
 
@@ -40,7 +44,7 @@ class LocalProvider(Provider):
         visible = environ.get("CUDA_VISIBLE_DEVICES", "")
         self._all_gpus = tuple(g.strip() for g in visible.split(",") if g.strip())
         self._free_gpus = list(self._all_gpus)
-        self._procs: dict[int, list[ChildProcess]] = {}
+        self._procs: dict[int, list[WatchedProcess]] = {}
         self._count_gpus()
 
     def _count_gpus(self) -> None:
@@ -68,13 +72,14 @@ class LocalProvider(Provider):
         finally:
             if order.gpus is not None:  # taken (or refused) at once: the count shows it
                 order.gpus.settle()
-        spec = LaunchSpec(order, self.log_dir, gpus=gpus)
+        spec = LaunchSpec(order, self.log_dir, gpus=gpus, die_with_launcher=False)
         try:
             launched = await launch(spec)
         except BaseException:
             self._return_gpus(gpus)
             raise
-        self._procs[order.worker_id] = launched.procs
+        # Launched detached: every process is watched (pidfd), none is an asyncio child.
+        self._procs[order.worker_id] = [p for p in launched.procs if isinstance(p, WatchedProcess)]
         handle = WorkerHandle(
             worker_id=order.worker_id,
             endpoint=endpoint.name,
@@ -122,6 +127,37 @@ class LocalProvider(Provider):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pgid, signal.SIGTERM)
                 log.info("stopped process group %d left by an earlier run", pgid)
+
+    async def adopt(self, handle: WorkerHandle) -> bool:
+        """Watch a worker an earlier run started again, if each of its process group
+        leaders is still the process that run started; its GPUs are taken again."""
+        pgids, starts = handle.info.get("pgids"), handle.info.get("pgid_starts")
+        if not (isinstance(pgids, list) and isinstance(starts, list) and pgids):
+            return False
+        if len(pgids) != len(starts) or not set(handle.gpus) <= set(self._free_gpus):
+            return False
+        procs: list[WatchedProcess] = []
+        for pgid, started in zip(pgids, starts, strict=True):
+            proc = None
+            if isinstance(pgid, int) and pgid > 1 and isinstance(started, int):
+                proc = await WatchedProcess.open(f"worker {handle.worker_id}", pgid, started)
+            if proc is None:
+                for taken in procs:
+                    taken.release()
+                return False
+            procs.append(proc)
+        self._procs[handle.worker_id] = procs
+        self._free_gpus = [g for g in self._free_gpus if g not in handle.gpus]
+        self._count_gpus()
+        log.info("adopted worker %d of %s at %s", handle.worker_id, handle.endpoint, handle.url)
+        return True
+
+    async def release(self) -> None:
+        """Let every worker run on (the next run adopts them)."""
+        for group in self._procs.values():
+            for proc in group:
+                proc.release()
+        self._procs.clear()
 
     async def close(self) -> None:
         procs = [p for group in self._procs.values() for p in group]
