@@ -363,7 +363,8 @@ class Autoscaler:
         STARTING until its next report (within a second or so under load) says it is
         ready, errored if it stays silent (``Fleet.mark_stale``). Its endpoint is not
         scaled until then: no decision rests on a throughput not known yet."""
-        self.fleet.add(handle).request_key = self._request_key(handle.worker_id)
+        record = self.fleet.add(handle)
+        record.request_key = self._request_key(handle.worker_id)
         record.last_report_at = self._adopted[handle.worker_id] = time.monotonic()
 
     def _request_key(self, worker_id: int) -> bytes | None:
