@@ -53,6 +53,10 @@ NOT_RUN = {
     "bash /workspace/vast-pyworker/start_server.sh": "a Vast instance's on-start command, in "
     "the clone Vast's bootstrap made; tests/vast/test_start_server.py runs the script with "
     "Vast's variables from a fresh copy of the checkout",
+    "ray start": "starts a node of a Ray cluster spread over machines (docs/deploy.md); "
+    "tests/control/test_ray_cluster.py runs a head and a second node on this machine",
+    "VESPID_PROVIDER=ray VESPID_RAY_ADDRESS=10.0.0.2:6379": "joins a Ray cluster on other "
+    "machines; tests/control/test_ray_cluster.py runs a control plane joined to a real one",
     ".venv/bin/vespid loadtest -e llm": "needs `make demo` running, takes about 3 minutes on "
     "the real Gemma, and rewrites docs/loadtest-demo.svg",
 }

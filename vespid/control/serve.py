@@ -33,7 +33,9 @@ def make_provider(settings: ControlSettings, environ: Mapping[str, str]) -> Prov
         # A Ray instance started here listens where the control plane does (127.0.0.1 by
         # default); on all addresses, Ray picks the node's own.
         host = None if settings.host in ("0.0.0.0", "::", "") else settings.host
-        return RayProvider(logs, address=settings.ray_address, local_host=host)
+        return RayProvider(
+            logs, address=settings.ray_address, local_host=host, namespace=settings.ray_namespace
+        )
     return LocalProvider(logs, environ)
 
 

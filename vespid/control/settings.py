@@ -103,6 +103,13 @@ class ControlSettings(BaseModel):
         description="With provider ray: the cluster to join (auto, ray://host:10001, host:port); "
         "unset: start a Ray instance on this machine.",
     )
+    ray_namespace: str = Field(
+        "vespid",
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        json_schema_extra={"env": "VESPID_RAY_NAMESPACE"},
+        description="With provider ray: the Ray namespace of the workers' actors; one per "
+        "control plane sharing a cluster.",
+    )
     request_signing: Literal["hmac", "rsa"] = Field(
         "hmac",
         json_schema_extra={"env": "VESPID_REQUEST_SIGNING"},
