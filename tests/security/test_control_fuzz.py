@@ -263,6 +263,8 @@ ROUTES: dict[str, RouteFuzz] = {
         50,
         PATH_NAMES,
     ),
+    "/api/v0/endpoints/{name}/rollback": RouteFuzz(_methods("POST"), ANY_BODY, 20, PATH_NAMES),
+    "/api/v0/endpoints/{name}/rollout": RouteFuzz(_methods("GET"), ANY_BODY, 10, PATH_NAMES),
     "/api/v0/status": GET_ONLY,
     "/api/v0/history": RouteFuzz(_methods("GET"), ANY_BODY, 10),
     "/": GET_ONLY,

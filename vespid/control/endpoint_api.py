@@ -17,6 +17,7 @@ from aiohttp import web
 from vespid.control.autoscaler import Autoscaler
 from vespid.control.keys import presented_key
 from vespid.control.models import (
+    KEPT_FIELDS,
     EndpointConfig,
     find_endpoint,
     parse_endpoint,
@@ -120,10 +121,14 @@ class EndpointApi:
         field into the old ones, and the name stays. A template change is a new revision."""
         self._require_admin(request)
         current = find_endpoint(self.endpoints, request.match_info["name"])
-        old = current.model_dump(mode="json", exclude={"revision", "previous_template"})
+        kept = current.model_dump(mode="json", include=set(KEPT_FIELDS))
+        old = current.model_dump(mode="json", exclude=set(KEPT_FIELDS))
         body = await read_json_within(request)
         if not isinstance(body, dict):
             raise RequestInvalid("send the fields to change as a JSON object")
+        # An endpoint's own listing reads back unchanged: the kept fields it carries are
+        # dropped when they are what the control plane has (another value is refused).
+        body = {k: v for k, v in body.items() if k not in kept or v != kept[k]}
         merged = {**old, **body, "name": old["name"]}
         for part in ("scaling", "template"):
             if isinstance(body.get(part), dict):

@@ -26,6 +26,7 @@ from vespid.control.policy_types import ScalingConfig  # re-exported: it lives b
 from vespid.errors import ConfigError, NotFound, RequestInvalid
 
 __all__ = [
+    "KEPT_FIELDS",
     "EndpointConfig",
     "ScalingConfig",
     "WorkerTemplate",
