@@ -83,7 +83,8 @@ async def plane(
 def decide(control: ControlPlane, **actions: tuple[str, ...]) -> None:
     decision = Decision(target_active=1, target_cold=0, stop=(), start=0, reason="test",
                         **actions)  # type: ignore[arg-type]  # fmt: skip
-    control.autoscaler._act(control.endpoints["e"], decision, 1)
+    endpoint = control.endpoints["e"]
+    control.autoscaler._act(endpoint, decision, endpoint)
 
 
 def phase_of(record: WorkerRecord) -> WorkerPhase:
@@ -164,3 +165,13 @@ def test_reports_keep_the_phases_the_autoscaler_set(phase: WorkerPhase) -> None:
     assert view.phase_since == record.phase_since
     fleet.ingest(report(error_msg="model crashed"))
     assert record.phase is WorkerPhase.ERRORED
+
+
+def test_a_worker_adopted_while_parked_stays_out_of_routing() -> None:
+    fleet = Fleet()
+    record = fleet.add(WorkerHandle(1, "e", "http://127.0.0.1:9", time.time()))
+    assert record.phase is WorkerPhase.STARTING  # as a restarted control plane adopts it
+    fleet.ingest(report(parked=True))
+    assert phase_of(record) is WorkerPhase.PARKED
+    fleet.ingest(report())
+    assert phase_of(record) is WorkerPhase.PARKED  # only a wake brings it back

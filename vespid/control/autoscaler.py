@@ -30,10 +30,10 @@ from vespid.control.fleet import Fleet, WorkerRecord
 from vespid.control.history import History
 from vespid.control.keys import ControlKeys
 from vespid.control.metrics import ControlMetrics
-from vespid.control.models import EndpointConfig, WorkerTemplate
+from vespid.control.models import EndpointConfig
 from vespid.control.policy import Decision, PolicyState, ScalingSnapshot, WorkerPhase, decide
 from vespid.control.providers.base import Provider, RunState, WorkerHandle, WorkerOrder
-from vespid.control.rollout import RolloutState, roll, rollout_status
+from vespid.control.rollouts import Rollouts
 from vespid.control.router import Router
 from vespid.control.settings import ControlSettings
 from vespid.control.store import Store
@@ -76,8 +76,7 @@ class Autoscaler:
         self.url = url
         self.next_worker_id = next_worker_id
         self.policy_states: dict[str, PolicyState] = {}
-        self.rollouts: dict[str, RolloutState] = {}
-        self._good: dict[str, tuple[int, WorkerTemplate]] = {}  # the last good revision's
+        self.rollouts = Rollouts()
         self._in_transit: set[int] = set()  # workers being parked or woken
         self.scaling_log: list[dict[str, Any]] = []  # the latest actions, oldest first
         self._launching: dict[str, int] = {}  # endpoint -> starts asked of the provider
@@ -114,8 +113,8 @@ class Autoscaler:
             if self._awaiting_adopted(endpoint.name):
                 continue
             try:
-                decision, revision = self._roll(endpoint, *self._decide(endpoint))
-                self._act(endpoint, decision, revision)
+                decision, ordered = self.rollouts.step(endpoint, *self._decide(endpoint))
+                self._act(endpoint, decision, ordered)
             except Exception as exc:  # one endpoint's failure never stops the others'
                 self._note_failure(endpoint.name, exc)
             else:
@@ -161,44 +160,12 @@ class Autoscaler:
             )  # fmt: skip
         return snapshot, decision
 
-    def _roll(
-        self, endpoint: EndpointConfig, snapshot: ScalingSnapshot, decision: Decision
-    ) -> tuple[Decision, int]:
-        """The decision adjusted for the endpoint's rollout, and the revision to start."""
-        before = self.rollouts.get(endpoint.name, RolloutState())
-        step = roll(snapshot, decision, before)
-        self.rollouts[endpoint.name] = after = step.state
-        if after.done:
-            self._good[endpoint.name] = (endpoint.revision, endpoint.template)
-        if after.halted and after.halted != before.halted:
-            log.warning(
-                "rollout of %s to revision %d halted: %s; the old workers keep serving, new "
-                "ones start on revision %d (update or roll back to resume)",
-                endpoint.name, after.revision, after.halted, step.start_revision,
-            )  # fmt: skip
-        return step.decision, step.start_revision
-
     def rollout_status(self, endpoint: EndpointConfig) -> dict[str, Any]:
-        """How the rollout of ``endpoint``'s current revision goes (``rollout_status``)."""
-        state = self.rollouts.get(endpoint.name, RolloutState())
-        views = [w.view() for w in self.fleet.of(endpoint.name)]
-        return rollout_status(state, endpoint.revision, views)
+        """How the rollout of ``endpoint``'s current revision goes."""
+        return self.rollouts.status(endpoint, [w.view() for w in self.fleet.of(endpoint.name)])
 
-    def _revision(self, endpoint: EndpointConfig, revision: int) -> EndpointConfig:
-        """``endpoint`` with the template of ``revision`` (its own, the last good one's, or
-        the previous one's; its own if none of them is that revision)."""
-        good = self._good.get(endpoint.name)
-        if revision == endpoint.revision:
-            return endpoint
-        if good is not None and good[0] == revision:
-            template = good[1]
-        elif revision == endpoint.revision - 1 and endpoint.previous_template is not None:
-            template = endpoint.previous_template
-        else:
-            return endpoint
-        return endpoint.model_copy(update={"template": template, "revision": revision})
-
-    def _act(self, endpoint: EndpointConfig, decision: Decision, revision: int) -> None:
+    def _act(self, endpoint: EndpointConfig, decision: Decision, ordered: EndpointConfig) -> None:
+        """Carry ``decision`` out; new workers start as ``ordered`` (template, revision)."""
         timeout_s = endpoint.template.ready_timeout
         for worker_id in decision.timed_out:
             self.fleet.mark_errored(int(worker_id), f"not ready within {timeout_s:g} s")
@@ -211,7 +178,6 @@ class Autoscaler:
         for worker_id in decision.wake:
             self._spawn_wake(int(worker_id), decision.reason)
         self._note_gpu_shortfall(endpoint, decision)
-        ordered = self._revision(endpoint, revision)
         for _ in range(decision.start):
             self._spawn_start(ordered, decision.reason)
 
@@ -235,8 +201,7 @@ class Autoscaler:
         so one created later under the same name starts from nothing; decide now."""
         self.fleet.books.pop(endpoint, None)
         self.policy_states.pop(endpoint, None)
-        self.rollouts.pop(endpoint, None)
-        self._good.pop(endpoint, None)
+        self.rollouts.forget(endpoint)
         self.router.queues.pop(endpoint, None)
         self.wake()
 

@@ -205,7 +205,8 @@ class Fleet:
         if record.error_msg:
             record.phase = WorkerPhase.ERRORED
         elif record.max_perf and record.phase not in _HELD_PHASES:
-            record.phase = WorkerPhase.READY
+            # A worker that says it is parked (one adopted after a restart) stays unrouted.
+            record.phase = WorkerPhase.PARKED if report.parked else WorkerPhase.READY
             if record.ready_after_s is None:
                 record.ready_after_s = max(0.0, time.time() - record.handle.started_at)
                 books.start_failures = 0  # a worker made it: starts need not wait
