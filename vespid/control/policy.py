@@ -70,23 +70,25 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from vespid.control.policy_moves import plan_moves
 from vespid.control.policy_stages import (
-    apply_delay,
     bound_active,
-    choose_stops,
     cold_target,
     expire_starting,
+    expire_waking,
     fleet_perf,
     is_inactive,
     live_workers,
     measure_demand,
     scale_from_zero,
+    stabilize,
     start_backoff,
     starts_now,
     workers_for,
 )
 from vespid.control.policy_types import (
     DEFAULT_PERF,
+    WAKE_TIMEOUT_S,
     Decision,
     Demand,
     Direction,
@@ -123,8 +125,9 @@ def _explain_demand(demand: Demand, params: ScalingConfig, perf: float, desired:
     capacity = demand.total / params.target_util
     text = (
         f"demand {_num(demand.total)} = max(arrival {_num(demand.arrival)}, occupancy "
-        f"{_num(demand.occupancy)} + backlog {_num(demand.backlog)} / {_num(demand.horizon_s)} s)"
-        f" + rejected {_num(demand.rejected)} workload/s; {_num(capacity)} at util "
+        f"{_num(demand.occupancy)}) + backlog {_num(demand.backlog)} / "
+        f"{_num(demand.horizon_s)} s + rejected {_num(demand.rejected)} workload/s "
+        f"(running {_num(demand.running)}); {_num(capacity)} at util "
         f"{_num(params.target_util)} / perf {_num(perf)} -> {desired} wanted"
     )
     by_demand = workers_for(capacity, perf)
@@ -135,17 +138,13 @@ def _explain_demand(demand: Demand, params: ScalingConfig, perf: float, desired:
     return text
 
 
-def _explain_delay(
-    current: int, target: int, before: PolicyState, after: PolicyState, now: float, delay_s: float
-) -> str:
+def _explain_window(current: int, desired: int, target: int, window_s: float) -> str:
     if target > current:
         return f"up {current} -> {target} at once"
     if target < current:
-        since = before.pending_since if before.pending_since is not None else now
-        return f"down {current} -> {target} after {_num(now - since)} s (delay {_num(delay_s)} s)"
-    if after.pending_direction is Direction.DOWN and after.pending_since is not None:
-        waited = _num(now - after.pending_since)
-        return f"down {current} -> {after.pending_peak} pending ({waited} of {_num(delay_s)} s)"
+        return f"down {current} -> {target} (most wanted over {_num(window_s)} s)"
+    if desired < target:
+        return f"steady at {current}: {desired} wanted now, {target} within {_num(window_s)} s"
     return f"steady at {current}"
 
 
@@ -173,45 +172,49 @@ def _explain_starts(
 def _act(
     snapshot: ScalingSnapshot,
     target: int,
-    pending: PolicyState,
+    state: PolicyState,
     why: str,
-    backoff: PolicyState,
-    timed_out: tuple[str, ...],
+    expired: tuple[tuple[str, ...], tuple[str, ...]],
 ) -> tuple[Decision, PolicyState]:
-    """Turn a target into stops and starts, and explain them. ``pending`` is the delay's
-    state, ``backoff`` the start backoff's; the state returned carries both."""
-    params = snapshot.params
-    live = live_workers(snapshot)
-    excess = len(live) - target
-    stop = choose_stops(live, excess, snapshot.default_perf) if excess > 0 else ()
-    active = max(target, len(live) - len(stop))
+    """Turn a target into moves, stops and starts, and explain them. ``state`` carries the
+    window and the backoff; ``expired`` is (STARTING past the ready timeout, WAKING past
+    the wake timeout)."""
+    timed_out, unwoken = expired
+    cold = cold_target(target, snapshot.params)
+    moves = plan_moves(snapshot, target, cold)
     errored = tuple(w.worker_id for w in snapshot.workers if w.state is WorkerPhase.ERRORED)
-    wanted = max(0, target - len(live))
-    start, held = starts_now(snapshot, backoff, wanted)
+    start, held = starts_now(snapshot, state, moves.start)
     notes = [why]
-    if active > target:
-        notes.append(f"{active - target} busy kept")
+    if moves.busy_kept:
+        notes.append(f"{moves.busy_kept} busy drained")
     if errored:
-        late = f"; {', '.join(timed_out)} not ready within {_num(snapshot.ready_timeout_s)} s"
+        late = [f"{', '.join(timed_out)} not ready within {_num(snapshot.ready_timeout_s)} s"]
+        late += [f"{', '.join(unwoken)} not awake within {_num(WAKE_TIMEOUT_S)} s"]
+        why_errored = "; ".join(late[i] for i, ids in enumerate(expired) if ids)
         notes.append(
-            f"replacing {len(errored)} errored ({', '.join(errored)}{late if timed_out else ''})"
+            f"replacing {len(errored)} errored ({', '.join(errored)}"
+            f"{'; ' + why_errored if why_errored else ''})"
         )
-    cold = cold_target(active, params)
-    notes.append(f"start {start}, stop {len(stop) + len(errored)}, cold {cold}")
-    notes += _explain_starts(snapshot, backoff, wanted, held)
+    notes.append(
+        f"wake {len(moves.wake)}, start {start}, drain {len(moves.drain)}, "
+        f"park {len(moves.park)}, stop {len(moves.stop) + len(errored)}, cold {cold}"
+    )
+    notes += _explain_starts(snapshot, state, moves.start, held)
     decision = Decision(
-        active, cold, stop + errored, start, "; ".join(notes), held_for_gpus=held,
-        timed_out=timed_out,
+        target, cold, tuple(moves.stop) + errored, start, "; ".join(notes),
+        held_for_gpus=held, timed_out=timed_out, drain=tuple(moves.drain),
+        park=tuple(moves.park), wake=tuple(moves.wake),
     )  # fmt: skip
-    after = replace(pending, start_failures=backoff.start_failures, start_after=backoff.start_after)
-    return decision, after
+    return decision, state
 
 
 def decide(snapshot: ScalingSnapshot, state: PolicyState) -> tuple[Decision, PolicyState]:
-    """The policy: the ready timeout and the start backoff first; then scale from zero,
-    else inactivity, else demand -> bounds -> delay; then the starts that may go now."""
+    """The policy: the ready and wake timeouts and the start backoff first; then scale
+    from zero, else inactivity, else demand -> bounds -> window; then the moves."""
     snapshot, timed_out = expire_starting(snapshot)
-    backoff = start_backoff(snapshot, state)
+    snapshot, unwoken = expire_waking(snapshot)
+    expired = (timed_out, unwoken)
+    state = start_backoff(snapshot, state)
     params = snapshot.params
     perf = fleet_perf(snapshot)
     demand = measure_demand(snapshot)
@@ -221,9 +224,10 @@ def decide(snapshot: ScalingSnapshot, state: PolicyState) -> tuple[Decision, Pol
         why = (
             f"scale from zero: {snapshot.queued_requests} requests ({_num(snapshot.queued_load)}"
             f" workload) queued, {_num(snapshot.rejected_load_rate)} workload/s refused, "
-            f"no worker ready or starting -> {fast} at once"
+            f"no worker ready, waking or starting -> {fast} at once"
         )
-        return _act(snapshot, fast, PolicyState(), why, backoff, timed_out)
+        _, state = stabilize(fast, state, snapshot.now, params.scale_down_delay)
+        return _act(snapshot, fast, state, why, expired)
     if is_inactive(snapshot):
         target = bound_active(0, params, perf, inactive=True)
         last = snapshot.last_activity_at
@@ -232,14 +236,16 @@ def decide(snapshot: ScalingSnapshot, state: PolicyState) -> tuple[Decision, Pol
             f"inactive ({idle}, timeout {_num(params.inactivity_timeout)} s) -> {target} "
             f"(min_load {_num(params.min_load)})"
         )
-        return _act(snapshot, target, PolicyState(), why, backoff, timed_out)
+        return _act(snapshot, target, replace(state, window=()), why, expired)
     desired = bound_active(
         workers_for(demand.total / params.target_util, perf), params, perf, inactive=False
     )
-    target, after = apply_delay(current, desired, state, snapshot.now, params.scale_down_delay)
+    if not state.window:  # a fresh state: the fleet as it is was wanted until now
+        state = replace(state, window=((snapshot.now, current),))
+    target, state = stabilize(desired, state, snapshot.now, params.scale_down_delay)
     why = (
         _explain_demand(demand, params, perf, desired)
         + "; "
-        + _explain_delay(current, target, state, after, snapshot.now, params.scale_down_delay)
+        + _explain_window(current, desired, target, params.scale_down_delay)
     )
-    return _act(snapshot, target, after, why, backoff, timed_out)
+    return _act(snapshot, target, state, why, expired)
