@@ -325,13 +325,17 @@ def test_worked_example_demand() -> None:
     """The module docstring's example, term by term.
 
     occupancy 150 (a's session); backlog 250 + 550 = 800, over 10 s = 80; demand =
-    max(120, 150 + 80) + 30 = 260. With target_queue_time 0: max(120, 150 + 800) + 30 = 980.
+    max(120, 150) + 80 + 30 = 260. With target_queue_time 0: max(120, 150) + 800 + 30 = 980.
     """
     demand = measure_demand(WORKED)
     assert (demand.occupancy, demand.backlog, demand.horizon_s) == (150.0, 800.0, 10.0)
     assert (demand.drain_rate, demand.arrival, demand.rejected) == (80.0, 120.0, 30.0)
     assert demand.total == 260.0
     assert measure_demand(WORKED_IN_FULL).total == 980.0
+    # the oldest queued request waited 6 s of 10: 800 / 4 s = 200; 150 + 200 + 30 = 380 -> 5
+    aged = replace(WORKED, oldest_wait_s=6.0)
+    assert measure_demand(aged).total == 380.0
+    assert decide(aged, PolicyState())[0].target_active == 5
     # more arriving than the session holds: max(300, 150) + 80 + 30 = 410
     assert measure_demand(replace(WORKED, arrival_rate=300.0)).total == 410.0
 
