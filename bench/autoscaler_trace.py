@@ -4,8 +4,9 @@ It runs the product's simulator (``vespid.simulate``, docs/simulate.md) with eve
 constant at its default (8 streams a worker, 30 s cold start, 5 s wake, load reports 1 s
 old, a decision every 0.5 s; vespid's scaling parameters at their defaults but
 max_workers 32) on each load: the Azure LLM code trace (``shared/traces/`` beside the
-checkout), the conversation trace there if present (held out: the defaults were never
-tuned on it), and three generated shapes (steady Poisson, a diurnal ramp, on/off bursts).
+checkout), the conversation trace (``--held-out``, by default beside it; held out: the
+defaults were never tuned on it), and three generated shapes (steady Poisson, a diurnal
+ramp, on/off bursts).
 For each it runs vespid's ``decide()``, the Vast-like policy, Ray Serve's, Knative's KPA,
 and the cheapest fixed pool whose p99 queue wait is within ``--p99-s`` (found by
 bisection over pool sizes), prints the table, and vespid's active worker-seconds against
@@ -83,11 +84,10 @@ def run_all(arrivals: Sequence[Arrival], p99_s: float) -> list[Result]:
     return results + ([pool] if pool is not None else [])
 
 
-def loads(only: str | None) -> dict[str, list[Arrival]]:
+def loads(only: str | None, held_out: Path) -> dict[str, list[Arrival]]:
     """Every load that is here, by name."""
     found: dict[str, list[Arrival]] = {}
-    for name in ("code", "conv"):
-        path = TRACES / f"AzureLLMInferenceTrace_{name}.csv"
+    for name, path in (("code", TRACES / "AzureLLMInferenceTrace_code.csv"), ("conv", held_out)):
         if only in (None, name):
             if path.is_file():
                 found[name] = read_trace(path)
@@ -117,11 +117,13 @@ def verdict(results: list[Result], p99_s: float) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--only", help="one load: code, conv, poisson, diurnal or bursts")
+    parser.add_argument("--held-out", type=Path, default=TRACES / "AzureLLMInferenceTrace_conv.csv",
+                        help="the held-out trace (default: %(default)s)")  # fmt: skip
     parser.add_argument("--p99-s", type=float, default=10.0, help="the p99 bound")
     parser.add_argument("--json", type=Path, help="write every policy's figures here")
     args = parser.parse_args(argv)
     report: dict[str, Any] = {}
-    for name, arrivals in loads(args.only).items():
+    for name, arrivals in loads(args.only, args.held_out).items():
         results = run_all(arrivals, args.p99_s)
         print(f"\n{name}: {len(arrivals)} requests over {arrivals[-1].at_s:.0f} s")
         print(render_table(results))

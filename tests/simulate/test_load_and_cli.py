@@ -81,6 +81,7 @@ def test_the_command_prints_a_table_and_writes_json_and_svg(trace: Path, tmp_pat
     assert all(p["served"] == 3 for p in report["policies"])
     assert svg.read_text().startswith("<svg")
     assert "vespid: queue and workers" in svg.read_text()
+    assert all(state in svg.read_text() for state in ("waking", "draining", "parked"))
 
 
 def test_the_command_refuses_a_bad_scaling_parameter() -> None:
