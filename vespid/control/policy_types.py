@@ -34,7 +34,6 @@ __all__ = [
     "WAKE_TIMEOUT_S",
     "Decision",
     "Demand",
-    "Direction",
     "PolicyState",
     "ScalingConfig",
     "ScalingSnapshot",
@@ -65,14 +64,6 @@ class WorkerPhase(enum.Enum):
     PARKED = "parked"  # model server kept loaded (asleep where it can), takes no work
     ERRORED = "errored"  # broken or silent; always stopped and replaced
     STOPPING = "stopping"  # told to stop: neither capacity nor load any more
-
-
-class Direction(enum.Enum):
-    """Which way a change in the number of active workers goes."""
-
-    UP = "up"  # applies on the tick it is wanted
-    DOWN = "down"  # to the most wanted over the last scale_down_delay seconds
-    NONE = "none"
 
 
 def _param(default: float, description: str, *, must_be: str, fix: str, **limits: Any) -> Any:
