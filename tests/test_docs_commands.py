@@ -69,8 +69,8 @@ PRINTS = {
     "vespid call": r"\S",
     "vespid loadtest": r"^requests +(\d+) asked: \1 sent, \1 ok, 0 failed",
     "vespid simulate": r"^vespid +\d+ ",
-    "python bench/autoscaler_trace.py": r"^vespid / cheapest fixed pool with p99 <= 10 s "
-    r"\(fixed \d+\) worker-seconds: \d",
+    "python bench/autoscaler_trace.py": r"^vespid p99 <= 10 s; active worker-s / cheapest "
+    r"fixed pool \(fixed \d+\): \d",
     "curl -N http://127.0.0.1:3000/tasks/test-loading": r'^data: \{"event": "finish", '
     r'"status": "completed"\}$',
     "curl http://127.0.0.1:3000/tasks/test-text": r'"text":"You said: hi"',

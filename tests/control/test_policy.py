@@ -19,7 +19,6 @@ from pydantic import ValidationError
 from vespid.control.models import WorkerTemplate, parse_endpoint
 from vespid.control.policy import (
     Decision,
-    Direction,
     PolicyState,
     ScalingConfig,
     ScalingSnapshot,
@@ -30,10 +29,8 @@ from vespid.control.policy import (
 from vespid.control.policy_stages import (
     MAX_START_BACKOFF_S,
     accepts_work,
-    apply_delay,
     backoff_delay_s,
     bound_active,
-    choose_stops,
     cold_target,
     count_start_failures,
     expire_starting,
@@ -46,6 +43,7 @@ from vespid.control.policy_stages import (
     min_load_floor,
     queue_time_s,
     scale_from_zero,
+    stabilize,
     start_backoff,
     starts_now,
     workers_for,
@@ -63,6 +61,7 @@ DEFAULT_PARAMS = ScalingConfig(
     max_queue_time=30.0,
     target_queue_time=0.0,
     scale_down_delay=30.0,
+    reservoir_workers=0,
 )
 
 
@@ -74,10 +73,13 @@ def ready(
     sessions: int = 0,
     in_flight: int = 0,
     started_at: float = 0.0,
+    waiting: float | None = None,
 ) -> WorkerView:
+    """A READY worker; its load is all waiting (backlog) unless ``waiting`` says less."""
     return WorkerView(
-        worker_id, WorkerPhase.READY, cur_load, max_perf, sessions, in_flight, started_at
-    )
+        worker_id, WorkerPhase.READY, cur_load, max_perf, sessions, in_flight, started_at,
+        waiting_load=cur_load if waiting is None else waiting,
+    )  # fmt: skip
 
 
 def starting(worker_id: str, started_at: float = NOW - 10) -> WorkerView:
@@ -114,8 +116,9 @@ def make_snapshot(**overrides: Any) -> ScalingSnapshot:
     return replace(DEFAULT_SNAPSHOT, **overrides)
 
 
-def pending_down(since: float, peak: int) -> PolicyState:
-    return PolicyState(Direction.DOWN, since, peak)
+def wanted_before(*entries: tuple[float, int]) -> PolicyState:
+    """A stabilization window that has seen these ticks (when, workers wanted)."""
+    return PolicyState(window=entries)
 
 
 # The module docstring's worked example (also in docs/autoscaler.md).
@@ -273,9 +276,9 @@ def test_queue_time_and_saturation(
         pytest.param(
             {"workers": (ready("a", 100.0), ready("b", 50.0), errored("e"))}, 150.0, id="load"
         ),
-        # max(arrival 120, 50) = 120, not 50 + 120
+        # the arrival rate is the steady flow; the 50 waiting adds: 120 + 50
         pytest.param(
-            {"workers": (ready("a", 50.0),), "arrival_rate": 120.0}, 120.0, id="arrival-floor"
+            {"workers": (ready("a", 50.0),), "arrival_rate": 120.0}, 170.0, id="arrival-and-wait"
         ),
         # 100 on the worker + 250 queued, in full: 350
         pytest.param(
@@ -322,15 +325,19 @@ def test_worked_example_demand() -> None:
     """The module docstring's example, term by term.
 
     occupancy 150 (a's session); backlog 250 + 550 = 800, over 10 s = 80; demand =
-    max(120, 150 + 80) + 30 = 260. With target_queue_time 0: max(120, 150 + 800) + 30 = 980.
+    max(120, 150) + 80 + 30 = 260. With target_queue_time 0: max(120, 150) + 800 + 30 = 980.
     """
     demand = measure_demand(WORKED)
     assert (demand.occupancy, demand.backlog, demand.horizon_s) == (150.0, 800.0, 10.0)
-    assert (demand.held, demand.arrival, demand.rejected) == (230.0, 120.0, 30.0)
+    assert (demand.drain_rate, demand.arrival, demand.rejected) == (80.0, 120.0, 30.0)
     assert demand.total == 260.0
     assert measure_demand(WORKED_IN_FULL).total == 980.0
-    # the arrival rate as the floor: max(300, 230) + 30 = 330
-    assert measure_demand(replace(WORKED, arrival_rate=300.0)).total == 330.0
+    # the oldest queued request waited 6 s of 10: 800 / 4 s = 200; 150 + 200 + 30 = 380 -> 5
+    aged = replace(WORKED, oldest_wait_s=6.0)
+    assert measure_demand(aged).total == 380.0
+    assert decide(aged, PolicyState())[0].target_active == 5
+    # more arriving than the session holds: max(300, 150) + 80 + 30 = 410
+    assert measure_demand(replace(WORKED, arrival_rate=300.0)).total == 410.0
 
 
 # -- workers wanted, bounds, cold -------------------------------------------------------
@@ -480,76 +487,56 @@ def test_scale_from_zero(overrides: dict[str, Any], expected: int | None) -> Non
 # -- delay and stops ----------------------------------------------------------------------
 
 
+def window(*entries: tuple[float, int]) -> PolicyState:
+    return PolicyState(window=entries)
+
+
 @pytest.mark.parametrize(
-    ("current", "desired", "state", "target", "after"),
+    ("desired", "state", "target", "after"),
     [
-        pytest.param(2, 2, PolicyState(), 2, PolicyState(), id="steady"),
-        pytest.param(2, 5, PolicyState(), 5, PolicyState(), id="up-at-once"),
-        pytest.param(2, 3, pending_down(990.0, 1), 3, PolicyState(), id="up-cancels-down"),
-        # first wish to go down: wait, from now
-        pytest.param(3, 1, PolicyState(), 3, pending_down(NOW, 1), id="down-starts-pending"),
-        # 1000 - 980 = 20 < 30: keep waiting
-        pytest.param(3, 1, pending_down(980.0, 1), 3, pending_down(980.0, 1), id="down-waits"),
-        # 1000 - 970 = 30 >= 30: go
-        pytest.param(3, 1, pending_down(970.0, 1), 1, PolicyState(), id="down-after-delay"),
-        # 2 was wanted within the window: down to 2, not 1
-        pytest.param(3, 1, pending_down(970.0, 2), 2, PolicyState(), id="down-to-window-peak"),
-        # the peak grows while waiting: max(1, 2) = 2
-        pytest.param(3, 2, pending_down(990.0, 1), 3, pending_down(990.0, 2), id="peak-grows"),
-        # wanting as many as now cancels a pending scale-down
-        pytest.param(3, 3, pending_down(970.0, 1), 3, PolicyState(), id="back-to-current"),
+        pytest.param(2, PolicyState(), 2, window((NOW, 2)), id="first-tick"),
+        # more than anything in the window: at once, and the older entries go
+        pytest.param(5, window((990.0, 3)), 5, window((NOW, 5)), id="up-at-once"),
+        # 3 wanted 10 s ago is still the window's most: 3
+        pytest.param(1, window((990.0, 3)), 3, window((990.0, 3), (NOW, 1)), id="down-held"),
+        # 1000 - 970 = 30, not < 30: 3 has left the window
+        pytest.param(1, window((970.0, 3)), 1, window((NOW, 1)), id="down-after-window"),
+        # 3 left, 2 (at 980) has not: down to 2, not 1
+        pytest.param(
+            1, window((965.0, 3), (980.0, 2)), 2, window((980.0, 2), (NOW, 1)), id="to-window-max"
+        ),
+        # wanting as many as an entry drops it: the newer tick holds longer
+        pytest.param(2, window((990.0, 2)), 2, window((NOW, 2)), id="equal-replaces"),
     ],
 )
-def test_apply_delay(
-    current: int, desired: int, state: PolicyState, target: int, after: PolicyState
-) -> None:
-    assert apply_delay(current, desired, state, NOW, 30.0) == (target, after)
+def test_stabilize(desired: int, state: PolicyState, target: int, after: PolicyState) -> None:
+    assert stabilize(desired, state, NOW, 30.0) == (target, after)
 
 
-def test_apply_delay_worked_example() -> None:
-    """The docstring's example: delay 30 s, 3 active, 1 wanted at t=0 and 2 at t=10."""
-    target, state = apply_delay(3, 1, PolicyState(), NOW, 30.0)
-    assert (target, state) == (3, pending_down(NOW, 1))
-    target, state = apply_delay(3, 2, state, NOW + 10, 30.0)
-    assert (target, state) == (3, pending_down(NOW, 2))
-    target, state = apply_delay(3, 1, state, NOW + 29.5, 30.0)
+def test_stabilize_worked_example() -> None:
+    """The docstring's example, window 30 s: 3 wanted at t=0, 1 at t=5 and 2 at t=10 ->
+    3 until t=30, then 2 until t=40, then 1."""
+    target, state = stabilize(3, PolicyState(), NOW, 30.0)
+    target, state = stabilize(1, state, NOW + 5, 30.0)
     assert target == 3
-    assert apply_delay(3, 1, state, NOW + 30, 30.0) == (2, PolicyState())  # the peak, 2
+    target, state = stabilize(2, state, NOW + 10, 30.0)
+    assert (target, state.window) == (3, ((NOW, 3), (NOW + 10, 2)))
+    assert stabilize(1, state, NOW + 29.5, 30.0)[0] == 3
+    assert stabilize(1, state, NOW + 30, 30.0)[0] == 2
+    assert stabilize(1, state, NOW + 40, 30.0)[0] == 1
 
 
-def test_zero_delay_scales_down_at_once() -> None:
-    assert apply_delay(3, 1, PolicyState(), NOW, 0.0) == (1, PolicyState())
+def test_zero_window_scales_down_at_once() -> None:
+    assert stabilize(1, window((NOW - 0.5, 3)), NOW, 0.0) == (1, window((NOW, 1)))
 
 
-@pytest.mark.parametrize(
-    ("workers", "count", "expected"),
-    [
-        # STARTING first, newest (started 995) first, before the idle READY one
-        pytest.param(
-            (ready("a"), starting("s1", 990.0), starting("s2", 995.0)),
-            2,
-            ("s2", "s1"),
-            id="starting-first-newest-first",
-        ),
-        # idle READY: slowest (100 < 200) first, then newest (started 10 > 0)
-        pytest.param(
-            (ready("a", max_perf=200.0), ready("b"), ready("c", started_at=10.0)),
-            2,
-            ("c", "b"),
-            id="idle-ready-slowest-then-newest",
-        ),
-        # in flight, session, load: all busy; only d may go, though 3 were asked for
-        pytest.param(
-            (ready("a", in_flight=1), ready("b", sessions=1), ready("c", 5.0), ready("d")),
-            3,
-            ("d",),
-            id="never-busy",
-        ),
-        pytest.param((ready("a"),), 0, (), id="none-asked"),
-    ],
-)
-def test_choose_stops(workers: tuple[WorkerView, ...], count: int, expected: tuple[str]) -> None:
-    assert choose_stops(workers, count, DEFAULT_SNAPSHOT.default_perf) == expected
+def test_the_window_stays_bounded() -> None:
+    """A tick a second for an hour, wanting 1 to 10 in turn: never more entries than
+    worker counts (each entry wants more than the next)."""
+    state = PolicyState()
+    for tick in range(3600):
+        _, state = stabilize(1 + tick % 10, state, NOW + tick, 300.0)
+        assert len(state.window) <= 10
 
 
 # -- gates on starting: ready timeout, backoff, GPUs -----------------------------------
@@ -705,7 +692,8 @@ def test_a_failed_start_holds_its_replacement_then_it_starts() -> None:
     assert flow.step(0.25).start == 1
     # A worker becomes ready: the count goes to 0 and so does the backoff.
     flow.step(1.0, workers=(ready("w3"),), start_failures=0)
-    assert flow.state == PolicyState()
+    assert flow.state.start_failures == 0
+    assert flow.state.start_after is None
 
 
 def test_a_worker_past_its_ready_timeout_is_replaced_after_a_backoff() -> None:
@@ -769,7 +757,7 @@ def test_starts_already_launching_are_not_made_twice() -> None:
             0,
             id="lone-errored",
         ),
-        # 3 idle, 1 wanted: first wish, so wait
+        # 3 idle, 1 wanted: a fresh window holds the fleet as it is, so wait
         pytest.param(
             make_snapshot(workers=(ready("a"), ready("b"), ready("c"))),
             PolicyState(),
@@ -779,20 +767,21 @@ def test_starts_already_launching_are_not_made_twice() -> None:
             0,
             id="scale-down-waits",
         ),
-        # 30 s later: stop two idle ones (same perf and start: the id decides, a then b)
+        # 3 wanted 30 s ago has left the window: stop two idle ones (same perf and start:
+        # the id decides, a then b)
         pytest.param(
             make_snapshot(workers=(ready("a"), ready("b"), ready("c"))),
-            pending_down(NOW - 30, 1),
+            wanted_before((NOW - 30, 3)),
             1,
             0,
             ("a", "b"),
             0,
             id="scale-down-after-delay",
         ),
-        # 1 wanted after the delay, but a has load and b a session: only c goes
+        # b's session is 100 in full, a's 50 waiting drains within 1 s: 150 -> 2; c goes
         pytest.param(
-            make_snapshot(workers=(ready("a", 50.0), ready("b", sessions=1), ready("c"))),
-            pending_down(NOW - 30, 1),
+            make_snapshot(workers=(ready("a", 50.0), ready("b", 100.0, sessions=1), ready("c"))),
+            wanted_before((NOW - 30, 3)),
             2,
             0,
             ("c",),
@@ -827,16 +816,22 @@ def test_decide(
 def test_reason_carries_the_numbers() -> None:
     decision, _ = decide(WORKED, PolicyState())
     assert decision.reason == (
-        "demand 260 = max(arrival 120, occupancy 150 + backlog 800 / 10 s) + rejected 30 "
-        "workload/s; 325 at util 0.8 / perf 100 -> 4 wanted; up 3 -> 4 at once; "
-        "start 1, stop 0, cold 1"
+        "demand 260 = max(arrival 120, occupancy 150) + backlog 800 / 10 s + rejected 30 "
+        "workload/s (running 0); 325 at util 0.8 / perf 100 -> 4 wanted; up 3 -> 4 at once; "
+        "wake 0, start 1, drain 0, park 0, stop 0, cold 1"
     )
 
 
-def test_busy_workers_kept_is_explained() -> None:
-    snapshot = make_snapshot(workers=(ready("a", 50.0), ready("b", sessions=1), ready("c")))
-    decision, _ = decide(snapshot, pending_down(NOW - 30, 1))
-    assert "down 3 -> 1 after 30 s (delay 30 s); 1 busy kept" in decision.reason
+def test_busy_workers_drained_is_explained() -> None:
+    # a runs 50 (nothing waiting: not demand at target_queue_time 10), b holds a session
+    # of 100: 100 -> 1 wanted; c idle goes,
+    # a (the least loaded busy one) is drained, b keeps serving
+    workers = (ready("a", 50.0, in_flight=1, waiting=0.0), ready("b", 100.0, sessions=1),
+               ready("c"))  # fmt: skip
+    snapshot = make_snapshot(workers=workers, params=make_params(target_queue_time=10.0))
+    decision, _ = decide(snapshot, wanted_before((NOW - 30, 3)))
+    assert (decision.target_active, decision.stop, decision.drain) == (1, ("c",), ("a",))
+    assert "down 3 -> 1 (most wanted over 30 s); 1 busy drained" in decision.reason
 
 
 def test_decide_is_pure() -> None:
@@ -928,7 +923,7 @@ def test_max_queue_time_steers_routing_not_the_count() -> None:
 def test_scale_down_delay_and_default_perf_are_honoured() -> None:
     # two idle workers, 1 wanted, first wished 10 s ago: delay 30 -> wait; delay 10 -> go
     snapshot = make_snapshot(workers=(ready("a"), ready("b")))
-    state = pending_down(NOW - 10, 1)
+    state = wanted_before((NOW - 10, 2))
     assert decide(snapshot, state)[0].target_active == 2
     snapshot_short = replace(snapshot, params=make_params(scale_down_delay=10.0))
     assert decide(snapshot_short, state)[0].target_active == 1
@@ -954,10 +949,20 @@ class Flow:
         self.snapshot = replace(self.snapshot, now=self.snapshot.now + dt_s, **overrides)
         decision, self.state = decide(self.snapshot, self.state)
         self.decisions.append(decision)
-        if decision.stop:  # the provider acts at once
-            gone = set(decision.stop)
-            kept = tuple(w for w in self.snapshot.workers if w.worker_id not in gone)
-            self.snapshot = replace(self.snapshot, workers=kept)
+        # the autoscaler acts at once: stops, drains, parks, wakes
+        moved = {**dict.fromkeys(decision.drain, WorkerPhase.DRAINING),
+                 **dict.fromkeys(decision.park, WorkerPhase.PARKED)}  # fmt: skip
+        for worker_id in decision.wake:
+            old = next(w for w in self.snapshot.workers if w.worker_id == worker_id)
+            woken = old.state is WorkerPhase.PARKED
+            moved[worker_id] = WorkerPhase.WAKING if woken else WorkerPhase.READY
+        kept = tuple(
+            replace(w, state=moved[w.worker_id], phase_since=self.snapshot.now)
+            if w.worker_id in moved else w
+            for w in self.snapshot.workers
+            if w.worker_id not in decision.stop
+        )  # fmt: skip
+        self.snapshot = replace(self.snapshot, workers=kept)
         return decision
 
 
@@ -968,14 +973,15 @@ def test_flow_scale_up_at_once_then_down_after_the_delay() -> None:
     assert (first.target_active, first.start) == (3, 2)
     busy = (ready("w1", 300.0), starting("w2", NOW + 0.25), starting("w3", NOW + 0.25))
     assert flow.step(0.25, workers=busy).start == 0  # the two STARTING count: no double start
-    # the burst is over at 1000.5; all three are idle READY workers now
+    # the burst is over at 1000.75; all three are idle READY workers now
+    last_wanted_3 = flow.snapshot.now
     idle = (ready("w1"), ready("w2", started_at=NOW + 0.25), ready("w3", started_at=NOW + 0.5))
-    low_since = flow.snapshot.now + 0.25
     decision = flow.step(0.25, workers=idle)
-    while flow.snapshot.now - low_since < 30.0:
+    while flow.snapshot.now - last_wanted_3 < 30.0:
         assert (decision.target_active, decision.stop) == (3, ())
         decision = flow.step(0.25)
-    assert flow.snapshot.now - low_since == 30.0
+    # the last tick that wanted 3 has left the 30 s window
+    assert flow.snapshot.now - last_wanted_3 == 30.0
     assert (decision.target_active, decision.stop) == (1, ("w3", "w2"))
 
 
@@ -1007,13 +1013,15 @@ def test_flow_scale_to_zero_after_inactivity_keeps_cold_workers() -> None:
         assert decision.target_active == 1  # one worker while active (min_load is 0)
         decision = flow.step(0.5)
     assert flow.snapshot.now == NOW + 60.0
-    assert (decision.target_active, decision.stop, decision.target_cold) == (0, ("w1",), 2)
+    # the cold pool wants 2: w1 is parked, not stopped (a scale-down parks before it stops)
+    assert (decision.target_active, decision.park, decision.stop) == (0, ("w1",), ())
+    assert decision.target_cold == 2
     assert decision.reason.startswith("inactive (idle 60 s, timeout 60 s) -> 0")
 
 
 def test_flow_scale_from_zero_on_a_queued_request() -> None:
     # scaled to zero long ago, with a scale-down still pending from before
-    flow = Flow(make_snapshot(workers=(), last_activity_at=NOW - 3600), pending_down(NOW, 0))
+    flow = Flow(make_snapshot(workers=(), last_activity_at=NOW - 3600), wanted_before((NOW, 0)))
     assert flow.step(1.0).target_active == 0
     # a request arrives and waits in the router's queue: a worker starts on this tick
     decision = flow.step(0.25, queued_requests=1, queued_load=100.0, last_activity_at=NOW + 1.25)
@@ -1025,24 +1033,25 @@ def test_flow_scale_from_zero_on_a_queued_request() -> None:
     assert (served.target_active, served.start, served.stop) == (1, 0, ())
 
 
-def test_flow_busy_workers_are_never_stopped() -> None:
-    # three workers, demand gone but b and c still hold a long request and a session
-    workers = (ready("a"), ready("b", 40.0, in_flight=1), ready("c", sessions=1))
-    flow = Flow(make_snapshot(workers=workers))
+def test_flow_busy_workers_are_drained_not_stopped() -> None:
+    # three workers, demand gone but b runs a long request and c holds a session
+    workers = (ready("a"), ready("b", 40.0, in_flight=1, waiting=0.0),
+               ready("c", 100.0, sessions=1))  # fmt: skip
+    flow = Flow(make_snapshot(workers=workers, params=make_params(target_queue_time=10.0)))
     for _ in range(120):  # 60 s in 0.5 s steps
         flow.step(0.5)
-    stops = [d for d in flow.decisions if d.stop]
-    assert [d.stop for d in stops] == [("a",)]
-    # 1 wanted after the delay, but b and c are busy: 2 stay
-    assert stops[0].target_active == 2
-    assert "down 3 -> 1 after 30 s (delay 30 s); 1 busy kept" in stops[0].reason
-    # b finishes: now it may go, within one scale-down delay; c keeps its session
-    decision = flow.step(0.5, workers=(ready("b"), ready("c", sessions=1)))
-    idle_since = flow.snapshot.now
-    while not decision.stop:
-        decision = flow.step(0.5)
-    assert decision.stop == ("b",)
-    assert 0.0 <= flow.snapshot.now - idle_since <= 30.0
+    moves = [d for d in flow.decisions if d.stop or d.drain]
+    # c's session wants one worker (100 at 100/s); once the fleet's 3 leave the window:
+    # a (idle) stops, b (busy, less loaded than c) is drained and keeps serving
+    assert [(d.stop, d.drain) for d in moves] == [(("a",), ("b",))]
+    assert moves[0].target_active == 1
+    assert "down 3 -> 1 (most wanted over 30 s); 1 busy drained" in moves[0].reason
+    # b finishes: a DRAINING worker that is empty is stopped (no cold pool wanted)
+    assert [w.state for w in flow.snapshot.workers] == [WorkerPhase.DRAINING, WorkerPhase.READY]
+    flow.snapshot = replace(flow.snapshot, workers=(
+        replace(flow.snapshot.workers[0], cur_load=0.0, waiting_load=0.0, in_flight=0),
+        flow.snapshot.workers[1]))  # fmt: skip
+    assert flow.step(0.5).stop == ("b",)
     for _ in range(240):
         assert not flow.step(0.5).stop  # c is never stopped while its session is open
 

@@ -18,8 +18,10 @@ from vespid.control.policy import WorkerPhase
 def llama_endpoint(model: Path, **scaling: Any) -> dict[str, Any]:
     return {
         "name": "llm",
+        # No reservoir: these tests scale to zero by stopping workers, not parking them.
         "scaling": {"min_load": 0, "max_workers": 2, "target_util": 1.0,
-                    "inactivity_timeout": 2, "scale_down_delay": 0.5, **scaling},
+                    "inactivity_timeout": 2, "scale_down_delay": 0.5,
+                    "reservoir_workers": 0, **scaling},
         "template": {
             "model_command": [sys.executable, "-m", "vespid.servers.llamacpp", "--model",
                               str(model), "--port", "{model_port}", "--threads", "1",

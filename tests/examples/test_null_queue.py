@@ -36,7 +36,7 @@ async def test_one_worker_per_job_then_back_to_zero(
         "name": "jobs",
         "scaling": {"min_load": 0, "target_util": 1.0, "max_queue_time": 0,
                     "target_queue_time": 0, "max_workers": 3, "inactivity_timeout": 2,
-                    "scale_down_delay": 0.5},
+                    "scale_down_delay": 0.5, "reservoir_workers": 0},
         "template": {"env": {"BACKEND": "null", "VESPID_LOG_LEVEL": "warning"},
                      "model_command": consumer},
     }  # fmt: skip

@@ -117,7 +117,8 @@ def null_endpoint() -> dict[str, Any]:
     return {
         "name": "null",
         "scaling": {"min_load": 0, "max_workers": 3, "target_util": 1.0, "max_queue_time": 0,
-                    "target_queue_time": 0, "inactivity_timeout": 0, "scale_down_delay": 0.5},
+                    "target_queue_time": 0, "inactivity_timeout": 0, "scale_down_delay": 0.5,
+                    "reservoir_workers": 0},
         "template": {"env": {"VESPID_LOG_LEVEL": "warning"}, "ready_timeout": 30},
     }  # fmt: skip
 

@@ -44,10 +44,23 @@ def test_streams_share_the_decode_rate() -> None:
 
 def test_a_cold_start_delays_the_first_request() -> None:
     # vespid scales from zero at the first tick (0.5 s); the worker is ready 5 s later.
-    params = ScalingConfig(max_workers=1)
+    params = ScalingConfig(max_workers=1, reservoir_workers=0)
     result = simulate([Arrival(0.25, 0, 10)], ONE_STREAM, VespidPolicy(params), tick_s=0.5)
     assert result.waits_s == pytest.approx([5.25])
-    assert result.cold_starts == 1
+    assert (result.cold_starts, result.wakes, result.parked_seconds) == (1, 0, 0.0)
+
+
+def test_a_parked_worker_wakes_instead_of_a_cold_start() -> None:
+    # The reservoir (1) starts parked; woken at the first tick (0.5 s), READY 1 s later.
+    model = WorkerModel(prefill_tps=100, decode_tps=10, decode_slowdown=0, streams=1,
+                        cold_start_s=5, wake_s=1)  # fmt: skip
+    params = ScalingConfig(max_workers=1, reservoir_workers=1)
+    result = simulate([Arrival(0.25, 0, 10)], model, VespidPolicy(params), tick_s=0.5)
+    assert result.waits_s == pytest.approx([1.25])
+    assert (result.cold_starts, result.wakes) == (0, 1)
+    # parked from 0 to 0.5 s; active (waking, then serving) from 0.5 s to the end
+    assert result.parked_seconds == pytest.approx(0.5)
+    assert result.worker_seconds == pytest.approx(result.end_s - 0.5)
 
 
 def _load(seed: int = 1) -> list[Arrival]:
@@ -85,7 +98,7 @@ def test_the_same_seed_gives_the_same_table() -> None:
 def test_a_fixed_pool_never_has_more_than_its_workers() -> None:
     result = simulate(_load(), WorkerModel(streams=2), FixedPool(3), tick_s=0.5)
     assert result.max_workers == 3
-    assert all(s.starting + s.idle + s.busy <= 3 for s in result.timeline)
+    assert all(s.starting + s.idle + s.busy + s.parked <= 3 for s in result.timeline)
     assert result.cold_starts == 0
     assert result.worker_seconds == pytest.approx(3 * result.end_s)
 

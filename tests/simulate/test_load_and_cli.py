@@ -69,16 +69,19 @@ def test_the_command_prints_a_table_and_writes_json_and_svg(trace: Path, tmp_pat
     assert "load " in result.output
     assert "3 requests" in result.output
     lines = result.output.splitlines()
-    assert lines[1].split()[:2] == ["worker-s", "p50"]
-    assert [line.split()[0] for line in lines[2:]] == ["vespid", "fixed", "fixed", "knative"]
+    assert lines[1].split()[:4] == ["active", "worker-s", "parked", "worker-s"]
+    assert [line.split()[0] for line in lines[2:]] == [
+        "vespid", "fixed", "fixed", "vast-like", "ray", "knative",
+    ]  # fmt: skip
     report = json.loads(out.read_text())
     assert report["scaling"]["target_queue_time"] == 5
     assert [p["policy"] for p in report["policies"]] == [
-        "vespid", "fixed 1", "fixed 2", "knative kpa",
+        "vespid", "fixed 1", "fixed 2", "vast-like", "ray serve", "knative kpa",
     ]  # fmt: skip
     assert all(p["served"] == 3 for p in report["policies"])
     assert svg.read_text().startswith("<svg")
     assert "vespid: queue and workers" in svg.read_text()
+    assert all(state in svg.read_text() for state in ("waking", "draining", "parked"))
 
 
 def test_the_command_refuses_a_bad_scaling_parameter() -> None:

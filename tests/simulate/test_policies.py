@@ -20,6 +20,8 @@ from vespid.simulate import (
     KnativeKPA,
     LoadShape,
     LoadSpec,
+    RayServe,
+    VastLike,
     VespidPolicy,
     WorkerModel,
     generate,
@@ -85,4 +87,44 @@ def test_knative_scales_up_for_a_burst() -> None:
     result = simulate(arrivals, WorkerModel(cold_start_s=2), KnativeKPA(8, 10, 0.5), 0.5)
     # 100 requests of 40 tokens at ~30 tokens/s a stream: over 8 in flight at once.
     assert 1 < result.max_workers <= 10
+    assert result.unserved == 0
+
+
+def test_vespid_sees_load_reports_as_old_as_report_s() -> None:
+    """Between two reports the view keeps the reported load plus what was routed since:
+    a stream that finished is still seen until the next report."""
+    model = WorkerModel()
+    fleet = SimFleet(model)
+    policy = VespidPolicy(ScalingConfig(), report_s=1.0)
+    worker = fleet.start(0.0, ready=True)
+    fleet.queue.append(Arrival(0.0, 0, 5))
+    fleet.dispatch(0.0)
+    assert policy.snapshot(0.0, fleet).workers[0].cur_load == 5.0  # reported now
+    fleet.advance(0.0, 0.5)  # 5 tokens at ~40/s: done
+    assert not worker.streams
+    stale = policy.snapshot(0.5, fleet).workers[0]
+    assert (stale.cur_load, stale.in_flight) == (5.0, 1)  # the report is 0.5 s old
+    fresh = policy.snapshot(1.0, fleet).workers[0]
+    assert (fresh.cur_load, fresh.in_flight) == (0.0, 0)
+
+
+def test_vast_like_refills_its_pool_after_a_wake() -> None:
+    """Its five cold workers start parked; a burst wakes some, and the pool's target (at
+    least cold_workers, 2.5 x active) starts new workers to refill it: billed loads."""
+    arrivals = [Arrival(0.05 * i, 0, 100) for i in range(200)]  # 20/s for 10 s
+    result = simulate(arrivals, WorkerModel(cold_start_s=2), VastLike(12), 0.5)
+    assert result.wakes >= 1
+    assert result.cold_starts >= 1
+    assert result.unserved == 0
+    assert result.max_workers <= 12
+
+
+def test_ray_serve_waits_its_upscale_delay() -> None:
+    """From zero one replica starts at once; more only after 30 s of wanting more."""
+    arrivals = [Arrival(0.1 * i, 0, 400) for i in range(600)]  # 10/s for 60 s
+    policy = RayServe(8, 10, 0.5)
+    result = simulate(arrivals, WorkerModel(cold_start_s=2), policy, 0.5)
+    first_more = next(s.t_s for s in result.timeline if s.starting + s.idle + s.busy > 1)
+    assert first_more >= 30.0
+    assert result.max_workers > 1
     assert result.unserved == 0

@@ -19,6 +19,8 @@ from vespid.simulate import (
     LoadShape,
     LoadSpec,
     Policy,
+    RayServe,
+    VastLike,
     VespidPolicy,
     WorkerModel,
     generate,
@@ -35,7 +37,7 @@ Examples:
   vespid simulate --load bursts --rate 2 --duration-s 1800 --fixed 4
   vespid simulate --trace trace.csv --set target_queue_time=5 --svg out.svg
 """
-POLICIES = ("vespid", "fixed", "kpa")
+POLICIES = ("vespid", "fixed", "vast", "ray", "kpa")
 SIM_MAX_WORKERS = 32  # the simulated endpoint's max_workers unless --set changes it
 
 
@@ -65,13 +67,18 @@ def _load(trace: Path | None, spec: LoadSpec, speed: float, limit: int) -> list[
 
 
 def _policies(names: tuple[str, ...], params: ScalingConfig, fixed: tuple[int, ...],
-              model: WorkerModel, tick_s: float) -> list[Policy]:  # fmt: skip
+              model: WorkerModel, opts: dict[str, Any]) -> list[Policy]:  # fmt: skip
     chosen: list[Policy] = []
+    most, tick_s = params.max_workers, opts["tick_s"]
     for name in names or POLICIES:
         if name == "vespid":
-            chosen.append(VespidPolicy(params))
+            chosen.append(VespidPolicy(params, report_s=opts["report_s"]))
+        elif name == "vast":
+            chosen.append(VastLike(most))
+        elif name == "ray":
+            chosen.append(RayServe(model.streams, most, tick_s))
         elif name == "kpa":
-            chosen.append(KnativeKPA(model.streams, params.max_workers, tick_s))
+            chosen.append(KnativeKPA(model.streams, most, tick_s))
         else:
             chosen.extend(FixedPool(n) for n in fixed)
     return chosen
@@ -189,7 +196,14 @@ def _policies(names: tuple[str, ...], params: ScalingConfig, fixed: tuple[int, .
     type=click.FloatRange(min=0),
     default=5.0,
     show_default=True,
-    help="Wake time of a parked worker (unused: no parked workers yet).",
+    help="Seconds from waking a parked worker until it is READY.",
+)
+@click.option(
+    "--report-s",
+    type=click.FloatRange(min=0),
+    default=1.0,
+    show_default=True,
+    help="Age of the load reports vespid's policy sees (a busy worker reports every second).",
 )
 @click.option(
     "--tick-s",
@@ -247,7 +261,7 @@ def simulate_command(**opts: Any) -> None:
         arrivals = _load(opts["trace"], spec, opts["speed"], opts["limit"])
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
-    policies = _policies(opts["names"], params, opts["fixed"], model, opts["tick_s"])
+    policies = _policies(opts["names"], params, opts["fixed"], model, opts)
     results = [simulate(arrivals, model, p, opts["tick_s"]) for p in policies]
     span = arrivals[-1].at_s if arrivals else 0.0
     source = str(opts["trace"]) if opts["trace"] else f"{spec.shape.value} (seed {spec.seed})"
@@ -256,7 +270,8 @@ def simulate_command(**opts: Any) -> None:
     click.echo(render_table(results))
     if opts["json_path"]:
         setup = {"load": source, "requests": len(arrivals), "model": asdict(model),
-                 "tick_s": opts["tick_s"], "scaling": params.model_dump(mode="json")}  # fmt: skip
+                 "tick_s": opts["tick_s"], "report_s": opts["report_s"],
+                 "scaling": params.model_dump(mode="json")}  # fmt: skip
         opts["json_path"].write_text(json.dumps(to_json(results, setup), indent=2) + "\n")
     if opts["svg_path"] and results:
         write_svg(results, opts["svg_path"])

@@ -46,10 +46,13 @@ class EndpointBooks:
         gpus_per_worker: int = 0,
         free_gpus: int | None = None,
         launching: int = 0,
+        oldest_wait_s: float = 0.0,
+        revision: int = 0,
     ) -> ScalingSnapshot:
         """The policy's snapshot of an endpoint with these books and ``workers``: the one
         place it is built, for the control plane and ``vespid simulate`` alike. ``now`` is
-        the policy's clock; ``rate_now`` the clock the books' events were noted on."""
+        the policy's clock; ``rate_now`` the clock the books' events were noted on;
+        ``oldest_wait_s`` the age of the oldest request in the router's queue."""
         return ScalingSnapshot(
             now=now,
             params=scaling,
@@ -65,6 +68,8 @@ class EndpointBooks:
             start_failures=self.start_failures,
             free_gpus=free_gpus,
             launching=launching,
+            oldest_wait_s=oldest_wait_s,
+            revision=revision,
         )
 
     @staticmethod

@@ -12,13 +12,12 @@ clock: ``snapshot.now`` is the time.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 from dataclasses import replace
 from typing import Final
 
 from vespid.control.policy_types import (
+    WAKE_TIMEOUT_S,
     Demand,
-    Direction,
     PolicyState,
     ScalingConfig,
     ScalingSnapshot,
@@ -32,14 +31,13 @@ __all__ = [
     "MIN_QUEUE_HORIZON_S",
     "ROUNDING_SLACK",
     "accepts_work",
-    "apply_delay",
     "backing_off",
     "backoff_delay_s",
     "bound_active",
-    "choose_stops",
     "cold_target",
     "count_start_failures",
     "expire_starting",
+    "expire_waking",
     "fit_gpus",
     "fleet_perf",
     "has_work",
@@ -52,6 +50,7 @@ __all__ = [
     "min_load_floor",
     "queue_time_s",
     "scale_from_zero",
+    "stabilize",
     "start_backoff",
     "starts_now",
     "worker_perf",
@@ -71,7 +70,7 @@ MAX_START_BACKOFF_S: Final = 60.0
 
 # -- workers -----------------------------------------------------------------
 
-_LIVE: Final = frozenset({WorkerPhase.STARTING, WorkerPhase.READY})
+_LIVE: Final = frozenset({WorkerPhase.STARTING, WorkerPhase.READY, WorkerPhase.WAKING})
 
 
 def worker_perf(worker: WorkerView, default_perf: float) -> float:
@@ -134,7 +133,7 @@ def is_busy(worker: WorkerView) -> bool:
 
 
 def live_workers(snapshot: ScalingSnapshot) -> tuple[WorkerView, ...]:
-    """READY and STARTING workers: the active ones, which count as capacity."""
+    """READY, STARTING and WAKING workers: the active ones, which count as capacity."""
     return tuple(w for w in snapshot.workers if w.state in _LIVE)
 
 
@@ -142,19 +141,35 @@ def live_workers(snapshot: ScalingSnapshot) -> tuple[WorkerView, ...]:
 
 
 def measure_demand(snapshot: ScalingSnapshot) -> Demand:
-    """The demand formula's terms (see the module docstring for the worked example)."""
-    occupancy = backlog = 0.0
+    """The demand formula's terms (see the module docstring for the worked example).
+
+    Little's law: work running on a worker is being served at the rate the arrival rate
+    already asks for, so only work not yet started (a worker's ``waiting_load``, the
+    router's queue) is backlog; a session reserves its cost in full. With
+    ``target_queue_time`` 0 every load counts as backlog, in full: Vast's convention (a
+    load of W needs W/s), and what a worker that reports no sessions and no waiting load
+    needs to be scaled by its load.
+    """
+    occupancy = backlog = running = 0.0
+    in_full = snapshot.params.target_queue_time <= 0  # Vast's convention: all load waits
     for worker in live_workers(snapshot):
         if worker.sessions > 0:
             occupancy += worker.cur_load
-        else:
-            backlog += worker.cur_load
+            continue
+        waiting = (
+            worker.cur_load if in_full else min(max(worker.waiting_load, 0.0), worker.cur_load)
+        )
+        backlog += waiting
+        running += worker.cur_load - waiting
+    params = snapshot.params
+    left_s = params.target_queue_time - max(snapshot.oldest_wait_s, 0.0)
     return Demand(
         occupancy=occupancy,
         backlog=backlog + snapshot.queued_load,
-        horizon_s=max(snapshot.params.target_queue_time, MIN_QUEUE_HORIZON_S),
+        horizon_s=max(left_s, MIN_QUEUE_HORIZON_S),
         arrival=snapshot.arrival_rate,
         rejected=snapshot.rejected_load_rate,
+        running=running,
     )
 
 
@@ -188,11 +203,17 @@ def bound_active(wanted: int, params: ScalingConfig, perf: float, *, inactive: b
 
 
 def cold_target(active: int, params: ScalingConfig) -> int:
-    """max(cold_workers, ceil(active × cold_mult)), within max_workers − active.
+    """Parked workers to keep: max(cold_workers, ceil(active × cold_mult)), or in reservoir
+    mode (``reservoir_workers`` > 0) max(cold_workers, reservoir_workers − active); within
+    max_workers − active either way.
 
-    Example: 4 active, cold_mult 0.5, cold_workers 1, max_workers 5 -> max(1, 2) = 2 -> 1.
+    Examples: 4 active, cold_mult 0.5, cold_workers 1, max_workers 5 -> max(1, 2) = 2 -> 1;
+    reservoir 6 with 4 active -> 2, with 0 active -> 6.
     """
-    wanted = max(params.cold_workers, workers_for(active * params.cold_mult, 1.0))
+    if params.reservoir_workers > 0:
+        wanted = max(params.cold_workers, params.reservoir_workers - active)
+    else:
+        wanted = max(params.cold_workers, workers_for(active * params.cold_mult, 1.0))
     return max(0, min(wanted, params.max_workers - active))
 
 
@@ -203,6 +224,7 @@ def has_work(snapshot: ScalingSnapshot) -> bool:
         or snapshot.queued_load > 0
         or snapshot.rejected_load_rate > 0
         or any(is_busy(w) for w in live_workers(snapshot))
+        or any(is_busy(w) for w in snapshot.workers if w.state is WorkerPhase.DRAINING)
     )
 
 
@@ -239,45 +261,22 @@ def scale_from_zero(snapshot: ScalingSnapshot, demand: Demand, perf: float) -> i
     return bound_active(wanted, params, perf, inactive=False)
 
 
-def apply_delay(
-    current: int, desired: int, state: PolicyState, now: float, down_delay_s: float
+def stabilize(
+    desired: int, state: PolicyState, now: float, window_s: float
 ) -> tuple[int, PolicyState]:
-    """Scale up at once; scale down once ``now − pending_since >= down_delay_s``.
+    """The most active workers wanted over the last ``window_s`` seconds, this tick included
+    (Kubernetes' HPA stabilization window), re-evaluated every tick on the snapshot's clock.
 
-    A scale-down goes to the most workers wanted since it was first wanted (so a
-    brief dip does not take the fleet below what the rest of the window needed).
-    Wanting ``current`` or more at any tick cancels it. Example, delay 30 s, 3
-    active: wanted 1 at t=0 and 2 at t=10 -> 3 until t=30, then 2.
+    More workers apply at once; fewer once every tick that wanted more has left the window.
+    The state keeps only the ticks that may still be the window's most (each wanting more
+    than the next). Example, window 30 s: wanted 3 at t=0, 1 at t=5 and 2 at t=10 -> 3
+    until t=30, then 2 until t=40, then 1.
     """
-    if desired == current:
-        return current, PolicyState()
-    direction = Direction.UP if desired > current else Direction.DOWN
-    delay_s = down_delay_s if direction is Direction.DOWN else 0.0
-    if state.pending_direction is direction and state.pending_since is not None:
-        since, peak = state.pending_since, max(state.pending_peak, desired)
-    else:
-        since, peak = now, desired
-    if now - since >= delay_s:
-        return (desired if direction is Direction.UP else peak), PolicyState()
-    return current, PolicyState(direction, since, peak)
-
-
-def choose_stops(workers: Iterable[WorkerView], count: int, default_perf: float) -> tuple[str, ...]:
-    """Up to ``count`` workers to stop for a scale-down, never a busy one.
-
-    STARTING workers go first, newest first (the most start-up left to waste no more
-    of); then idle READY workers, slowest first, then newest, then by id.
-    """
-    idle = [w for w in workers if not is_busy(w)]
-    starting = sorted(
-        (w for w in idle if w.state is WorkerPhase.STARTING),
-        key=lambda w: (-w.started_at, w.worker_id),
+    kept = tuple(
+        (at, wanted) for at, wanted in state.window if now - at < window_s and wanted > desired
     )
-    ready = sorted(
-        (w for w in idle if w.state is WorkerPhase.READY),
-        key=lambda w: (worker_perf(w, default_perf), -w.started_at, w.worker_id),
-    )
-    return tuple(w.worker_id for w in [*starting, *ready][: max(0, count)])
+    window = (*kept, (now, desired))
+    return window[0][1], replace(state, window=window)
 
 
 # -- gates on starting ------------------------------------------------------------
@@ -302,6 +301,27 @@ def expire_starting(snapshot: ScalingSnapshot) -> tuple[ScalingSnapshot, tuple[s
         replace(w, state=WorkerPhase.ERRORED, failed_before_ready=True)
         if w.worker_id in late
         else w
+        for w in snapshot.workers
+    )
+    return replace(snapshot, workers=workers), late
+
+
+def expire_waking(snapshot: ScalingSnapshot) -> tuple[ScalingSnapshot, tuple[str, ...]]:
+    """WAKING workers not READY ``WAKE_TIMEOUT_S`` after they were woken (``phase_since``)
+    become ERRORED, so stopped and replaced; they were ready once, so they do not count
+    toward the start backoff, and the ready timeout never applies to them.
+
+    Example: woken at 1000: still WAKING at 1120, ERRORED at 1120.5.
+    """
+    late = tuple(
+        w.worker_id
+        for w in snapshot.workers
+        if w.state is WorkerPhase.WAKING and snapshot.now - w.phase_since > WAKE_TIMEOUT_S
+    )
+    if not late:
+        return snapshot, ()
+    workers = tuple(
+        replace(w, state=WorkerPhase.ERRORED) if w.worker_id in late else w
         for w in snapshot.workers
     )
     return replace(snapshot, workers=workers), late

@@ -31,9 +31,9 @@ from pydantic_core import PydanticCustomError
 __all__ = [
     "DEFAULT_PERF",
     "MAX_WORKERS",
+    "WAKE_TIMEOUT_S",
     "Decision",
     "Demand",
-    "Direction",
     "PolicyState",
     "ScalingConfig",
     "ScalingSnapshot",
@@ -47,6 +47,11 @@ DEFAULT_PERF: Final = 100.0
 # The most workers an endpoint may ask for (max_workers, cold_workers): far beyond any real
 # fleet, and few enough that the starts one scaling step makes stay bounded.
 MAX_WORKERS: Final = 10_000
+# A WAKING worker not READY this long after it was told to wake has failed (ERRORED, so
+# stopped and replaced): a vLLM sleep level 1 wake copies the weights back from CPU memory,
+# seconds even for a large model; two minutes is far beyond that and far below a cold start
+# of the same model from disk.
+WAKE_TIMEOUT_S: Final = 120.0
 
 
 class WorkerPhase(enum.Enum):
@@ -59,14 +64,6 @@ class WorkerPhase(enum.Enum):
     PARKED = "parked"  # model server kept loaded (asleep where it can), takes no work
     ERRORED = "errored"  # broken or silent; always stopped and replaced
     STOPPING = "stopping"  # told to stop: neither capacity nor load any more
-
-
-class Direction(enum.Enum):
-    """Which way a change in the number of active workers goes."""
-
-    UP = "up"  # applies on the tick it is wanted (a zero delay), so it is never left pending
-    DOWN = "down"  # waits scale_down_delay of wall clock
-    NONE = "none"
 
 
 def _param(default: float, description: str, *, must_be: str, fix: str, **limits: Any) -> Any:
@@ -99,8 +96,8 @@ class ScalingConfig(BaseModel):
         allow_inf_nan=False,
     )
     target_util: float = _param(
-        0.9,
-        "Fraction of capacity to aim for.",
+        1.0,
+        "Fraction of capacity to aim for (1: full batches; the backlog term is the headroom).",
         must_be="in (0, 1]",
         fix="it is the fraction of capacity to aim for, e.g. 0.9 (1.0 for null workers)",
         gt=0,
@@ -131,6 +128,15 @@ class ScalingConfig(BaseModel):
         ge=0,
         le=MAX_WORKERS,
     )
+    reservoir_workers: int = _param(
+        6,
+        "A fixed total of active plus parked workers: the cold pool is what the active "
+        "ones leave of it (0: off, the pool follows cold_workers and cold_mult).",
+        must_be=f"an integer from 0 to {MAX_WORKERS}",
+        fix="use 0 for a cold pool set by cold_workers and cold_mult",
+        ge=0,
+        le=MAX_WORKERS,
+    )
     inactivity_timeout: float = _param(
         300.0,
         "Seconds without activity before scaling to zero (<= 0: never).",
@@ -154,8 +160,8 @@ class ScalingConfig(BaseModel):
         allow_inf_nan=False,
     )
     scale_down_delay: float = _param(
-        30.0,
-        "Wall-clock seconds of lower demand before scaling down.",
+        10.0,
+        "Stabilization window (s): a scale-down goes to the most workers wanted over it.",
         must_be="a finite number >= 0",
         fix="use 0 to scale down at once",
         ge=0,
@@ -248,9 +254,10 @@ class ScalingSnapshot:
 class PolicyState:
     """What the policy carries from one decision to the next."""
 
-    pending_direction: Direction = Direction.NONE
-    pending_since: float | None = None  # when the pending change was first wanted
-    pending_peak: int = 0  # most active workers wanted since pending_since
+    # The stabilization window: (when, active workers wanted) of the ticks that may still
+    # be its most, oldest first, each wanting more than the next (a later tick wanting as
+    # many or more drops them), so it holds at most one entry per worker count.
+    window: tuple[tuple[float, int], ...] = ()
     start_failures: int = 0  # failed starts in a row the backoff below was set for
     start_after: float | None = None  # no worker starts before this (start backoff)
 
@@ -269,7 +276,7 @@ class Decision:
     the moment it is launched or the next decision starts it again.
     """
 
-    target_active: int  # active workers once this is carried out (busy ones kept count)
+    target_active: int  # active workers once this is carried out (drained ones leave)
     target_cold: int  # parked workers to keep (the cold pool)
     stop: tuple[str, ...]  # errored workers, then those chosen for a scale-down
     start: int  # new workers to launch now (after wakes, backoff and GPUs)
@@ -285,17 +292,21 @@ class Decision:
 class Demand:
     """The terms of the demand formula; ``total`` is in workload/s."""
 
-    occupancy: float  # Σ cur_load of live workers holding sessions: counted in full
-    backlog: float  # Σ cur_load of the other live workers + queued_load: it drains
-    horizon_s: float  # max(target_queue_time, 1 s): the backlog should drain within it
-    arrival: float  # workload/s arriving
+    occupancy: float  # Σ cur_load of live workers holding sessions: reserved in full
+    backlog: float  # Σ waiting_load of the other live workers + queued_load: not started
+    # max(target_queue_time − oldest_wait_s, 1 s): what is left of the target for the
+    # oldest waiter, within which the backlog should drain
+    horizon_s: float
+    arrival: float  # workload/s arriving (the collector's 30 s window)
     rejected: float  # workload/s refused with 429
+    running: float = 0.0  # Σ (cur_load − waiting_load) of the others: served, not asked for
 
     @property
-    def held(self) -> float:
-        """Occupancy plus the rate that drains the backlog within the horizon."""
-        return self.occupancy + self.backlog / self.horizon_s
+    def drain_rate(self) -> float:
+        """The rate that clears the backlog within the horizon."""
+        return self.backlog / self.horizon_s
 
     @property
     def total(self) -> float:
-        return max(self.arrival, self.held) + self.rejected
+        """max(arrival, occupancy) + backlog / horizon + rejected, in workload/s."""
+        return max(self.arrival, self.occupancy) + self.drain_rate + self.rejected

@@ -3,12 +3,13 @@
 It replays a load (``load.py``: a trace CSV or a generated shape) on workers of a
 documented model (``model.py``, ``workers.py``) under scaling policies (``policies.py``:
 the control plane's own ``decide()`` and published baselines), on simulated time
-(``engine.py``), and reports each policy's cost and queue waits as a table, JSON and an
-SVG timeline (``report.py``). See docs/simulate.md.
+(``engine.py``; two baselines in ``baselines.py``), and reports each policy's cost and
+queue waits as a table, JSON and an SVG timeline (``report.py``). See docs/simulate.md.
 """
 
 from __future__ import annotations
 
+from vespid.simulate.baselines import RayServe, VastLike
 from vespid.simulate.engine import Result, Sample, percentile, simulate
 from vespid.simulate.load import Arrival, LoadShape, LoadSpec, generate, read_trace
 from vespid.simulate.model import WorkerModel
@@ -22,8 +23,10 @@ __all__ = [
     "LoadShape",
     "LoadSpec",
     "Policy",
+    "RayServe",
     "Result",
     "Sample",
+    "VastLike",
     "VespidPolicy",
     "WorkerModel",
     "generate",

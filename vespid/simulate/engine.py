@@ -4,7 +4,8 @@
 ``Result``. Time jumps from event to event (an arrival, a worker becoming ready, a
 stream ending its prefill or its output, a tick every ``tick_s``, at exact multiples so
 that no drift creeps in); at one instant, streams finish first, then arrivals join the
-queue, then the queue is routed, then the policy ticks and its starts and stops apply.
+queue, then the queue is routed, then the policy ticks and its moves apply (stops,
+drains, parks, wakes, then starts).
 Nothing reads a clock or draws a random number: the same input gives the same result.
 The run ends once every request is served, or ``GIVE_UP_S`` after the last arrival
 (what is still queued or in progress then is counted as unserved).
@@ -17,12 +18,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
+from vespid.control.policy_types import WorkerPhase
 from vespid.simulate.load import Arrival
 from vespid.simulate.model import WorkerModel
-from vespid.simulate.policies import Policy
+from vespid.simulate.policies import Action, Policy
 from vespid.simulate.workers import EPSILON, SimFleet
 
-__all__ = ["GIVE_UP_S", "Result", "Sample", "percentile", "simulate"]
+__all__ = ["GIVE_UP_S", "Result", "Sample", "apply", "percentile", "simulate"]
 
 GIVE_UP_S: Final = 24 * 3600.0
 
@@ -37,6 +39,9 @@ class Sample:
     starting: int
     idle: int
     busy: int
+    waking: int = 0
+    draining: int = 0
+    parked: int = 0
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -54,11 +59,13 @@ class Result:
     served: int
     unserved: int
     waits_s: list[float]
-    worker_seconds: float
+    worker_seconds: float  # active: every phase but PARKED
     cold_starts: int
     max_workers: int
     end_s: float
     timeline: list[Sample] = field(default_factory=list)
+    parked_seconds: float = 0.0
+    wakes: int = 0
 
     def summary(self) -> dict[str, float | int | str]:
         return {
@@ -67,10 +74,13 @@ class Result:
             "served": self.served,
             "unserved": self.unserved,
             "worker_seconds": round(self.worker_seconds, 1),
+            "parked_seconds": round(self.parked_seconds, 1),
+            "total_seconds": round(self.worker_seconds + self.parked_seconds, 1),
             "p50_wait_s": round(percentile(self.waits_s, 0.5), 3),
             "p99_wait_s": round(percentile(self.waits_s, 0.99), 3),
             "max_wait_s": round(max(self.waits_s, default=0.0), 3),
             "cold_starts": self.cold_starts,
+            "wakes": self.wakes,
             "max_workers": self.max_workers,
             "end_s": round(self.end_s, 3),
         }
@@ -83,6 +93,8 @@ def simulate(
     fleet = SimFleet(model)
     for _ in range(policy.initial_ready):
         fleet.start(0.0, ready=True)
+    for _ in range(policy.initial_parked):
+        fleet.start(0.0, ready=True).enter(WorkerPhase.PARKED, 0.0)
     timeline: list[Sample] = []
     now, i, tick, arrived, most = 0.0, 0, 1, 0, len(fleet.workers)
     give_up = (arrivals[-1].at_s if arrivals else 0.0) + GIVE_UP_S
@@ -98,21 +110,32 @@ def simulate(
         fleet.dispatch(now)
         if now >= tick * tick_s - EPSILON:
             tick += 1
-            action = policy.tick(now, fleet)
-            for worker_id in action.stop:
-                fleet.stop(worker_id, now)
-            for _ in range(action.start):
-                fleet.start(now)
+            apply(policy.tick(now, fleet), fleet, now)
             most = max(most, len(fleet.workers))
             fleet.dispatch(now)
-            timeline.append(Sample(now, arrived, len(fleet.queue), *fleet.counts()))
+            counts = fleet.counts()
+            timeline.append(Sample(now, arrived, len(fleet.queue), **counts))
             arrived = 0
         busy = fleet.queue or any(w.streams for w in fleet.workers.values())
         if (i == len(arrivals) and not busy) or now > give_up:
             break
     unserved = len(fleet.queue) + sum(len(w.streams) for w in fleet.workers.values())
-    fleet.close(now)
     return Result(
         policy.name, len(arrivals), fleet.served, unserved, fleet.waits_s,
         fleet.worker_seconds, fleet.cold_starts, most, now, timeline,
+        fleet.parked_seconds, fleet.wakes,
     )  # fmt: skip
+
+
+def apply(action: Action, fleet: SimFleet, now: float) -> None:
+    """Carry out a policy's action, as the autoscaler loop would."""
+    for worker_id in action.stop:
+        fleet.stop(worker_id)
+    for worker_id in action.drain:
+        fleet.drain(worker_id, now)
+    for worker_id in action.park:
+        fleet.park(worker_id, now)
+    for worker_id in action.wake:
+        fleet.wake(worker_id, now)
+    for _ in range(action.start):
+        fleet.start(now)

@@ -5,8 +5,8 @@ its last token. It first prefills its prompt at ``prefill_tps`` tokens/s (the pr
 alone: prefills do not slow each other), then decodes its output; a worker decoding
 ``k`` streams at once gives each ``decode_tps / (1 + decode_slowdown × (k − 1))`` tokens/s
 (every stream on the worker counts in ``k``, prefilling or decoding). A new worker is
-ready ``cold_start_s`` after it is started. ``wake_s`` is accepted for parked workers,
-which vespid has not got yet: it changes nothing today.
+ready ``cold_start_s`` after it is started; a parked worker is READY ``wake_s`` after it
+is woken (vLLM's sleep mode level 1 copies the weights back from CPU memory).
 
 A worker's perf, the figure it would report as ``max_perf``, is the output tokens/s of a
 full batch: ``streams × decode rate at k = streams`` (vespid's LLM workload is tokens
@@ -27,7 +27,7 @@ class WorkerModel:
     decode_slowdown: float = 0.05
     streams: int = 8
     cold_start_s: float = 30.0
-    wake_s: float = 5.0  # unused until parked workers exist
+    wake_s: float = 5.0
 
     def decode_rate(self, streams: int) -> float:
         """Tokens/s of each stream when ``streams`` share the worker (8 at 0.05: 40/1.35)."""

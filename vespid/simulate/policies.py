@@ -2,10 +2,12 @@
 
 * ``VespidPolicy``: the control plane's own ``decide()``, fed a ``ScalingSnapshot`` built
   by the control plane's own ``EndpointBooks.snapshot`` (``vespid.control.demand``): the
-  arrival rate from the same ``EndpointBooks`` window (workload routed in the last 30 s),
-  each worker's view with its load, streams in flight and ``max_perf`` once READY (its
-  benchmark), the router's queue, the last activity and the endpoint's ``ready_timeout``.
-  Workload is output tokens.
+  arrival rates from the same ``EndpointBooks`` windows (workload routed in the last 30 s
+  and 5 s), each worker's view as its last report showed it (a report every
+  ``report_s``, plus the load routed to it since, as ``Fleet`` adds it), its phase and
+  ``max_perf`` once READY (its benchmark), the router's queue and the age of its oldest
+  request, the last activity and the endpoint's ``ready_timeout``. Its drains, parks,
+  wakes, stops and starts apply on the tick. Workload is output tokens.
 * ``FixedPool``: N workers, READY from the start, never changed.
 * ``KnativeKPA``: Knative's pod autoscaler (knative.dev/docs/serving/autoscaling): the
   concurrency (requests in flight or queued) averaged over a stable window (60 s) and a
@@ -15,7 +17,7 @@
   panic it follows the stable window, scaling down at most to half the pods a tick, to
   zero once the stable window saw nothing.
 
-Missing so far: Ray Serve's queue-length policy and a Vast-like policy.
+The Vast-like and Ray Serve baselines are in ``baselines.py``.
 """
 
 from __future__ import annotations
@@ -34,26 +36,45 @@ from vespid.control.policy import (
     WorkerView,
     decide,
 )
+from vespid.control.policy_stages import cold_target
 from vespid.control.policy_types import Decision
 from vespid.simulate.load import Arrival
 from vespid.simulate.workers import SimFleet, SimWorker
 
-__all__ = ["READY_TIMEOUT_S", "Action", "FixedPool", "KnativeKPA", "Policy", "VespidPolicy"]
+__all__ = [
+    "READY_TIMEOUT_S",
+    "REPORT_S",
+    "Action",
+    "FixedPool",
+    "KnativeKPA",
+    "Policy",
+    "VespidPolicy",
+    "idle_newest_first",
+]
 
 READY_TIMEOUT_S: Final = 600.0  # the endpoint template's default ready_timeout
 
 
+# Seconds between a busy worker's load reports: the reporter's tick (a report every second
+# while something changed, vespid.worker.reporter.TICK_S).
+REPORT_S: Final = 1.0
+
+
 @dataclass(frozen=True, slots=True)
 class Action:
-    """Workers to start and (idle) workers to stop now."""
+    """Workers to start now, and the ids to stop, drain, park and wake."""
 
     start: int = 0
     stop: tuple[str, ...] = ()
+    drain: tuple[str, ...] = ()
+    park: tuple[str, ...] = ()
+    wake: tuple[str, ...] = ()
 
 
 class Policy(Protocol):
     name: str
     initial_ready: int  # workers READY at time 0
+    initial_parked: int  # workers PARKED at time 0 (the endpoint's cold pool, already filled)
 
     def arrived(self, arrival: Arrival) -> None: ...
 
@@ -62,7 +83,9 @@ class Policy(Protocol):
 
 def idle_newest_first(fleet: SimFleet, count: int) -> tuple[str, ...]:
     """Up to ``count`` workers with no streams: STARTING ones first, then newest first."""
-    idle = [w for w in fleet.workers.values() if not w.streams]
+    idle = [
+        w for w in fleet.workers.values() if not w.streams and w.phase is not WorkerPhase.DRAINING
+    ]
     idle.sort(key=lambda w: (w.phase is not WorkerPhase.STARTING, -w.number))
     return tuple(w.worker_id for w in idle[: max(0, count)])
 
@@ -71,6 +94,7 @@ def idle_newest_first(fleet: SimFleet, count: int) -> tuple[str, ...]:
 class FixedPool:
     initial_ready: int
     name: str = ""
+    initial_parked: int = 0
 
     def __post_init__(self) -> None:
         self.name = self.name or f"fixed {self.initial_ready}"
@@ -84,19 +108,46 @@ class FixedPool:
 
 @dataclass(slots=True)
 class VespidPolicy:
-    """``decide()`` as the control plane runs it."""
+    """``decide()`` as the control plane runs it, on load reports ``report_s`` old."""
 
     params: ScalingConfig
     name: str = "vespid"
     initial_ready: int = 0
+    initial_parked: int = -1  # below 0: the cold pool of an idle endpoint, cold_target(0)
+    report_s: float = REPORT_S
     books: EndpointBooks = field(default_factory=EndpointBooks)
     state: PolicyState = field(default_factory=PolicyState)
     decisions: list[Decision] = field(default_factory=list)
+    # each worker's last report: (when, cur_load, in flight, routed, routed requests)
+    reports: dict[str, tuple[float, float, int, float, int]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.initial_parked < 0:
+            self.initial_parked = cold_target(0, self.params)
 
     def arrived(self, arrival: Arrival) -> None:
         """The router's ``note_arrival``: the request's cost, and activity."""
         self.books.note(self.books.arrivals, arrival.at_s, float(arrival.output_tokens))
         self.books.last_activity_at = arrival.at_s
+
+    def _view(self, worker: SimWorker, fleet: SimFleet, now: float) -> WorkerView:
+        """The worker as the fleet sees it: its last report plus what was routed since."""
+        last = self.reports.get(worker.worker_id)
+        if last is None or now - last[0] >= self.report_s - 1e-9:
+            last = (now, worker.load(), len(worker.streams), worker.routed,
+                    worker.routed_requests)  # fmt: skip
+            self.reports[worker.worker_id] = last
+        _, load, in_flight, routed, requests = last
+        ready = worker.phase is not WorkerPhase.STARTING
+        return WorkerView(
+            worker_id=worker.worker_id,
+            state=worker.phase,
+            cur_load=load + worker.routed - routed,
+            max_perf=fleet.model.perf if ready else None,
+            in_flight=in_flight + worker.routed_requests - requests,
+            started_at=worker.started_at,
+            phase_since=worker.phase_since,
+        )
 
     def snapshot(self, now: float, fleet: SimFleet) -> ScalingSnapshot:
         """What ``Fleet.snapshot`` would hand the policy, on simulated time (both build it
@@ -105,32 +156,23 @@ class VespidPolicy:
             self.books.last_activity_at = now  # reports with load, requests waiting
         if any(w.phase is WorkerPhase.READY for w in fleet.workers.values()):
             self.books.last_perf = fleet.model.perf
+        for gone in set(self.reports) - set(fleet.workers):
+            del self.reports[gone]
         return self.books.snapshot(
             self.params,
-            tuple(_view(w, fleet) for w in fleet.workers.values()),
+            tuple(self._view(w, fleet, now) for w in fleet.workers.values()),
             now=now,
             rate_now=now,
             queued_load=float(sum(a.output_tokens for a in fleet.queue)),
             queued_requests=len(fleet.queue),
             ready_timeout_s=READY_TIMEOUT_S,
+            oldest_wait_s=now - fleet.queue[0].at_s if fleet.queue else 0.0,
         )
 
     def tick(self, now: float, fleet: SimFleet) -> Action:
         decision, self.state = decide(self.snapshot(now, fleet), self.state)
         self.decisions.append(decision)
-        return Action(decision.start, decision.stop)
-
-
-def _view(worker: SimWorker, fleet: SimFleet) -> WorkerView:
-    ready = worker.phase is WorkerPhase.READY
-    return WorkerView(
-        worker_id=worker.worker_id,
-        state=worker.phase,
-        cur_load=worker.load(),
-        max_perf=fleet.model.perf if ready else None,
-        in_flight=len(worker.streams),
-        started_at=worker.started_at,
-    )
+        return Action(decision.start, decision.stop, decision.drain, decision.park, decision.wake)
 
 
 @dataclass(slots=True)
@@ -142,6 +184,7 @@ class KnativeKPA:
     tick_s: float
     name: str = "knative kpa"
     initial_ready: int = 0
+    initial_parked: int = 0
     utilization: float = 0.7
     stable_s: float = 60.0
     panic_s: float = 6.0

@@ -1,10 +1,11 @@
 """A simulation's results: a text table, a JSON document and an SVG timeline.
 
-The table has one row per policy: cost in worker-seconds (every worker from its start to
-its stop, STARTING time included), p50/p99/max queue wait, cold starts, the most workers
-at once, and requests left unserved. The timeline stacks the requests arriving per tick
-and, for each policy, its queue and its workers by state (starting, ready and idle, ready
-and busy), drawn as ``vespid loadtest --plot`` draws its charts.
+The table has one row per policy: its cost in active worker-seconds (every worker from its
+start to its stop, STARTING, WAKING and DRAINING time included, PARKED time not) and in
+parked worker-seconds, p50/p99/max queue wait, cold starts, wakes, the most workers at
+once, and requests left unserved. The timeline stacks the requests arriving per tick and,
+for each policy, its queue and its workers by state (starting, waking, ready and idle,
+ready and busy, draining, parked), drawn as ``vespid loadtest --plot`` draws its charts.
 """
 
 from __future__ import annotations
@@ -18,13 +19,17 @@ from vespid.simulate.engine import Result, Sample
 
 __all__ = ["render_table", "to_json", "write_svg"]
 
+# The parked and waking states' colours, beside the load test's palette.
+EXTRA_COLORS = {"olive": "#bcbd22", "cyan": "#17becf"}
 COLUMNS = (
     ("policy", "", "{}"),
-    ("worker_seconds", "worker-s", "{:.0f}"),
+    ("worker_seconds", "active worker-s", "{:.0f}"),
+    ("parked_seconds", "parked worker-s", "{:.0f}"),
     ("p50_wait_s", "p50 wait", "{:.2f}"),
     ("p99_wait_s", "p99 wait", "{:.2f}"),
     ("max_wait_s", "max wait", "{:.2f}"),
     ("cold_starts", "cold starts", "{}"),
+    ("wakes", "wakes", "{}"),
     ("max_workers", "max workers", "{}"),
     ("unserved", "unserved", "{}"),
 )
@@ -69,7 +74,7 @@ def _series(
     line: Sequence[Sample], label: str, color: str, value: Callable[[Sample], int]
 ) -> Series:
     points = _changes([(s.t_s, float(value(s))) for s in line])
-    return Series(label, COLORS[color], points, "step")
+    return Series(label, COLORS.get(color) or EXTRA_COLORS[color], points, "step")
 
 
 def _panels(results: Sequence[Result], end_s: float) -> list[Panel]:
@@ -85,8 +90,11 @@ def _panels(results: Sequence[Result], end_s: float) -> list[Panel]:
                 [
                     _series(line, "queued", "purple", lambda s: s.queued),
                     _series(line, "starting", "orange", lambda s: s.starting),
+                    _series(line, "waking", "olive", lambda s: s.waking),
                     _series(line, "idle", "gray", lambda s: s.idle),
                     _series(line, "busy", "green", lambda s: s.busy),
+                    _series(line, "draining", "red", lambda s: s.draining),
+                    _series(line, "parked", "cyan", lambda s: s.parked),
                 ],
                 counts=True,
             )
