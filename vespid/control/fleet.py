@@ -15,7 +15,6 @@ fleet also keeps how long each endpoint's workers have been parked.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -265,7 +264,7 @@ class Fleet:
     ) -> ScalingSnapshot:
         """What the policy may know about ``endpoint`` now; changes nothing."""
         books = self.books.get(endpoint.name) or EndpointBooks()
-        snapshot = books.snapshot(
+        return books.snapshot(
             endpoint.scaling,
             tuple(w.view() for w in self.of(endpoint.name)),
             now=time.time(),
@@ -276,7 +275,6 @@ class Fleet:
             gpus_per_worker=endpoint.template.gpus_per_worker,
             free_gpus=free_gpus,
             launching=launching,
-        )
-        return dataclasses.replace(
-            snapshot, oldest_wait_s=oldest_wait_s, revision=endpoint.revision
+            oldest_wait_s=oldest_wait_s,
+            revision=endpoint.revision,
         )
