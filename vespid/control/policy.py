@@ -128,10 +128,15 @@ def _num(value: float) -> str:
 
 def _explain_demand(demand: Demand, params: ScalingConfig, perf: float, desired: int) -> str:
     capacity = demand.total / params.target_util
+    arrival, occupancy, backlog = map(_num, (demand.arrival, demand.occupancy, demand.backlog))
+    terms = (
+        f"max(arrival {arrival}, occupancy {occupancy} + load {backlog}) (in full)"
+        if demand.in_full
+        else f"max(arrival {arrival}, occupancy {occupancy}) + backlog {backlog} / "
+        f"{_num(demand.horizon_s)} s"
+    )
     text = (
-        f"demand {_num(demand.total)} = max(arrival {_num(demand.arrival)}, occupancy "
-        f"{_num(demand.occupancy)}) + backlog {_num(demand.backlog)} / "
-        f"{_num(demand.horizon_s)} s + rejected {_num(demand.rejected)} workload/s "
+        f"demand {_num(demand.total)} = {terms} + rejected {_num(demand.rejected)} workload/s "
         f"(running {_num(demand.running)}); {_num(capacity)} at util "
         f"{_num(params.target_util)} / perf {_num(perf)} -> {desired} wanted"
     )

@@ -146,9 +146,11 @@ def measure_demand(snapshot: ScalingSnapshot) -> Demand:
     Little's law: work running on a worker is being served at the rate the arrival rate
     already asks for, so only work not yet started (a worker's ``waiting_load``, the
     router's queue) is backlog; a session reserves its cost in full. With
-    ``target_queue_time`` 0 every load counts as backlog, in full: Vast's convention (a
-    load of W needs W/s), and what a worker that reports no sessions and no waiting load
-    needs to be scaled by its load.
+    ``target_queue_time`` 0 every load counts as backlog, in full, with the arrival rate a
+    floor under it (``Demand.total``): Vast's convention (a load of W needs W/s), and what
+    a worker that reports no sessions and no waiting load needs to be scaled by its load.
+    Adding the arrival rate on top there would ask twice for a request just arrived: it is
+    in the rate and, waiting or just routed, in the load.
     """
     occupancy = backlog = running = 0.0
     in_full = snapshot.params.target_queue_time <= 0  # Vast's convention: all load waits
@@ -170,6 +172,7 @@ def measure_demand(snapshot: ScalingSnapshot) -> Demand:
         arrival=snapshot.arrival_rate,
         rejected=snapshot.rejected_load_rate,
         running=running,
+        in_full=in_full,
     )
 
 

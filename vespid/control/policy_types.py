@@ -300,6 +300,9 @@ class Demand:
     arrival: float  # workload/s arriving (the collector's 30 s window)
     rejected: float  # workload/s refused with 429
     running: float = 0.0  # Σ (cur_load − waiting_load) of the others: served, not asked for
+    # target_queue_time 0, Vast's convention: every load is asked for in full, and the
+    # arrival rate is a floor under it rather than a term added to it
+    in_full: bool = False
 
     @property
     def drain_rate(self) -> float:
@@ -308,5 +311,8 @@ class Demand:
 
     @property
     def total(self) -> float:
-        """max(arrival, occupancy) + backlog / horizon + rejected, in workload/s."""
+        """max(arrival, occupancy) + backlog / horizon + rejected, in workload/s; in full
+        (Vast's convention), max(arrival, occupancy + backlog) + rejected."""
+        if self.in_full:
+            return max(self.arrival, self.occupancy + self.backlog) + self.rejected
         return max(self.arrival, self.occupancy) + self.drain_rate + self.rejected
