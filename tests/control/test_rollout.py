@@ -181,3 +181,26 @@ def test_status_counts_workers_by_revision_and_phase() -> None:
         "workers": {"1": {"draining": 1, "ready": 1}, "2": {"errored": 1}},
     }
     assert rollout_status(state, 3, [])["state"] == "rolling"  # a newer revision, not seen yet
+
+
+def test_the_policy_never_takes_back_an_old_worker_the_rollout_drained() -> None:
+    # The policy sees 2 live of the 3 it wants and takes back the drained old worker "a";
+    # the rollout keeps it drained (it would be drained again next tick, for ever) and the
+    # new revision's starts cover the capacity instead.
+    snapshot = snap(2, w("a", 1, D, load=3, in_flight=1), w("c", 2), w("d", 2))
+    wanted = replace(keep(3), wake=("a",))
+    step = roll(snapshot, wanted, ROLLING)
+    assert step.decision.wake == ()
+    assert step.decision.start == 1
+
+
+def test_the_policy_never_trims_the_surge_it_would_start_again() -> None:
+    # Three old READY at max_workers 3 and the surge's new worker starting: the policy
+    # stops the newest (the new one); the rollout keeps it, and starts nothing more.
+    snapshot = snap(2, w("a", 1), w("b", 1), w("c", 1), w("n", 2, S))
+    step = roll(snapshot, keep(3, stop=("n",)), ROLLING)
+    assert step.decision.stop == ()
+    assert step.decision.start == 0
+    # A new worker that failed is still stopped (and halts the rollout).
+    failed = snap(2, w("a", 1), w("n", 2, E, failed_before_ready=True))
+    assert "n" in roll(failed, keep(1, stop=("n",)), ROLLING).decision.stop

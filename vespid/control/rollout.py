@@ -14,7 +14,12 @@ remain (a *rollout*), ``roll`` turns the policy's decision into one that:
 - stops old DRAINING workers once they are empty (no load, no request, no session) and
   have drained for ``DRAIN_GRACE_S`` (a request routed just before the drain reaches the
   worker within it); stops old STARTING and PARKED ones (they serve nothing yet, and
-  would only be drained), and never wakes or parks an old worker.
+  would only be drained), and never wakes or parks an old worker;
+- keeps the new-revision workers the policy would stop, drain or park to trim the surge
+  (it trims the newest first, which the rollout would start again on the next tick): while
+  a rollout runs, the fleet is trimmed by draining old workers down to the target. The
+  surge may so take the fleet above ``max_workers`` by ``max_surge`` for the rollout's
+  length, as Kubernetes' maxSurge does.
 
 Worked example: target 2, two old READY workers, surge 1. Tick 1: one new worker starts
 (3 in service). Tick 5: it is READY: one old worker is drained (old kept = 2 - 1), and a
@@ -139,6 +144,7 @@ def _replace_old(snapshot: ScalingSnapshot, decision: Decision, target: int) -> 
     """Start new workers within the surge, drain old READY ones as new ones are READY,
     stop the old ones that serve nothing."""
     rev = snapshot.revision
+    decision = _spare_new(snapshot, decision)
     taken = {*decision.stop, *decision.drain, *decision.park}
     old = [w for w in snapshot.workers if w.revision != rev and w.worker_id not in taken]
     new = [w for w in snapshot.workers if w.revision == rev and w.worker_id not in taken]
@@ -155,15 +161,37 @@ def _replace_old(snapshot: ScalingSnapshot, decision: Decision, target: int) -> 
     start = max(decision.start, _fit_gpus(snapshot, min(wanted, room)))
     stop = [w for w in old if w.state in (WorkerPhase.STARTING, WorkerPhase.PARKED)]
     stop += [w for w in old if _emptied(w, snapshot.now)]
-    stopped = {w.worker_id for w in stop}
+    # The policy takes drained workers back, and wakes parked ones, when it wants more
+    # active: never an old one (it would undo the rollout's drain on every tick); the
+    # new-revision starts above cover what it wants.
+    every_old = {w.worker_id for w in snapshot.workers if w.revision != rev}
     return replace(
         decision,
         start=start,
         stop=decision.stop + tuple(w.worker_id for w in stop),
         drain=decision.drain + tuple(w.worker_id for w in drain),
-        wake=tuple(i for i in decision.wake if i not in stopped),
+        wake=tuple(i for i in decision.wake if i not in every_old),
         reason=f"{decision.reason}; rolling out revision {rev}: {len(new_up)} new in "
         f"service, {len(old_ready)} old ready, {len(drain)} to drain",
+    )
+
+
+def _spare_new(snapshot: ScalingSnapshot, decision: Decision) -> Decision:
+    """The policy's decision without its stops, drains and parks of new-revision workers
+    that have not failed. While a rollout runs, its surge puts the fleet above the
+    policy's target, and the policy trims the newest workers first: the new ones, which
+    the rollout would start again on the next tick, for ever. The rollout alone trims the
+    fleet then, by draining old workers down to its target (which follows the policy's)."""
+    spared = {
+        w.worker_id
+        for w in snapshot.workers
+        if w.revision == snapshot.revision and w.state is not WorkerPhase.ERRORED
+    }
+    return replace(
+        decision,
+        stop=tuple(i for i in decision.stop if i not in spared),
+        drain=tuple(i for i in decision.drain if i not in spared),
+        park=tuple(i for i in decision.park if i not in spared),
     )
 
 
