@@ -47,7 +47,7 @@ SPEED: Final = 2.0
 # The worker model, in the trace's time: a small LLM worker (4 streams of 20 tokens/s
 # each, 70 tokens/s a full batch), so that the slice asks for 0 to 4 workers.
 MODEL: Final = WorkerModel(
-    prefill_tps=5000, decode_tps=20, decode_slowdown=0.05, streams=4, cold_start_s=10, wake_s=2
+    prefill_tps=5000, decode_tps=20, decode_slowdown=0.05, streams=8, cold_start_s=10, wake_s=2
 )
 TICK_S: Final = 0.1  # the control plane's scale_interval_s, and the simulator's tick
 # Seconds a worker takes to start besides its model server's load (two Python processes
@@ -56,6 +56,8 @@ START_OVERHEAD_S: Final = 1.0
 SAMPLE_S: Final = 0.25
 TOLERANCE: Final = 1  # workers
 WITHIN_SHARE: Final = 0.8  # of the samples
+# How far the real count of each action may be from the simulator's (docs/simulate.md).
+ACTION_MARGINS: Final = {"start": 1, "wake": 2, "park": 2}
 
 
 def compress(model: WorkerModel, speed: float) -> WorkerModel:
@@ -217,5 +219,8 @@ async def test_the_simulator_follows_a_real_control_plane_on_a_trace_slice(
     print(f"\n{table}\nwithin ±{TOLERANCE}: {within:.0%}; actions real {dict(real.actions)} "
           f"sim {dict(sim.actions)}; ready after {ready_after}")  # fmt: skip
     assert within >= WITHIN_SHARE, table
-    for action in ("start", "wake"):
-        assert abs(real.actions[action] - sim.actions[action]) <= 2, (real.actions, sim.actions)
+    for action, margin in ACTION_MARGINS.items():
+        assert abs(real.actions[action] - sim.actions[action]) <= margin, (
+            real.actions,
+            sim.actions,
+        )
