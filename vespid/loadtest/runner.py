@@ -2,8 +2,9 @@
 
 ``RequestRun(plan, payloads).execute(client)`` looks the endpoint up, then sends
 ``plan.requests`` requests through the client (routing, queueing and re-routing
-as any client call): with ``rps``, request ``i`` starts at ``i / rps`` seconds
-(open loop; ``concurrency``, if also given, caps how many are in flight); with
+as any client call): with ``rps``, request ``i`` starts at ``plan.start_s(i)``, ``i /
+rps`` seconds or a replay's own time (open loop; ``concurrency``, if also given, caps
+how many are in flight); with
 ``concurrency`` alone, that many lanes each send the next request as soon as
 their last one ends (closed loop). Each request is read to its end as a stream,
 so its time to first byte is the first chunk's arrival, and its latency the
@@ -29,8 +30,8 @@ import aiohttp
 from vespid.client.client import Client
 from vespid.client.endpoint import Endpoint
 from vespid.client.errors import ClientError, ControlPlaneError, RequestTimeout
-from vespid.errors import ConfigError
 from vespid.loadtest.payloads import PayloadSource
+from vespid.loadtest.plan import LoadPlan, check_positive
 from vespid.loadtest.stats import percentile
 from vespid.loadtest.workers import WorkerSampler
 
@@ -59,55 +60,6 @@ async def find_endpoint(client: Client, name: str) -> Endpoint:
         if exc.status not in (401, 403):
             raise
     return client.endpoint(name)
-
-
-def check_positive(name: str, value: float | None) -> None:
-    if value is not None and not value > 0:
-        raise ConfigError(f"{name} must be > 0 (got {value!r})")
-
-
-@dataclass(frozen=True, slots=True)
-class LoadPlan:
-    """How many requests, how fast, and the bounds on time."""
-
-    endpoint: str
-    requests: int
-    rps: float | None = None
-    concurrency: int | None = None
-    timeout_s: float = 600.0
-    max_time_s: float = 3600.0
-    sample_interval_s: float = 1.0
-
-    def __post_init__(self) -> None:
-        if self.requests < 1:
-            raise ConfigError(f"the number of requests must be at least 1 (got {self.requests})")
-        if self.concurrency is not None and self.concurrency < 1:
-            raise ConfigError(f"concurrency must be at least 1 (got {self.concurrency})")
-        for name in ("rps", "timeout_s", "max_time_s", "sample_interval_s"):
-            check_positive(name, getattr(self, name))
-
-    @property
-    def lanes(self) -> int:
-        """Concurrency of the closed loop (1 when neither rate nor concurrency is set)."""
-        return self.concurrency or 1
-
-    def describe(self) -> str:
-        """``40 requests at 2 rps`` / ``40 requests, 4 at a time``."""
-        if self.rps is not None:
-            cap = f" (at most {self.concurrency} in flight)" if self.concurrency else ""
-            return f"{self.requests} requests at {self.rps:g} rps{cap}"
-        return f"{self.requests} requests, {self.lanes} at a time"
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "endpoint": self.endpoint,
-            "requests": self.requests,
-            "rps": self.rps,
-            "concurrency": self.concurrency,
-            "timeout_s": self.timeout_s,
-            "max_time_s": self.max_time_s,
-            "sample_interval_s": self.sample_interval_s,
-        }
 
 
 @dataclass(slots=True)
@@ -279,11 +231,11 @@ class RequestRun(Run):
 
     async def _drive(self, endpoint: Endpoint) -> None:
         if self.plan.rps is not None:
-            await self._open_loop(endpoint, self.plan.rps)
+            await self._open_loop(endpoint)
         else:
             await self._closed_loop(endpoint)
 
-    async def _open_loop(self, endpoint: Endpoint, rps: float) -> None:
+    async def _open_loop(self, endpoint: Endpoint) -> None:
         cap = asyncio.Semaphore(self.plan.concurrency) if self.plan.concurrency else None
         tasks: set[asyncio.Task[None]] = set()
         done_tasks: list[asyncio.Task[None]] = []
@@ -294,7 +246,7 @@ class RequestRun(Run):
 
         try:
             for index in range(self.plan.requests):
-                await self._sleep_until(index / rps)
+                await self._sleep_until(self.plan.start_s(index))
                 if cap is not None:
                     await cap.acquire()
                 task = asyncio.create_task(self._one(endpoint, index))

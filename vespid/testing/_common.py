@@ -57,11 +57,20 @@ def png(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
     )
 
 
-def serve_main(name: str, default_port: int, make_app: Callable[[], web.Application]) -> None:
-    """``python -m vespid.testing.<name> [--host H] [--port P]``: serve until interrupted."""
+def serve_main(
+    name: str,
+    default_port: int,
+    make_app: Callable[[argparse.Namespace], web.Application],
+    options: Callable[[argparse.ArgumentParser], None] | None = None,
+) -> None:
+    """``python -m vespid.testing.<name> [--host H] [--port P]`` and the stand-in's own
+    ``options``: serve until interrupted."""
     parser = argparse.ArgumentParser(prog=f"python -m vespid.testing.{name}")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=default_port)
+    if options is not None:
+        options(parser)
     args = parser.parse_args()
+    app = make_app(args)
     print(f"{name} stand-in listening on http://{args.host}:{args.port}", flush=True)
-    web.run_app(make_app(), host=args.host, port=args.port, print=None)
+    web.run_app(app, host=args.host, port=args.port, print=None)

@@ -378,7 +378,7 @@ class ComfyUIStandIn:
 
 
 def main() -> None:
-    serve_main("comfyui", 8188, lambda: ComfyUIStandIn().app())
+    serve_main("comfyui", 8188, lambda _: ComfyUIStandIn().app())
 
 
 if __name__ == "__main__":

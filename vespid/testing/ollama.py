@@ -203,7 +203,7 @@ class OllamaStandIn:
 
 
 def main() -> None:
-    serve_main("ollama", 11434, lambda: OllamaStandIn().app())
+    serve_main("ollama", 11434, lambda _: OllamaStandIn().app())
 
 
 if __name__ == "__main__":

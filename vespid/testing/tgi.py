@@ -298,7 +298,7 @@ class TGIStandIn:
 
 
 def main() -> None:
-    serve_main("tgi", 8080, lambda: TGIStandIn().app())
+    serve_main("tgi", 8080, lambda _: TGIStandIn().app())
 
 
 if __name__ == "__main__":

@@ -16,6 +16,13 @@ What vLLM does with a generation request while asleep has changed across version
 ones crashed the engine: vllm-project/vllm#15483); this stand-in holds it until woken and
 counts it in ``requests_while_asleep``, which a worker's tests expect to stay 0.
 
+Timing, to stand for a given model (``vespid simulate``'s worker model): ``slots`` sequences
+at once, each decoding at ``decode_tps / (1 + decode_slowdown × (k − 1))`` tokens/s while
+``k`` hold a slot, after a prefill of ``prompt tokens / prefill_tps`` seconds in its slot (0:
+none); ``wake_s`` seconds for ``/wake_up`` to answer; and, from the command line,
+``--startup-s``: seconds before the port opens, as a real server loads its weights first.
+Without ``decode_tps`` each token takes ``token_s``.
+
 Errors as vLLM writes them: ``{"error": {"message", "type", "param", "code"}}``. Prompt
 tokens are counted as whitespace-separated words; generated tokens are words from the
 shipped list, the same for the same prompt; ``max_tokens`` defaults to 16.
@@ -23,6 +30,7 @@ shipped list, the same for the same prompt; ``max_tokens`` defaults to 16.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import itertools
 import time
@@ -65,6 +73,10 @@ class VLLMStandIn:
     sleep_mode: bool = True
     slots: int = 8
     token_s: float = 0.001
+    decode_tps: float = 0.0  # above 0: tokens/s of a sequence decoding alone (else token_s)
+    decode_slowdown: float = 0.0  # with k sequences in slots, each at decode_tps/(1+s(k-1))
+    prefill_tps: float = 0.0  # above 0: prompt tokens/s, in the slot before the first token
+    wake_s: float = 0.0  # seconds /wake_up takes (weights back from CPU memory)
     sleep_level: int = 0  # 0: awake
     sleeps: int = 0
     wakes: int = 0
@@ -74,6 +86,7 @@ class VLLMStandIn:
     _idle: asyncio.Event = field(init=False)  # set while no sequence runs
     _aborted: int = 0  # bumped by /sleep?mode=abort: running sequences end
     _running: int = 0
+    _in_slots: int = 0  # sequences holding a slot (prefilling or decoding): the batch
 
     def __post_init__(self) -> None:
         self.engine = Engine(self.slots, self.token_s)
@@ -120,16 +133,39 @@ class VLLMStandIn:
         self._idle.clear()
         try:
             async with self.engine.slots:
-                for _, piece in token_texts(seed, count):
-                    if self._aborted != aborted_at:
-                        return pieces, "abort"
-                    await self.engine.step()
-                    pieces.append(piece)
+                self._in_slots += 1
+                try:
+                    await self._prefill(seed)
+                    loop = asyncio.get_running_loop()
+                    due = loop.time()
+                    for _, piece in token_texts(seed, count):
+                        if self._aborted != aborted_at:
+                            return pieces, "abort"
+                        due = await self._step(loop, due)
+                        pieces.append(piece)
+                finally:
+                    self._in_slots -= 1
         finally:
             self._running -= 1
             if not self._running:
                 self._idle.set()
         return pieces, "length"
+
+    async def _prefill(self, prompt: str) -> None:
+        if self.prefill_tps > 0:
+            await asyncio.sleep(len(prompt.split()) / self.prefill_tps)
+
+    async def _step(self, loop: asyncio.AbstractEventLoop, due: float) -> float:
+        """One token; with ``decode_tps``, at the batch's current rate, kept on a schedule
+        (``due``: when the last token was due) so that timer slack does not add up: a late
+        token is followed by quicker ones until the rate is made up."""
+        if self.decode_tps <= 0:
+            await self.engine.step()
+            return due
+        slowdown = 1 + self.decode_slowdown * max(0, self._in_slots - 1)
+        due += slowdown / self.decode_tps
+        await asyncio.sleep(max(0.0, due - loop.time()))
+        return due
 
     async def _completions(self, request: web.Request) -> web.StreamResponse:
         try:
@@ -221,6 +257,8 @@ class VLLMStandIn:
         return web.Response(status=200)
 
     async def _wake_up(self, request: web.Request) -> web.Response:
+        if self.wake_s > 0:
+            await asyncio.sleep(self.wake_s)
         self.sleep_level = 0
         self.wakes += 1
         self._awake.set()
@@ -238,8 +276,26 @@ def _text(piece: str) -> dict[str, Any]:
     return {"index": 0, "text": piece, "logprobs": None, "finish_reason": None, "stop_reason": None}
 
 
+def _options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--slots", type=int, default=8, help="sequences at once")
+    parser.add_argument("--decode-tps", type=float, default=0.0, help="tokens/s of one alone")
+    parser.add_argument("--decode-slowdown", type=float, default=0.0, help="per extra sequence")
+    parser.add_argument("--prefill-tps", type=float, default=0.0, help="prompt tokens/s")
+    parser.add_argument("--wake-s", type=float, default=0.0, help="seconds /wake_up takes")
+    parser.add_argument("--startup-s", type=float, default=0.0, help="seconds before listening")
+
+
+def _stand_in(args: argparse.Namespace) -> web.Application:
+    if args.startup_s > 0:  # loading weights: the port is not open yet
+        time.sleep(args.startup_s)
+    return VLLMStandIn(
+        slots=args.slots, decode_tps=args.decode_tps, decode_slowdown=args.decode_slowdown,
+        prefill_tps=args.prefill_tps, wake_s=args.wake_s,
+    ).app()  # fmt: skip
+
+
 def main() -> None:
-    serve_main("vllm", 8000, lambda: VLLMStandIn().app())
+    serve_main("vllm", 8000, _stand_in, _options)
 
 
 if __name__ == "__main__":
