@@ -298,15 +298,7 @@ def expire_starting(snapshot: ScalingSnapshot) -> tuple[ScalingSnapshot, tuple[s
         for w in snapshot.workers
         if w.state is WorkerPhase.STARTING and snapshot.now - w.started_at > limit_s
     )
-    if not late:
-        return snapshot, ()
-    workers = tuple(
-        replace(w, state=WorkerPhase.ERRORED, failed_before_ready=True)
-        if w.worker_id in late
-        else w
-        for w in snapshot.workers
-    )
-    return replace(snapshot, workers=workers), late
+    return _errored(snapshot, late, failed_before_ready=True)
 
 
 def expire_waking(snapshot: ScalingSnapshot) -> tuple[ScalingSnapshot, tuple[str, ...]]:
@@ -321,10 +313,23 @@ def expire_waking(snapshot: ScalingSnapshot) -> tuple[ScalingSnapshot, tuple[str
         for w in snapshot.workers
         if w.state is WorkerPhase.WAKING and snapshot.now - w.phase_since > WAKE_TIMEOUT_S
     )
+    return _errored(snapshot, late, failed_before_ready=False)
+
+
+def _errored(
+    snapshot: ScalingSnapshot, late: tuple[str, ...], *, failed_before_ready: bool
+) -> tuple[ScalingSnapshot, tuple[str, ...]]:
+    """``snapshot`` with the workers in ``late`` ERRORED, and ``late``."""
     if not late:
         return snapshot, ()
     workers = tuple(
-        replace(w, state=WorkerPhase.ERRORED) if w.worker_id in late else w
+        replace(
+            w,
+            state=WorkerPhase.ERRORED,
+            failed_before_ready=failed_before_ready or w.failed_before_ready,
+        )
+        if w.worker_id in late
+        else w
         for w in snapshot.workers
     )
     return replace(snapshot, workers=workers), late
