@@ -14,6 +14,7 @@ import pytest
 from blockbuster import BlockBuster, blockbuster_ctx
 
 from tests.support.servers import Autoscaler, ScriptedBackend, start_app
+from vespid.servers.process import ChildProcess, free_port, wait_http
 from vespid.worker.app import Worker
 from vespid.worker.lifecycle import WorkerState
 from vespid.worker.serve import ServedWorker, running_worker
@@ -141,3 +142,17 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 def envelope(auth: dict[str, Any], payload: Any, **extra: Any) -> dict[str, Any]:
     return {"auth_data": auth, "payload": payload, **extra}
+
+
+@pytest.fixture
+async def vllm_process() -> AsyncIterator[tuple[ChildProcess, str]]:
+    """The vLLM stand-in as its own process (sleep routes too), and its URL."""
+    port = free_port()
+    server = ChildProcess.python("vllm", "-m", "vespid.testing.vllm", "--port", str(port))
+    await server.start()
+    try:
+        url = f"http://127.0.0.1:{port}"
+        await wait_http(url + "/health", timeout_s=30, proc=server)
+        yield server, url
+    finally:
+        await server.stop()

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -41,19 +40,6 @@ class Scaler:
         return app
 
 
-@pytest.fixture
-async def model_server() -> AsyncIterator[tuple[ChildProcess, str]]:
-    port = free_port()
-    server = ChildProcess.python("vllm", "-m", "vespid.testing.vllm", "--port", str(port))
-    await server.start()
-    try:
-        url = f"http://127.0.0.1:{port}"
-        await wait_http(url + "/health", timeout_s=30, proc=server)
-        yield server, url
-    finally:
-        await server.stop()
-
-
 async def run_worker(env: dict[str, str]) -> asyncio.subprocess.Process:
     full = {
         "PATH": os.environ.get("PATH", ""),
@@ -71,10 +57,10 @@ async def run_worker(env: dict[str, str]) -> asyncio.subprocess.Process:
 
 
 @pytest.mark.parametrize("own", [True, False])
-async def test_an_orphaned_worker_stops_its_model_server_and_itself(
-    model_server: tuple[ChildProcess, str], own: bool
+async def test_an_orphaned_worker_stops_its_vllm_process_and_itself(
+    vllm_process: tuple[ChildProcess, str], own: bool
 ) -> None:
-    server, url = model_server
+    server, url = vllm_process
     assert server.pid is not None
     start = await asyncio.to_thread(process_start_time, server.pid)
     assert start is not None

@@ -18,10 +18,8 @@ from tests.support.waiting import wait_until
 from tests.worker.conftest import MakeWorker, RunningWorker, envelope
 from vespid.servers.process import (
     ChildProcess,
-    free_port,
     proc_stat,
     process_start_time,
-    wait_http,
 )
 from vespid.testing.vllm import VLLMStandIn
 from vespid.worker.lifecycle import WorkerState
@@ -170,32 +168,27 @@ async def test_park_and_wake_on_llama_cpp(
 
 
 async def test_signal_sleep_stops_and_continues_the_model_server(
-    make_worker: MakeWorker, http: aiohttp.ClientSession
+    make_worker: MakeWorker,
+    http: aiohttp.ClientSession,
+    vllm_process: tuple[ChildProcess, str],
 ) -> None:
-    port = free_port()
-    server = ChildProcess.python("vllm", "-m", "vespid.testing.vllm", "--port", str(port))
-    await server.start()
-    try:
-        url = f"http://127.0.0.1:{port}"
-        await wait_http(url + "/health", timeout_s=30, proc=server)
-        assert server.pid is not None
-        start = await asyncio.to_thread(process_start_time, server.pid)
-        worker = await parked_worker(
-            make_worker,
-            url,
-            VESPID_SLEEP="signal",
-            VESPID_MODEL_PID=str(server.pid),
-            VESPID_MODEL_PID_START=str(start),
-            HEALTHCHECK_ENDPOINT="/health",
-        )
-        assert (await call(http, worker.url + "/vespid/park", AUTH))[0] == 200
-        await _wait_process_state(server.pid, stopped=True)
-        assert (await call(http, worker.url + "/vespid/wake", AUTH))[0] == 200
-        await _wait_process_state(server.pid, stopped=False)
-        async with http.post(worker.url + "/v1/completions", json=completion()) as resp:
-            assert resp.status == 200
-    finally:
-        await server.stop()
+    server, url = vllm_process
+    assert server.pid is not None
+    start = await asyncio.to_thread(process_start_time, server.pid)
+    worker = await parked_worker(
+        make_worker,
+        url,
+        VESPID_SLEEP="signal",
+        VESPID_MODEL_PID=str(server.pid),
+        VESPID_MODEL_PID_START=str(start),
+        HEALTHCHECK_ENDPOINT="/health",
+    )
+    assert (await call(http, worker.url + "/vespid/park", AUTH))[0] == 200
+    await _wait_process_state(server.pid, stopped=True)
+    assert (await call(http, worker.url + "/vespid/wake", AUTH))[0] == 200
+    await _wait_process_state(server.pid, stopped=False)
+    async with http.post(worker.url + "/v1/completions", json=completion()) as resp:
+        assert resp.status == 200
 
 
 async def _wait_process_state(pid: int, *, stopped: bool) -> None:
