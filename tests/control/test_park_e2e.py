@@ -119,7 +119,7 @@ async def test_a_burst_wakes_parked_workers_and_park_timeout_reaches_zero(
 
         def history_shows_wake() -> bool:
             series = control.history.to_json(woken_at)["endpoints"]["vllm"]
-            return sum(s["woken"] for s in series) > 0
+            return any(s["woken"] for s in series)
 
         await wait_until(history_shows_wake, timeout_s=10)
         series = control.history.to_json(woken_at)["endpoints"]["vllm"]
