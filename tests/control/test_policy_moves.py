@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from vespid.control.policy import PolicyState, ScalingConfig, WorkerPhase, WorkerView, decide
-from vespid.control.policy_moves import plan_moves
+from vespid.control.policy_moves import parked_too_long, plan_moves
 from vespid.control.policy_stages import cold_target, expire_waking, measure_demand
 from vespid.control.policy_types import WAKE_TIMEOUT_S, ScalingSnapshot
 
@@ -192,3 +192,80 @@ def test_inactivity_parks_the_reservoir_and_reaches_zero_active() -> None:
                     params=params(reservoir_workers=4))  # fmt: skip
     decision, _ = decide(idle, PolicyState())
     assert (decision.target_active, decision.park, decision.stop) == (0, ("a", "b"), ())
+
+
+# -- park timeout ------------------------------------------------------------------------
+
+IDLE = NOW - 60  # last activity: PARAMS' inactivity_timeout ago, so inactive
+
+
+@pytest.mark.parametrize(
+    ("workers", "overrides", "expected"),
+    [
+        # inactive: parked 300 s is past park_timeout 300, 299 s is not
+        pytest.param((worker("p1", 0.0, P, since=NOW - 300), worker("p2", 0.0, P, since=NOW - 299)),
+                     {}, ["p1"], id="at-the-timeout"),
+        # longest parked first
+        pytest.param((worker("p2", 0.0, P, since=NOW - 400), worker("p1", 0.0, P, since=NOW - 500)),
+                     {}, ["p1", "p2"], id="longest-first"),
+        # park_timeout <= 0: kept for as long as the pool wants them
+        pytest.param((worker("p1", 0.0, P, since=0.0),), {"park_timeout": 0}, [], id="never"),
+        pytest.param((worker("p1", 0.0, P, since=0.0),), {"park_timeout": -1}, [], id="negative"),
+        # an active endpoint keeps its pool for the next burst, however long parked
+        pytest.param((worker("p1", 0.0, P, since=0.0),), {"last_activity_at": NOW}, [],
+                     id="active-keeps-pool"),
+        # work in progress: not inactive
+        pytest.param((worker("a", 10.0), worker("p1", 0.0, P, since=0.0)), {}, [],
+                     id="busy-keeps-pool"),
+        # inactivity_timeout <= 0: never inactive, so never stopped for this
+        pytest.param((worker("p1", 0.0, P, since=0.0),), {"inactivity_timeout": 0}, [],
+                     id="never-inactive"),
+    ],
+)  # fmt: skip
+def test_parked_too_long(
+    workers: tuple[WorkerView, ...], overrides: dict[str, Any], expected: list[str]
+) -> None:
+    scaling = {"park_timeout": 300.0, "reservoir_workers": 6}
+    scaling |= {
+        k: overrides.pop(k) for k in ("park_timeout", "inactivity_timeout") if k in overrides
+    }
+    snap = snapshot(*workers, params=params(**scaling), **{"last_activity_at": IDLE, **overrides})
+    assert [w.worker_id for w in parked_too_long(snap)] == expected
+    moves = plan_moves(snap, 0, 6)
+    assert (moves.stop, moves.expired) == (expected, len(expected))
+
+
+def test_an_expired_parked_worker_is_woken_not_stopped_when_the_floor_wants_it() -> None:
+    """min_load keeps one worker on an inactive endpoint: waking the parked one beats
+    stopping it and starting another."""
+    snap = snapshot(worker("p1", 0.0, P, since=0.0), last_activity_at=IDLE,
+                    params=params(park_timeout=300.0, min_load=100.0))  # fmt: skip
+    decision, _ = decide(snap, PolicyState())
+    assert (decision.wake, decision.stop, decision.start) == (("p1",), (), 0)
+
+
+def test_scale_to_zero_reaches_zero_workers_after_park_timeout() -> None:
+    """docs/autoscaler.md's example: idle since t = 1000, inactivity_timeout 300,
+    park_timeout 300, reservoir 6: both workers parked at t = 1300, stopped at t = 1600."""
+    scaling = params(inactivity_timeout=300.0, park_timeout=300.0, reservoir_workers=6)
+    ready = (worker("a"), worker("b"))
+    at = {
+        t: snapshot(*ready, now=t, last_activity_at=1000.0, params=scaling)
+        for t in (1299.0, 1300.0)
+    }
+    assert decide(at[1299.0], PolicyState())[0].park == ()
+    assert decide(at[1300.0], PolicyState())[0].park == ("a", "b")
+    parked = tuple(replace(w, state=P, phase_since=1300.0) for w in ready)
+    before, _ = decide(snapshot(*parked, now=1599.0, last_activity_at=1000.0, params=scaling),
+                       PolicyState())  # fmt: skip
+    assert before.stop == ()
+    after, _ = decide(snapshot(*parked, now=1600.0, last_activity_at=1000.0, params=scaling),
+                      PolicyState())  # fmt: skip
+    assert (after.target_active, after.stop, after.start) == (0, ("a", "b"), 0)
+    assert "2 parked past park_timeout 300 s stopped" in after.reason
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), "soon"])
+def test_park_timeout_refused_naming_what_to_use(value: Any) -> None:
+    with pytest.raises(ValueError, match=r"(?s)park_timeout.*must be a finite number.*use 0"):
+        ScalingConfig.model_validate({"park_timeout": value})

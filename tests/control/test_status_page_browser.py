@@ -125,3 +125,53 @@ async def test_page_shows_a_worker_appear_and_its_charts_move(
     shots = Path(os.environ.get("VESPID_SCREENSHOTS", tmp_path))
     await page.screenshot(path=shots / "status-page.png", full_page=True)
     assert not errors, errors
+
+
+async def test_page_shows_parked_workers_rollout_and_park_wake_actions(
+    make_control: MakeControl, http: aiohttp.ClientSession, tiny_model: Path, page: Page,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    """Reservoir mode (the default) on llama.cpp: the worker is parked after 2 s idle, then
+    woken by the next request; the page shows its revision, its phase and how long it was
+    parked, the endpoint's parked workers and seconds and its rollout, and the park and
+    wake actions in the log as such."""
+    control = await make_control()
+    spec = llama_endpoint(tiny_model, reservoir_workers=6, park_timeout=0)
+    _, ep = await admin(http, control, "POST", "/api/v0/endpoints", spec)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    await page.goto(control.url + "/")
+    card = page.locator('section[data-endpoint="llm"]')
+    await card.locator("td.none", has_text="no workers").wait_for(timeout=10_000)
+    assert "rev 1" in await card.locator('[data-stat="rollout"]').inner_text()
+
+    await complete(http, control, ep["api_key"])  # starts the worker; idle 2 s: parked
+    row = card.locator('tr[data-worker="1"][data-state="parked"]')
+    await row.wait_for(timeout=30_000)
+    cells = await row.locator("td").all_inner_texts()
+    assert cells[1] == "1"  # its revision
+    assert cells[2].startswith("parked")
+    assert await card.locator('[data-stat="parked"] .v').inner_text() == "1"
+    await page.wait_for_function(  # parked seconds count up, redrawn each second
+        "() => document.querySelector("
+        "`section[data-endpoint='llm'] [data-stat='parked-s'] .v`).textContent !== '0 s'",
+        timeout=10_000,
+    )
+    assert "rollout done" in (await card.locator('[data-stat="rollout"]').text_content() or "")
+    assert "park_timeout never" in (await card.locator(".params").text_content() or "")
+    await page.locator('#log [data-action="park"]', has_text="park").wait_for(timeout=5_000)
+
+    await complete(http, control, ep["api_key"])  # served by waking it
+    await card.locator('tr[data-worker="1"][data-state="ready"]').wait_for(timeout=15_000)
+    await page.locator('#log [data-action="wake"]', has_text="wake").wait_for(timeout=5_000)
+    assert not await page.locator('#log [data-action="start"]').count() > 1
+    await chart_above(page, "workers", "peak", 0)
+    legend = await card.locator('.chart[data-chart="workers"] .legend').inner_text()
+    assert [st in legend for st in ("waking", "draining", "parked")] == [True] * 3
+    legend = await card.locator('.chart[data-chart="scaling"] .legend').inner_text()
+    assert "woken" in legend
+
+    shots = Path(os.environ.get("VESPID_SCREENSHOTS", tmp_path))
+    await page.screenshot(path=shots / "status-page-parked.png", full_page=True)
+    assert not errors, errors

@@ -179,6 +179,7 @@ class ControlPlane:
             hold_s=self.settings.route_hold_s, max_cost=self.settings.max_route_cost,
         )  # fmt: skip
         route_api.add_routes(routes)
+        self.autoscaler.on_capacity = route_api.notify_capacity
         ReportApi(
             self.fleet, self.metrics, self.history, self.keys, route_api.notify_capacity
         ).add_routes(routes)

@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Final
 
 from vespid.control.fleet import Fleet, WorkerRecord
@@ -78,6 +78,9 @@ class Autoscaler:
         self.policy_states: dict[str, PolicyState] = {}
         self.rollouts = Rollouts()
         self._in_transit: set[int] = set()  # workers being parked or woken
+        # Wakes the /route/ calls held for an endpoint (the route API's notify_capacity): a
+        # woken worker takes the queue at once, not at its next report.
+        self.on_capacity: Callable[[str], Awaitable[None]] | None = None
         self.scaling_log: list[dict[str, Any]] = []  # the latest actions, oldest first
         self._launching: dict[str, int] = {}  # endpoint -> starts asked of the provider
         self._short_of_gpus: dict[str, int] = {}  # endpoint -> starts held (logged once)
@@ -316,6 +319,8 @@ class Autoscaler:
             else:
                 if record.phase is during:
                     record.phase = after
+                    if after is WorkerPhase.READY and self.on_capacity is not None:
+                        await self.on_capacity(record.handle.endpoint)
                 took_s = time.monotonic() - began
                 self._log_action(record.handle.endpoint, action, worker_id, reason, took_s)
             finally:

@@ -46,7 +46,9 @@ workload/s (PROTOCOL.md §6). The stages, each a function of its own:
 9. Moves (``policy_moves.py``): up -> DRAINING workers taken back, then PARKED ones
    woken, then starts; down -> STARTING workers, then idle READY ones (parked while the
    pool is short, else stopped), then busy READY ones drained; emptied DRAINING ones
-   parked or stopped; parked beyond the pool stopped. ERRORED workers are always
+   parked or stopped; parked beyond the pool stopped, and on an inactive endpoint
+   parked ``park_timeout`` s or more stopped (scale to zero reaches zero workers). ERRORED
+   workers are always
    stopped (the start count replaces them). No worker is started only to be parked.
 10. Ready timeout, run before everything: a STARTING worker older than
     ``ready_timeout_s`` is ERRORED (so stopped and replaced) and failed before ready. A
@@ -197,6 +199,9 @@ def _act(
     notes = [why]
     if moves.busy_kept:
         notes.append(f"{moves.busy_kept} busy drained")
+    if moves.expired:
+        timeout_s = _num(snapshot.params.park_timeout)
+        notes.append(f"{moves.expired} parked past park_timeout {timeout_s} s stopped")
     if errored:
         late = [f"{', '.join(timed_out)} not ready within {_num(snapshot.ready_timeout_s)} s"]
         late += [f"{', '.join(unwoken)} not awake within {_num(WAKE_TIMEOUT_S)} s"]

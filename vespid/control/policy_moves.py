@@ -13,6 +13,10 @@ in order (docs/autoscaler.md, "Moves"):
   READY one is parked while the pool is short, else stopped; a busy one is drained.
 * DRAINING workers not taken back and now empty are parked while the pool is short, else
   stopped; PARKED workers beyond the pool are stopped (longest parked first).
+* **Park timeout**: on a scale-down or a steady tick of an inactive endpoint, PARKED workers
+  parked ``park_timeout`` seconds or more are stopped whatever the pool wants, so that
+  scale to zero reaches zero workers instead of keeping the pool (and its machines)
+  forever; ``park_timeout <= 0`` keeps them.
 * vespid's policy never starts a worker only to park it: the pool holds the workers a
   scale-down freed (a cold start costs 30 s of a GPU to save a 5 s wake later, and on a
   bursty trace most such loads were thrown away). ``fill_pool`` starts workers to fill it,
@@ -28,10 +32,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from vespid.control.policy_stages import is_busy, live_workers, worker_perf
+from vespid.control.policy_stages import is_busy, is_inactive, live_workers, worker_perf
 from vespid.control.policy_types import ScalingSnapshot, WorkerPhase, WorkerView
 
-__all__ = ["Moves", "plan_moves"]
+__all__ = ["Moves", "parked_too_long", "plan_moves"]
 
 
 @dataclass(slots=True)
@@ -44,10 +48,26 @@ class Moves:
     wake: list[str] = field(default_factory=list)
     start: int = 0  # new workers wanted: for the active target, then for the pool
     busy_kept: int = 0  # workers over target that are draining (busy: serve out, then go)
+    expired: int = 0  # PARKED workers stopped for park_timeout (in ``stop``)
 
 
 def _of(snapshot: ScalingSnapshot, phase: WorkerPhase) -> list[WorkerView]:
     return [w for w in snapshot.workers if w.state is phase]
+
+
+def parked_too_long(snapshot: ScalingSnapshot) -> list[WorkerView]:
+    """The PARKED workers of an inactive endpoint parked ``park_timeout`` seconds or more
+    (``now − phase_since``), longest parked first; none when ``park_timeout <= 0``.
+
+    Example: park_timeout 300, idle since t = 1000 with inactivity_timeout 300: the
+    workers parked at t = 1300 are stopped at t = 1600.
+    """
+    timeout_s = snapshot.params.park_timeout
+    if timeout_s <= 0 or not is_inactive(snapshot):
+        return []
+    parked = _of(snapshot, WorkerPhase.PARKED)
+    expired = [w for w in parked if snapshot.now - w.phase_since >= timeout_s]
+    return sorted(expired, key=lambda w: (w.phase_since, w.worker_id))
 
 
 def _scale_up(snapshot: ScalingSnapshot, need: int, moves: Moves) -> list[WorkerView]:
@@ -98,7 +118,11 @@ def plan_moves(
     if target > live:
         parked = _scale_up(snapshot, target - live, moves)
         pool = len(parked)
-    else:
+    else:  # a parked worker past park_timeout is stopped, not counted in the pool
+        expired = parked_too_long(snapshot)
+        moves.stop += [w.worker_id for w in expired]
+        moves.expired = len(expired)
+        parked = [w for w in parked if w not in expired]
         pool = _scale_down(snapshot, live - target, cold, len(parked), moves)
     for worker in _of(snapshot, WorkerPhase.DRAINING):
         if worker.worker_id in moves.wake:

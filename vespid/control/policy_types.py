@@ -144,6 +144,14 @@ class ScalingConfig(BaseModel):
         fix="use 0 to never scale to zero",
         allow_inf_nan=False,
     )
+    park_timeout: float = _param(
+        300.0,
+        "Seconds a parked worker of an inactive endpoint is kept before it is stopped "
+        "(<= 0: kept for as long as the pool wants it).",
+        must_be="a finite number",
+        fix="use 0 to keep parked workers of an idle endpoint",
+        allow_inf_nan=False,
+    )
     max_queue_time: float = _param(
         30.0,
         "A READY worker with a longer queue time (s) gets no new work (inf: never).",

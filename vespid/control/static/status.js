@@ -6,7 +6,10 @@
 (() => {
   const POLL_MS = 1000;
   const RECENT_S = 10; // the "now" figures are means over the last RECENT_S seconds
-  const STATES = ["ready", "starting", "errored"]; // stacked in this order, bottom up
+  // stacked in this order, bottom up: serving, on their way to serving, out of service
+  const STATES = ["ready", "waking", "starting", "draining", "parked", "errored"];
+  // the scaling log's actions, as the page labels them
+  const ACTIONS = { start: "▲ start", stop: "▼ stop", drain: "↓ drain", park: "■ park", wake: "▶ wake" };
 
   const state = {
     windowS: 300,
@@ -197,8 +200,15 @@
     const count = (st) => workers.filter((w) => w.state === st).length;
     const ready = count("ready");
     const load = workers.reduce((a, w) => a + (w.cur_load || 0), 0);
+    const rollout = endpoint.rollout || {};
     card.stats.replaceChildren(
       stat("ready", `${ready}/${workers.length}`, "", "workers ready"),
+      stat("parked", num(count("parked")), "", "parked",
+        "workers parked: model server loaded (asleep where it can), no traffic; woken first on a burst"),
+      stat("parked-s", secs(endpoint.parked_s), "", "parked, total",
+        "seconds this endpoint's workers have spent parked, those gone included"),
+      stat("rollout", `rev ${endpoint.revision}`, "", `rollout ${rollout.state || "–"}`,
+        rollout.halted ? `halted: ${rollout.halted}` : `template revision; last good ${rollout.good_revision ?? "–"}`),
       stat("queued", num(endpoint.queued), endpoint.queued === 1 ? "request" : "requests",
         "in router queue", "requests waiting for a worker to take them"),
       stat("requests", num(recent(samples, "requests_per_s") ?? 0), "req/s", `arrived (${RECENT_S} s)`,
@@ -219,7 +229,8 @@
     card.params.replaceChildren("scaling: ",
       ...[["min_load", num(s.min_load)], ["max_workers", num(s.max_workers)],
         ["target_util", num(s.target_util, 2)], ["max_queue_time", secs(s.max_queue_time)],
-        ["scale_down_delay", secs(s.scale_down_delay)]]
+        ["scale_down_delay", secs(s.scale_down_delay)], ["reservoir_workers", num(s.reservoir_workers)],
+        ["park_timeout", s.park_timeout > 0 ? secs(s.park_timeout) : "never"]]
         .flatMap(([k, v]) => [`${k} `, el("b", { text: v }), " · "]),
       idle);
     renderWorkers(card.tbody, workers, s, now);
@@ -227,7 +238,9 @@
   }
 
   const WORKER_COLUMNS = [
-    ["worker"], ["state"], ["load", "num", "workload in the worker now"],
+    ["worker"], ["rev", "num", "the template revision it was started on"],
+    ["state", "", "its phase; parked ones show how long they have been parked"],
+    ["load", "num", "workload in the worker now"],
     ["est. wait", "num", "load / perf: how long a new request would wait"],
     ["perf", "num", "throughput the worker measured or declared (workload/s)"],
     ["in flight", "num", "requests (and sessions) the worker holds"],
@@ -253,7 +266,9 @@
         el("i", { class: fill > 0.8 ? "hot" : "", style: `width:${(fill * 100).toFixed(0)}%` }));
       rows.push(el("tr", { "data-worker": String(w.worker_id), "data-state": w.state },
         el("td", {}, `#${w.worker_id} `, el("span", { class: "mono", text: w.url.replace(/^https?:\/\//, "") })),
-        el("td", {}, el("span", { class: `pill ${w.state}`, text: w.state })),
+        el("td", { class: "num", text: String(w.revision) }),
+        el("td", {}, el("span", { class: `pill ${w.state}`, text: w.state }),
+          w.state === "parked" ? el("span", { class: "since", text: ` ${age(w.parked_s)}` }) : null),
         el("td", { class: "num", text: num(w.cur_load) }),
         el("td", { class: "num" }, secs(wait), bar),
         el("td", { class: "num" }, ...(w.max_perf ? withUnit(num(w.max_perf), "/s") : ["–"])),
@@ -274,7 +289,7 @@
     const rows = log.slice(-20).reverse().map((e) => el("tr", {},
       el("td", { class: "mono", text: clock(e.time) }),
       el("td", { text: e.endpoint }),
-      el("td", {}, el("span", { class: `pill ${e.action}`, text: e.action === "start" ? "▲ start" : "▼ stop" })),
+      el("td", {}, el("span", { class: `pill ${e.action}`, "data-action": e.action, text: ACTIONS[e.action] || e.action })),
       el("td", { text: `#${e.worker_id}` }),
       el("td", { class: "reason", text: e.reason })));
     tbody.replaceChildren(...(rows.length ? rows : [el("tr", {}, el("td", { class: "none", colSpan: 5, text: "none yet" }))]));
@@ -317,6 +332,8 @@
         { label: "queued", color: "--stopping", fill: true, value: (s) => s.queued },
         { label: "▲ started", color: "--start", event: (s) => s.started },
         { label: "▼ stopped", color: "--stop", event: (s) => s.stopped, down: true },
+        { label: "▶ woken", color: "--waking", event: (s) => s.woken },
+        { label: "■ parked", color: "--parked", event: (s) => s.parked, down: true },
       ],
     },
   ];
