@@ -24,14 +24,23 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tests.control.conftest import MakeControl, admin
 from tests.control.test_scaling_e2e import llama_endpoint
 from vespid.client import Client
-from vespid.control.providers.base import WorkerHandle
+from vespid.control.app import ControlPlane
+from vespid.control.fleet import WorkerRecord
+from vespid.control.policy import WorkerPhase
+from vespid.control.policy_stages import expire_starting
+from vespid.control.providers.base import RunState, WorkerHandle
 from vespid.control.store import SQLiteStore
+from vespid.protocol.wire import WorkerStatusReport
 from vespid.servers.process import ChildProcess, free_port, same_process, wait_http
 from vespid.worker.settings import WorkerSettings
 
 ADMIN_KEY = "restart-test-admin-key"
+# An endpoint that neither starts nor stops workers of its own accord.
+PARKED_SPEC = {"name": "e", "scaling": {"max_workers": 1, "inactivity_timeout": 0,
+                                        "scale_down_delay": 3600}}  # fmt: skip
 
 
 @dataclass
@@ -268,3 +277,64 @@ async def test_the_store_keeps_each_workers_whole_handle(tmp_path: Path) -> None
     await store.close()
     assert kept[7] == handle
     assert (kept[8].url, kept[8].info) == ("", {"pgids": [125], "pgid_starts": [11]})
+
+
+async def adopt_kept(
+    control: ControlPlane, monkeypatch: pytest.MonkeyPatch, handle: WorkerHandle, *,
+    draining: bool,
+) -> WorkerRecord:  # fmt: skip
+    """``handle`` kept in the store (draining or not) and taken back as a restarted
+    control plane does; the provider proves it its own (no process here to prove)."""
+    await control.store.put_worker(handle)
+    await control.store.set_draining(handle.worker_id, draining)
+    monkeypatch.setattr(control.provider, "adopt", _adopted_anyway)
+    monkeypatch.setattr(control.provider, "state", lambda handle: RunState.RUNNING)
+    await control._readopt()
+    return control.fleet.workers[handle.worker_id]
+
+
+async def _adopted_anyway(handle: WorkerHandle) -> bool:
+    return True
+
+
+def status_report(worker_id: int, **fields: Any) -> WorkerStatusReport:
+    return WorkerStatusReport.model_validate({"id": worker_id, "mtoken": "", **fields})
+
+
+async def test_a_worker_draining_at_the_restart_is_adopted_draining(
+    make_control: MakeControl, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    control = await make_control()
+    await admin(http, control, "POST", "/api/v0/endpoints", PARKED_SPEC)
+    handle = WorkerHandle(900, "e", "http://127.0.0.1:9", time.time() - 60, revision=1)
+    record = await adopt_kept(control, monkeypatch, handle, draining=True)
+    assert record.phase is WorkerPhase.DRAINING
+    control.fleet.ingest(status_report(900, max_perf=10, cur_load=3))  # busy, and ready
+    assert record.phase is WorkerPhase.DRAINING  # its report does not make it routable
+    assert not control.router.candidates(control.endpoints["e"])
+    assert await control.store.draining() == {900}
+    control.fleet.remove(900)
+
+
+async def test_a_worker_adopted_while_loading_counts_its_ready_timeout_from_adoption(
+    make_control: MakeControl, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    control = await make_control()
+    await admin(http, control, "POST", "/api/v0/endpoints", PARKED_SPEC)
+    endpoint = control.endpoints["e"]
+    # Started long before its ready timeout, and still loading at the restart.
+    started = time.time() - 10 * endpoint.template.ready_timeout
+    handle = WorkerHandle(901, "e", "http://127.0.0.1:9", started, revision=1)
+    record = await adopt_kept(control, monkeypatch, handle, draining=False)
+    control.fleet.ingest(status_report(901, loadtime=0))  # no max_perf: loading
+    assert record.phase is WorkerPhase.STARTING
+    snapshot = control.fleet.snapshot(endpoint, queued_load=0, queued_requests=0)
+    assert expire_starting(snapshot)[1] == ()
+    adopted_at = record.adopted_at
+    assert adopted_at is not None
+    assert record.view().started_at == adopted_at
+    control.fleet.ingest(status_report(901, max_perf=10))
+    assert record.phase is WorkerPhase.READY
+    assert record.ready_after_s is not None
+    assert record.ready_after_s <= time.time() - adopted_at  # counted from its adoption
+    control.fleet.remove(901)

@@ -77,7 +77,8 @@ async def test_a_halted_rollout_stays_halted_across_a_restart(tmp_path: Path) ->
     assert {w["revision"] for w in endpoint["workers"]} == {1}
     assert still == {**halted, "workers": {"1": {"ready": 3}}}  # the same halt, its reason
     started = [e["worker_id"] for e in status["scaling_log"] if e["action"] == "start"]
-    assert len(started) == 1 and set(started) <= set(after)  # not one on revision 2
+    assert len(started) == 1  # the third worker, on revision 1: not one on revision 2
+    assert set(started) <= set(after)
 
 
 def endpoint_at(revision: int, tag: str, previous: str | None = None) -> EndpointConfig:
