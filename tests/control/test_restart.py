@@ -29,7 +29,7 @@ from tests.control.test_scaling_e2e import llama_endpoint
 from vespid.client import Client
 from vespid.control.app import ControlPlane
 from vespid.control.fleet import WorkerRecord
-from vespid.control.policy import WorkerPhase
+from vespid.control.policy import ScalingConfig, WorkerPhase
 from vespid.control.policy_stages import expire_starting
 from vespid.control.providers.base import RunState, WorkerHandle
 from vespid.control.store import SQLiteStore
@@ -132,7 +132,11 @@ async def control_with_workers(
     kept: list[tuple[int, int]] = []
     await run.start()
     try:
-        spec = llama_endpoint(tiny_model, min_load=40, inactivity_timeout=0)
+        # The default policy: reservoir mode, idle workers parked rather than stopped.
+        spec = llama_endpoint(
+            tiny_model, min_load=40, inactivity_timeout=0,
+            reservoir_workers=ScalingConfig().reservoir_workers,
+        )  # fmt: skip
         headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
         async with http.post(run.url + "/api/v0/endpoints", json=spec, headers=headers) as resp:
             assert resp.status == 201, await resp.text()
@@ -226,6 +230,58 @@ async def test_a_restart_under_load_keeps_the_fleet(
     assert after == workers  # the same worker ids, at the same urls
     assert set(load.served_since(down_at)) == set(workers.values())
     assert [e for e in status["scaling_log"] if e["action"] == "start"] == []  # no cold start
+
+
+async def test_a_worker_parked_at_the_restart_is_adopted_parked_and_woken_on_demand(
+    tmp_path: Path, tiny_model: Path
+) -> None:
+    headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    async with (
+        aiohttp.ClientSession() as http,
+        control_with_workers(tmp_path, tiny_model, http) as (run, api_key, workers),
+    ):
+        # One worker's throughput is wanted now: the other is parked (reservoir mode).
+        body = {"scaling": {"min_load": 20, "scale_down_delay": 0}}
+        async with http.put(run.url + "/api/v0/endpoints/llm", json=body, headers=headers) as r:
+            assert r.status == 200, await r.text()
+        states = await wait_for(lambda h: _when(run_states(run, h), is_one_parked), 60, http)
+        [parked] = [w for w, state in states.items() if state == "parked"]
+        assert run.proc is not None
+        await run.proc.stop()
+        await run.start(VESPID_STOP_WORKERS_ON_EXIT="true")
+        assert await wait_for(lambda h: _when(run_states(run, h), is_one_parked), 60, http) == (
+            states
+        )
+        async with Client(run.url, api_key, timeout_s=60) as client:
+            endpoint = await client.get_endpoint("llm")
+            resp = await endpoint.request(
+                "/v1/completions", {"prompt": "one", "max_tokens": 4}, cost=5
+            )
+            assert resp.worker_url != workers[parked]  # parked: not routed to
+        load = Load()  # more than one worker's throughput: the parked one is woken
+        sending = asyncio.create_task(load.run(run.url, api_key))
+        try:
+            await wait_for(lambda h: _when(run.ready_workers(h), lambda w: len(w) == 2), 60, http)
+            woke_at = time.monotonic()
+            await served(load, woke_at, 20, timeout_s=60)
+        finally:
+            load.stop.set()
+            await sending
+        status = await run.status(http)
+    assert load.failed == []
+    assert workers[parked] in load.served_since(woke_at)
+    actions = [(e["action"], e["worker_id"]) for e in status["scaling_log"]]
+    assert ("wake", parked) in actions
+    assert [a for a in actions if a[0] == "start"] == []  # no cold start
+
+
+async def run_states(run: ControlRun, http: aiohttp.ClientSession) -> dict[int, str]:
+    [endpoint] = (await run.status(http))["endpoints"]
+    return {w["worker_id"]: w["state"] for w in endpoint["workers"]}
+
+
+def is_one_parked(states: dict[int, str]) -> bool:
+    return sorted(states.values()) == ["parked", "ready"]
 
 
 def _worker_reads(variable: str) -> bool:
