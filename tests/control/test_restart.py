@@ -24,14 +24,23 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tests.control.conftest import MakeControl, admin
 from tests.control.test_scaling_e2e import llama_endpoint
 from vespid.client import Client
-from vespid.control.providers.base import WorkerHandle
+from vespid.control.app import ControlPlane
+from vespid.control.fleet import WorkerRecord
+from vespid.control.policy import ScalingConfig, WorkerPhase
+from vespid.control.policy_stages import expire_starting
+from vespid.control.providers.base import RunState, WorkerHandle
 from vespid.control.store import SQLiteStore
+from vespid.protocol.wire import WorkerStatusReport
 from vespid.servers.process import ChildProcess, free_port, same_process, wait_http
 from vespid.worker.settings import WorkerSettings
 
 ADMIN_KEY = "restart-test-admin-key"
+# An endpoint that neither starts nor stops workers of its own accord.
+PARKED_SPEC = {"name": "e", "scaling": {"max_workers": 1, "inactivity_timeout": 0,
+                                        "scale_down_delay": 3600}}  # fmt: skip
 
 
 @dataclass
@@ -123,7 +132,11 @@ async def control_with_workers(
     kept: list[tuple[int, int]] = []
     await run.start()
     try:
-        spec = llama_endpoint(tiny_model, min_load=40, inactivity_timeout=0)
+        # The default policy: reservoir mode, idle workers parked rather than stopped.
+        spec = llama_endpoint(
+            tiny_model, min_load=40, inactivity_timeout=0,
+            reservoir_workers=ScalingConfig().reservoir_workers,
+        )  # fmt: skip
         headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
         async with http.post(run.url + "/api/v0/endpoints", json=spec, headers=headers) as resp:
             assert resp.status == 201, await resp.text()
@@ -219,6 +232,58 @@ async def test_a_restart_under_load_keeps_the_fleet(
     assert [e for e in status["scaling_log"] if e["action"] == "start"] == []  # no cold start
 
 
+async def test_a_worker_parked_at_the_restart_is_adopted_parked_and_woken_on_demand(
+    tmp_path: Path, tiny_model: Path
+) -> None:
+    headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    async with (
+        aiohttp.ClientSession() as http,
+        control_with_workers(tmp_path, tiny_model, http) as (run, api_key, workers),
+    ):
+        # One worker's throughput is wanted now: the other is parked (reservoir mode).
+        body = {"scaling": {"min_load": 20, "scale_down_delay": 0}}
+        async with http.put(run.url + "/api/v0/endpoints/llm", json=body, headers=headers) as r:
+            assert r.status == 200, await r.text()
+        states = await wait_for(lambda h: _when(run_states(run, h), is_one_parked), 60, http)
+        [parked] = [w for w, state in states.items() if state == "parked"]
+        assert run.proc is not None
+        await run.proc.stop()
+        await run.start(VESPID_STOP_WORKERS_ON_EXIT="true")
+        assert await wait_for(lambda h: _when(run_states(run, h), is_one_parked), 60, http) == (
+            states
+        )
+        async with Client(run.url, api_key, timeout_s=60) as client:
+            endpoint = await client.get_endpoint("llm")
+            resp = await endpoint.request(
+                "/v1/completions", {"prompt": "one", "max_tokens": 4}, cost=5
+            )
+            assert resp.worker_url != workers[parked]  # parked: not routed to
+        load = Load()  # more than one worker's throughput: the parked one is woken
+        sending = asyncio.create_task(load.run(run.url, api_key))
+        try:
+            await wait_for(lambda h: _when(run.ready_workers(h), lambda w: len(w) == 2), 60, http)
+            woke_at = time.monotonic()
+            await served(load, woke_at, 20, timeout_s=60)
+        finally:
+            load.stop.set()
+            await sending
+        status = await run.status(http)
+    assert load.failed == []
+    assert workers[parked] in load.served_since(woke_at)
+    actions = [(e["action"], e["worker_id"]) for e in status["scaling_log"]]
+    assert ("wake", parked) in actions
+    assert [a for a in actions if a[0] == "start"] == []  # no cold start
+
+
+async def run_states(run: ControlRun, http: aiohttp.ClientSession) -> dict[int, str]:
+    [endpoint] = (await run.status(http))["endpoints"]
+    return {w["worker_id"]: w["state"] for w in endpoint["workers"]}
+
+
+def is_one_parked(states: dict[int, str]) -> bool:
+    return sorted(states.values()) == ["parked", "ready"]
+
+
 def _worker_reads(variable: str) -> bool:
     """Whether this tree's worker reads ``variable`` (its settings name it)."""
     return any(
@@ -268,3 +333,69 @@ async def test_the_store_keeps_each_workers_whole_handle(tmp_path: Path) -> None
     await store.close()
     assert kept[7] == handle
     assert (kept[8].url, kept[8].info) == ("", {"pgids": [125], "pgid_starts": [11]})
+
+
+async def adopt_kept(
+    control: ControlPlane, monkeypatch: pytest.MonkeyPatch, handle: WorkerHandle, *,
+    draining: bool,
+) -> WorkerRecord:  # fmt: skip
+    """``handle`` kept in the store (draining or not) and taken back as a restarted
+    control plane does; the provider proves it its own (no process here to prove)."""
+    await control.store.put_worker(handle)
+    await control.store.set_draining(handle.worker_id, draining)
+    monkeypatch.setattr(control.provider, "adopt", _adopted_anyway)
+    monkeypatch.setattr(control.provider, "state", lambda handle: RunState.RUNNING)
+    await control._readopt()
+    return control.fleet.workers[handle.worker_id]
+
+
+def phase_now(record: WorkerRecord) -> WorkerPhase:
+    """The phase now (read through a call: mypy keeps an asserted phase narrowed)."""
+    return record.phase
+
+
+async def _adopted_anyway(handle: WorkerHandle) -> bool:
+    return True
+
+
+def status_report(worker_id: int, **fields: Any) -> WorkerStatusReport:
+    return WorkerStatusReport.model_validate({"id": worker_id, "mtoken": "", **fields})
+
+
+async def test_a_worker_draining_at_the_restart_is_adopted_draining(
+    make_control: MakeControl, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    control = await make_control()
+    await admin(http, control, "POST", "/api/v0/endpoints", PARKED_SPEC)
+    handle = WorkerHandle(900, "e", "http://127.0.0.1:9", time.time() - 60, revision=1)
+    record = await adopt_kept(control, monkeypatch, handle, draining=True)
+    assert record.phase is WorkerPhase.DRAINING
+    control.fleet.ingest(status_report(900, max_perf=10, cur_load=3))  # busy, and ready
+    assert record.phase is WorkerPhase.DRAINING  # its report does not make it routable
+    assert not control.router.candidates(control.endpoints["e"])
+    assert await control.store.draining() == {900}
+    control.fleet.remove(900)
+
+
+async def test_a_worker_adopted_while_loading_counts_its_ready_timeout_from_adoption(
+    make_control: MakeControl, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    control = await make_control()
+    await admin(http, control, "POST", "/api/v0/endpoints", PARKED_SPEC)
+    endpoint = control.endpoints["e"]
+    # Started long before its ready timeout, and still loading at the restart.
+    started = time.time() - 10 * endpoint.template.ready_timeout
+    handle = WorkerHandle(901, "e", "http://127.0.0.1:9", started, revision=1)
+    record = await adopt_kept(control, monkeypatch, handle, draining=False)
+    control.fleet.ingest(status_report(901, loadtime=0))  # no max_perf: loading
+    assert record.phase is WorkerPhase.STARTING
+    snapshot = control.fleet.snapshot(endpoint, queued_load=0, queued_requests=0)
+    assert expire_starting(snapshot)[1] == ()
+    adopted_at = record.adopted_at
+    assert adopted_at is not None
+    assert record.view().started_at == adopted_at
+    control.fleet.ingest(status_report(901, max_perf=10))
+    assert phase_now(record) is WorkerPhase.READY
+    assert record.ready_after_s is not None
+    assert record.ready_after_s <= time.time() - adopted_at  # counted from its adoption
+    control.fleet.remove(901)

@@ -1,7 +1,8 @@
 """``vespid control``: the parts of the control plane, composed into one aiohttp app.
 
-``ControlPlane`` loads the keys and endpoints, builds the router, the history and the
-autoscaler, and mounts the HTTP APIs, each a module of its own:
+``ControlPlane`` loads the keys, endpoints and rollouts, builds the router, the history
+and the autoscaler, takes back the workers an earlier run left running, and mounts the
+HTTP APIs, each a module of its own:
 
 - ``route_api``: ``POST /route/`` (endpoint API key; PROTOCOL.md section 5),
   ``GET /pubkey/``, ``GET /ca.pem``.
@@ -114,6 +115,7 @@ class ControlPlane:
             next_worker_id=int(await self.store.meta_or_create("next_worker_id", lambda: "1")),
         )  # fmt: skip
         await self._load_endpoints()
+        await self.autoscaler.rollouts.load(self.endpoints)
         await self.provider.open()
         await self._readopt()
         log.info("control plane ready at %s with %d endpoint(s)", self.url, len(self.endpoints))
@@ -122,15 +124,17 @@ class ControlPlane:
         """Take back the workers an earlier run left running: each one whose endpoint
         still exists and whose processes the provider proves are the ones that run
         started keeps its id (so its report token and request key, derived from the
-        kept secrets, stay valid); what is left of the others is stopped and forgotten."""
+        kept secrets, stay valid), and its drain if it was draining; what is left of the
+        others is stopped and forgotten."""
         adopted = 0
+        draining = await self.store.draining()
         for handle in await self.store.workers():
             if not handle.url:
                 why = "kept by an older vespid"
             elif handle.endpoint not in self.endpoints:
                 why = f"endpoint {handle.endpoint} is gone"
             elif await self.provider.adopt(handle):
-                self.autoscaler.adopt(handle)
+                self.autoscaler.adopt(handle, draining=handle.worker_id in draining)
                 adopted += 1
                 continue
             else:

@@ -76,7 +76,7 @@ class Autoscaler:
         self.url = url
         self.next_worker_id = next_worker_id
         self.policy_states: dict[str, PolicyState] = {}
-        self.rollouts = Rollouts()
+        self.rollouts = Rollouts(store)
         self._in_transit: set[int] = set()  # workers being parked or woken
         # Wakes the /route/ calls held for an endpoint (the route API's notify_capacity): a
         # woken worker takes the queue at once, not at its next report.
@@ -122,6 +122,7 @@ class Autoscaler:
                 self._note_failure(endpoint.name, exc)
             else:
                 self._failing.pop(endpoint.name, None)
+        await self.rollouts.save()
 
     def _note_failure(self, endpoint: str, exc: Exception) -> None:
         """Log a failing endpoint's step once per distinct error, not at every tick."""
@@ -278,6 +279,7 @@ class Autoscaler:
         if record is not None and record.phase is WorkerPhase.READY:
             record.phase = WorkerPhase.DRAINING
             self._log_action(record.handle.endpoint, "drain", worker_id, reason)
+            self._keep_draining(worker_id, True)
 
     def _spawn_park(self, worker_id: int, reason: str) -> None:
         """Park a worker through the provider: DRAINING while it parks, then PARKED."""
@@ -294,6 +296,7 @@ class Autoscaler:
         if record.phase is WorkerPhase.DRAINING:
             record.phase = WorkerPhase.READY
             self._log_action(record.handle.endpoint, "wake", worker_id, reason)
+            self._keep_draining(worker_id, False)
         elif record.phase is WorkerPhase.PARKED:
             self._spawn_sleep_call(record, "wake", WorkerPhase.WAKING, WorkerPhase.READY, reason)
 
@@ -321,6 +324,8 @@ class Autoscaler:
                     record.phase = after
                     if after is WorkerPhase.READY and self.on_capacity is not None:
                         await self.on_capacity(record.handle.endpoint)
+                if action == "park":  # no longer draining, if it was
+                    self._keep_draining(worker_id, False)
                 took_s = time.monotonic() - began
                 self._log_action(record.handle.endpoint, action, worker_id, reason, took_s)
             finally:
@@ -328,14 +333,31 @@ class Autoscaler:
 
         self._track(run())
 
-    def adopt(self, handle: WorkerHandle) -> None:
+    def adopt(self, handle: WorkerHandle, *, draining: bool = False) -> None:
         """A worker an earlier run started, taken back by the provider: in the fleet as
         STARTING until its next report (within a second or so under load) says it is
-        ready, errored if it stays silent (``Fleet.mark_stale``). Its endpoint is not
-        scaled until then: no decision rests on a throughput not known yet."""
+        ready (or parked), errored if it stays silent (``Fleet.mark_stale``); its ready
+        timeout counts from now. One that was ``draining`` is DRAINING again at once
+        (never routed to; stopped or parked once empty, or taken back if needed). Its
+        endpoint is not scaled until it has reported: no decision rests on a throughput
+        or a load not known yet."""
         record = self.fleet.add(handle)
+        record.adopted_at = time.time()
+        if draining:
+            record.phase = WorkerPhase.DRAINING
         record.request_key = self._request_key(handle.worker_id)
         record.last_report_at = self._adopted[handle.worker_id] = time.monotonic()
+
+    def _keep_draining(self, worker_id: int, draining: bool) -> None:
+        """Keep in the store whether a worker is draining, for the next run to adopt it so."""
+
+        async def keep() -> None:
+            try:
+                await self.store.set_draining(worker_id, draining)
+            except Exception:  # the worker drains all the same; only a restart forgets it
+                log.exception("keeping worker %d's drain in the store failed", worker_id)
+
+        self._track(keep())
 
     def _request_key(self, worker_id: int) -> bytes | None:
         """The worker's HMAC request key when routes are HMAC-tagged, else None."""

@@ -59,7 +59,9 @@ class WorkerRecord:
     routed_load: float = 0.0  # routed since its last report (not yet in cur_load)
     loadtime_s: float | None = None
     served_total: float = 0.0
-    ready_after_s: float | None = None  # from its start to its first ready report (cold start)
+    # From its start (or its adoption after a restart) to its first ready report.
+    ready_after_s: float | None = None
+    adopted_at: float | None = None  # unix time this run adopted it (None: it started it)
     request_key: bytes | None = None  # its HMAC key: routes to it are tagged, not RSA-signed
 
     @property
@@ -102,12 +104,18 @@ class WorkerRecord:
             max_perf=self.max_perf,
             sessions=self.sessions,
             in_flight=max(0, self.in_flight - self.sessions),
-            started_at=self.handle.started_at,
+            started_at=self.waited_from,
             failed_before_ready=self.failed_before_ready,
             waiting_load=self.waiting_load,
             revision=self.handle.revision,
             phase_since=self.phase_since,
         )
+
+    @property
+    def waited_from(self) -> float:
+        """When this run began to wait for it to be ready (its ready timeout counts from
+        then): its start, or its adoption after a restart."""
+        return self.handle.started_at if self.adopted_at is None else self.adopted_at
 
     @property
     def failed_before_ready(self) -> bool:
@@ -134,6 +142,7 @@ class WorkerRecord:
             "ready_after_s": self.ready_after_s,
             "served_total": self.served_total,
             "started_at": self.handle.started_at,
+            "adopted_at": self.adopted_at,
         }
 
 
@@ -207,7 +216,7 @@ class Fleet:
             # A worker that says it is parked (one adopted after a restart) stays unrouted.
             record.phase = WorkerPhase.PARKED if report.parked else WorkerPhase.READY
             if record.ready_after_s is None:
-                record.ready_after_s = max(0.0, time.time() - record.handle.started_at)
+                record.ready_after_s = max(0.0, time.time() - record.waited_from)
                 books.start_failures = 0  # a worker made it: starts need not wait
         if record.cur_load > 0 or report.new_load > 0:
             books.last_activity_at = time.time()

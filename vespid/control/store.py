@@ -1,11 +1,13 @@
-"""The control plane's state: endpoints, keys, counters and the workers it started.
+"""The control plane's state: endpoints, keys, counters, rollouts and the workers it started.
 
 ``Store`` is the interface; ``SQLiteStore`` keeps everything in one SQLite file
 (the default), so a restart keeps endpoints, the router's signing key, the request
-counters, and the workers it started: each one's ``WorkerHandle`` (endpoint, url, start
-time, GPUs, template revision, and the provider's ``info``: pids and their start times
-for the local provider), enough for the next run to adopt it or stop what is left of
-it. SQLite calls run in a worker thread, never on the event loop.
+counters, each endpoint's rollout (``rollouts.py`` says what a row holds; it goes with
+its endpoint), and the workers it started: each one's ``WorkerHandle`` (endpoint, url,
+start time, GPUs, template revision, and the provider's ``info``: pids and their start
+times for the local provider) and whether it was draining, enough for the next run to
+adopt it as it was or stop what is left of it. SQLite calls run in a worker thread,
+never on the event loop.
 
 The file is created with mode 600 (``state_dir.create_private``; SQLite gives its
 ``-wal`` and ``-shm`` the same). A file that is not a database, or a stored endpoint
@@ -74,6 +76,22 @@ class Store(abc.ABC):
         """The workers kept, as their handles were put (a row kept by a version of
         vespid before handles were: its ``info`` alone, with no url)."""
 
+    @abc.abstractmethod
+    async def set_draining(self, worker_id: int, draining: bool) -> None:
+        """Keep whether a kept worker is draining (taken out of routing)."""
+
+    @abc.abstractmethod
+    async def draining(self) -> set[int]:
+        """The ids of the kept workers that were draining."""
+
+    @abc.abstractmethod
+    async def put_rollout(self, endpoint: str, row: dict[str, Any]) -> None:
+        """Keep (or replace) an existing endpoint's rollout; nothing if it is gone."""
+
+    @abc.abstractmethod
+    async def rollouts(self) -> dict[str, Any]:
+        """The kept rollouts by endpoint, each row as put (None if it is not JSON)."""
+
     async def close(self) -> None:
         return None
 
@@ -84,6 +102,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS workers (
     worker_id TEXT PRIMARY KEY, endpoint TEXT NOT NULL, info TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS rollouts (endpoint TEXT PRIMARY KEY, state TEXT NOT NULL);
 """
 
 
@@ -144,6 +163,9 @@ class SQLiteStore(Store):
         )
 
     async def delete_endpoint(self, name: str) -> bool:
+        """Delete an endpoint and its rollout (so one created later under the same name
+        starts without it)."""
+        await self._run("DELETE FROM rollouts WHERE endpoint = ?", (name,))
         rows = await self._run("DELETE FROM endpoints WHERE name = ? RETURNING name", (name,))
         return bool(rows)
 
@@ -171,6 +193,32 @@ class SQLiteStore(Store):
     async def workers(self) -> list[WorkerHandle]:
         rows = await self._run("SELECT worker_id, endpoint, info FROM workers")
         return [_row_handle(int(r[0]), str(r[1]), json.loads(r[2])) for r in rows]
+
+    async def set_draining(self, worker_id: int, draining: bool) -> None:
+        await self._run(
+            "UPDATE workers SET info = json_set(info, '$.draining', json(?)) "
+            "WHERE worker_id = ? AND json_valid(info)",
+            ("true" if draining else "false", str(worker_id)),
+        )
+
+    async def draining(self) -> set[int]:
+        rows = await self._run(
+            "SELECT worker_id FROM workers "
+            "WHERE json_valid(info) AND json_extract(info, '$.draining') = 1"
+        )
+        return {int(r[0]) for r in rows}
+
+    async def put_rollout(self, endpoint: str, row: dict[str, Any]) -> None:
+        await self._run(
+            "INSERT INTO rollouts (endpoint, state) SELECT ?, ? "
+            "WHERE EXISTS (SELECT 1 FROM endpoints WHERE name = ?) "
+            "ON CONFLICT(endpoint) DO UPDATE SET state = excluded.state",
+            (endpoint, json.dumps(row), endpoint),
+        )
+
+    async def rollouts(self) -> dict[str, Any]:
+        rows = await self._run("SELECT endpoint, state FROM rollouts ORDER BY endpoint")
+        return {str(name): _json_or_none(state) for name, state in rows}
 
     async def close(self) -> None:
         async with self._lock:
@@ -206,3 +254,11 @@ def _row_handle(worker_id: int, endpoint: str, row: Any) -> WorkerHandle:
         info=row["info"],
         revision=revision if isinstance(revision, int) else 0,
     )
+
+
+def _json_or_none(text: str) -> Any:
+    """``text`` parsed as JSON; None if it is not JSON."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
