@@ -93,9 +93,9 @@ def test_knative_scales_up_for_a_burst() -> None:
 def test_vespid_sees_load_reports_as_old_as_report_s() -> None:
     """Between two reports the view keeps the reported load plus what was routed since:
     a stream that finished is still seen until the next report."""
-    model = WorkerModel()
+    model = WorkerModel(report_s=1.0)
     fleet = SimFleet(model)
-    policy = VespidPolicy(ScalingConfig(), report_s=1.0)
+    policy = VespidPolicy(ScalingConfig())
     worker = fleet.start(0.0, ready=True)
     fleet.queue.append(Arrival(0.0, 0, 5))
     fleet.dispatch(0.0)

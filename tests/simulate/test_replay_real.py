@@ -55,9 +55,9 @@ TICK_S: Final = 0.1  # the control plane's scale_interval_s, and the simulator's
 START_OVERHEAD_S: Final = 1.0
 SAMPLE_S: Final = 0.25
 TOLERANCE: Final = 1  # workers
-WITHIN_SHARE: Final = 0.8  # of the samples
+WITHIN_SHARE: Final = 0.95  # of the samples
 # How far the real count of each action may be from the simulator's (docs/simulate.md).
-ACTION_MARGINS: Final = {"start": 1, "wake": 2, "park": 2}
+ACTION_MARGINS: Final = {"start": 1, "wake": 1, "park": 1}
 
 
 def compress(model: WorkerModel, speed: float) -> WorkerModel:
@@ -137,7 +137,7 @@ class Curve:
 
 def simulated(arrivals: list[Arrival], model: WorkerModel, params: ScalingConfig) -> Curve:
     policy = VespidPolicy(params, initial_parked=0)
-    result = simulate(arrivals, model, policy, TICK_S)
+    result = simulate(arrivals, model, policy, TICK_S, max_queue_time=params.max_queue_time)
     times = [s.t_s for s in result.timeline]
     active = [s.starting + s.waking + s.idle + s.busy + s.draining for s in result.timeline]
     parked = [s.parked for s in result.timeline]

@@ -72,7 +72,7 @@ def _policies(names: tuple[str, ...], params: ScalingConfig, fixed: tuple[int, .
     most, tick_s = params.max_workers, opts["tick_s"]
     for name in names or POLICIES:
         if name == "vespid":
-            chosen.append(VespidPolicy(params, report_s=opts["report_s"]))
+            chosen.append(VespidPolicy(params))
         elif name == "vast":
             chosen.append(VastLike(most))
         elif name == "ray":
@@ -203,7 +203,7 @@ def _policies(names: tuple[str, ...], params: ScalingConfig, fixed: tuple[int, .
     type=click.FloatRange(min=0),
     default=1.0,
     show_default=True,
-    help="Age of the load reports vespid's policy sees (a busy worker reports every second).",
+    help="Seconds between a worker's load reports, which the router and policies see.",
 )
 @click.option(
     "--tick-s",
@@ -251,7 +251,8 @@ def simulate_command(**opts: Any) -> None:
     on simulated workers; print each policy's cost and queue waits."""
     params = _scaling(opts["pairs"])
     model = WorkerModel(opts["prefill_tps"], opts["decode_tps"], opts["decode_slowdown"],
-                        opts["streams"], opts["cold_start_s"], opts["wake_s"])  # fmt: skip
+                        opts["streams"], opts["cold_start_s"], opts["wake_s"],
+                        opts["report_s"])  # fmt: skip
     spec = LoadSpec(
         LoadShape(opts["shape"]), opts["rate"], opts["duration_s"], opts["seed"],
         opts["mean_prompt"], opts["mean_output"], opts["period_s"], opts["on_s"],
@@ -262,7 +263,8 @@ def simulate_command(**opts: Any) -> None:
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     policies = _policies(opts["names"], params, opts["fixed"], model, opts)
-    results = [simulate(arrivals, model, p, opts["tick_s"]) for p in policies]
+    results = [simulate(arrivals, model, p, opts["tick_s"], max_queue_time=params.max_queue_time)
+               for p in policies]  # fmt: skip
     span = arrivals[-1].at_s if arrivals else 0.0
     source = str(opts["trace"]) if opts["trace"] else f"{spec.shape.value} (seed {spec.seed})"
     click.echo(f"load {source}: {len(arrivals)} requests over {math.ceil(span)} s; "
@@ -270,7 +272,7 @@ def simulate_command(**opts: Any) -> None:
     click.echo(render_table(results))
     if opts["json_path"]:
         setup = {"load": source, "requests": len(arrivals), "model": asdict(model),
-                 "tick_s": opts["tick_s"], "report_s": opts["report_s"],
+                 "tick_s": opts["tick_s"],
                  "scaling": params.model_dump(mode="json")}  # fmt: skip
         opts["json_path"].write_text(json.dumps(to_json(results, setup), indent=2) + "\n")
     if opts["svg_path"] and results:

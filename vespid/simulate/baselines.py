@@ -140,7 +140,7 @@ class RayServe:
         return max(0, min(desired, self.max_workers))
 
     def tick(self, now: float, fleet: SimFleet) -> Action:
-        ongoing = len(fleet.queue) + sum(len(w.streams) for w in fleet.workers.values())
+        ongoing = fleet.ongoing()
         self.samples.append((now, ongoing))
         while self.samples and self.samples[0][0] <= now - self.look_back_s:
             self.samples.popleft()

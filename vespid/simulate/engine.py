@@ -1,11 +1,12 @@
 """The simulation's clock: arrivals, worker events and policy ticks, in time order.
 
-``simulate(arrivals, model, policy, tick_s)`` runs one policy on one load and returns its
-``Result``. Time jumps from event to event (an arrival, a worker becoming ready, a
-stream ending its prefill or its output, a tick every ``tick_s``, at exact multiples so
-that no drift creeps in); at one instant, streams finish first, then arrivals join the
-queue, then the queue is routed, then the policy ticks and its moves apply (stops,
-drains, parks, wakes, then starts).
+``simulate(arrivals, model, policy, tick_s, max_queue_time=...)`` runs one policy on one
+load, its requests routed with the router's ``max_queue_time``, and returns its
+``Result``. Time jumps from event to event (an arrival, a worker becoming ready, a stream
+ending its prefill or its output, a tick every ``tick_s``, at exact multiples so that no
+drift creeps in); at one instant, streams finish first, then arrivals join the router's
+queue, then what waits is started and routed (``SimFleet.dispatch``), then the policy
+ticks and its moves apply (stops, drains, parks, wakes, then starts).
 Nothing reads a clock or draws a random number: the same input gives the same result.
 The run ends once every request is served, or ``GIVE_UP_S`` after the last arrival
 (what is still queued or in progress then is counted as unserved).
@@ -22,7 +23,7 @@ from vespid.control.policy_types import WorkerPhase
 from vespid.simulate.load import Arrival
 from vespid.simulate.model import WorkerModel
 from vespid.simulate.policies import Action, Policy
-from vespid.simulate.workers import EPSILON, SimFleet
+from vespid.simulate.workers import EPSILON, MAX_QUEUE_TIME_S, SimFleet
 
 __all__ = ["GIVE_UP_S", "Result", "Sample", "apply", "percentile", "simulate"]
 
@@ -31,7 +32,8 @@ GIVE_UP_S: Final = 24 * 3600.0
 
 @dataclass(frozen=True, slots=True)
 class Sample:
-    """The fleet at one tick: requests arrived since the last, queued, workers by state."""
+    """The fleet at one tick: requests arrived since the last, queued (not started: at the
+    router or at a worker), workers by state."""
 
     t_s: float
     arrived: int
@@ -87,10 +89,16 @@ class Result:
 
 
 def simulate(
-    arrivals: Sequence[Arrival], model: WorkerModel, policy: Policy, tick_s: float
+    arrivals: Sequence[Arrival],
+    model: WorkerModel,
+    policy: Policy,
+    tick_s: float,
+    *,
+    max_queue_time: float = MAX_QUEUE_TIME_S,
 ) -> Result:
-    """Run ``policy`` on ``arrivals`` (in time order) with workers of ``model``."""
-    fleet = SimFleet(model)
+    """Run ``policy`` on ``arrivals`` (in time order) with workers of ``model``, routed
+    with the endpoint's ``max_queue_time`` (use the policy's own, where it has one)."""
+    fleet = SimFleet(model, max_queue_time)
     for _ in range(policy.initial_ready):
         fleet.start(0.0, ready=True)
     for _ in range(policy.initial_parked):
@@ -114,12 +122,11 @@ def simulate(
             most = max(most, len(fleet.workers))
             fleet.dispatch(now)
             counts = fleet.counts()
-            timeline.append(Sample(now, arrived, len(fleet.queue), **counts))
+            timeline.append(Sample(now, arrived, fleet.waiting(), **counts))
             arrived = 0
-        busy = fleet.queue or any(w.streams for w in fleet.workers.values())
-        if (i == len(arrivals) and not busy) or now > give_up:
+        if (i == len(arrivals) and not fleet.ongoing()) or now > give_up:
             break
-    unserved = len(fleet.queue) + sum(len(w.streams) for w in fleet.workers.values())
+    unserved = fleet.ongoing()
     return Result(
         policy.name, len(arrivals), fleet.served, unserved, fleet.waits_s,
         fleet.worker_seconds, fleet.cold_starts, most, now, timeline,

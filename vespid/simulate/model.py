@@ -6,7 +6,8 @@ alone: prefills do not slow each other), then decodes its output; a worker decod
 ``k`` streams at once gives each ``decode_tps / (1 + decode_slowdown × (k − 1))`` tokens/s
 (every stream on the worker counts in ``k``, prefilling or decoding). A new worker is
 ready ``cold_start_s`` after it is started; a parked worker is READY ``wake_s`` after it
-is woken (vLLM's sleep mode level 1 copies the weights back from CPU memory).
+is woken (vLLM's sleep mode level 1 copies the weights back from CPU memory). A busy
+worker reports its load every ``report_s`` seconds (``vespid/worker/reporter.py``).
 
 A worker's perf, the figure it would report as ``max_perf``, is the output tokens/s of a
 full batch: ``streams × decode rate at k = streams`` (vespid's LLM workload is tokens
@@ -28,6 +29,7 @@ class WorkerModel:
     streams: int = 8
     cold_start_s: float = 30.0
     wake_s: float = 5.0
+    report_s: float = 1.0
 
     def decode_rate(self, streams: int) -> float:
         """Tokens/s of each stream when ``streams`` share the worker (8 at 0.05: 40/1.35)."""

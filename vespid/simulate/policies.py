@@ -3,11 +3,11 @@
 * ``VespidPolicy``: the control plane's own ``decide()``, fed a ``ScalingSnapshot`` built
   by the control plane's own ``EndpointBooks.snapshot`` (``vespid.control.demand``): the
   arrival rates from the same ``EndpointBooks`` windows (workload routed in the last 30 s
-  and 5 s), each worker's view as its last report showed it (a report every
-  ``report_s``, plus the load routed to it since, as ``Fleet`` adds it), its phase and
-  ``max_perf`` once READY (its benchmark), the router's queue and the age of its oldest
-  request, the last activity and the endpoint's ``ready_timeout``. Its drains, parks,
-  wakes, stops and starts apply on the tick. Workload is output tokens.
+  and 5 s), each worker's view as the fleet builds it (``SimFleet.view``: its last
+  report, at most ``report_s`` old, plus the load routed to it since, as ``Fleet`` adds
+  it; its waiting load; its phase and ``max_perf`` once READY), the router's queue and
+  the age of its oldest request, the last activity and the endpoint's ``ready_timeout``.
+  Its drains, parks, wakes, stops and starts apply on the tick. Workload is output tokens.
 * ``FixedPool``: N workers, READY from the start, never changed.
 * ``KnativeKPA``: Knative's pod autoscaler (knative.dev/docs/serving/autoscaling): the
   concurrency (requests in flight or queued) averaged over a stable window (60 s) and a
@@ -33,17 +33,15 @@ from vespid.control.policy import (
     ScalingConfig,
     ScalingSnapshot,
     WorkerPhase,
-    WorkerView,
     decide,
 )
 from vespid.control.policy_stages import cold_target
 from vespid.control.policy_types import Decision
 from vespid.simulate.load import Arrival
-from vespid.simulate.workers import SimFleet, SimWorker
+from vespid.simulate.workers import SimFleet
 
 __all__ = [
     "READY_TIMEOUT_S",
-    "REPORT_S",
     "Action",
     "FixedPool",
     "KnativeKPA",
@@ -53,11 +51,6 @@ __all__ = [
 ]
 
 READY_TIMEOUT_S: Final = 600.0  # the endpoint template's default ready_timeout
-
-
-# Seconds between a busy worker's load reports: the reporter's tick (a report every second
-# while something changed, vespid.worker.reporter.TICK_S).
-REPORT_S: Final = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,9 +75,9 @@ class Policy(Protocol):
 
 
 def idle_newest_first(fleet: SimFleet, count: int) -> tuple[str, ...]:
-    """Up to ``count`` workers with no streams: STARTING ones first, then newest first."""
+    """Up to ``count`` workers holding no request: STARTING ones first, then newest first."""
     idle = [
-        w for w in fleet.workers.values() if not w.streams and w.phase is not WorkerPhase.DRAINING
+        w for w in fleet.workers.values() if not w.requests and w.phase is not WorkerPhase.DRAINING
     ]
     idle.sort(key=lambda w: (w.phase is not WorkerPhase.STARTING, -w.number))
     return tuple(w.worker_id for w in idle[: max(0, count)])
@@ -108,18 +101,15 @@ class FixedPool:
 
 @dataclass(slots=True)
 class VespidPolicy:
-    """``decide()`` as the control plane runs it, on load reports ``report_s`` old."""
+    """``decide()`` as the control plane runs it, on the fleet's views of its workers."""
 
     params: ScalingConfig
     name: str = "vespid"
     initial_ready: int = 0
     initial_parked: int = -1  # below 0: the cold pool of an idle endpoint, cold_target(0)
-    report_s: float = REPORT_S
     books: EndpointBooks = field(default_factory=EndpointBooks)
     state: PolicyState = field(default_factory=PolicyState)
     decisions: list[Decision] = field(default_factory=list)
-    # each worker's last report: (when, cur_load, in flight, routed, routed requests)
-    reports: dict[str, tuple[float, float, int, float, int]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.initial_parked < 0:
@@ -130,37 +120,16 @@ class VespidPolicy:
         self.books.note(self.books.arrivals, arrival.at_s, float(arrival.output_tokens))
         self.books.last_activity_at = arrival.at_s
 
-    def _view(self, worker: SimWorker, fleet: SimFleet, now: float) -> WorkerView:
-        """The worker as the fleet sees it: its last report plus what was routed since."""
-        last = self.reports.get(worker.worker_id)
-        if last is None or now - last[0] >= self.report_s - 1e-9:
-            last = (now, worker.load(), len(worker.streams), worker.routed,
-                    worker.routed_requests)  # fmt: skip
-            self.reports[worker.worker_id] = last
-        _, load, in_flight, routed, requests = last
-        ready = worker.phase is not WorkerPhase.STARTING
-        return WorkerView(
-            worker_id=worker.worker_id,
-            state=worker.phase,
-            cur_load=load + worker.routed - routed,
-            max_perf=fleet.model.perf if ready else None,
-            in_flight=in_flight + worker.routed_requests - requests,
-            started_at=worker.started_at,
-            phase_since=worker.phase_since,
-        )
-
     def snapshot(self, now: float, fleet: SimFleet) -> ScalingSnapshot:
         """What ``Fleet.snapshot`` would hand the policy, on simulated time (both build it
         with ``EndpointBooks.snapshot``)."""
-        if fleet.queue or any(w.streams for w in fleet.workers.values()):
+        if fleet.ongoing():
             self.books.last_activity_at = now  # reports with load, requests waiting
         if any(w.phase is WorkerPhase.READY for w in fleet.workers.values()):
             self.books.last_perf = fleet.model.perf
-        for gone in set(self.reports) - set(fleet.workers):
-            del self.reports[gone]
         return self.books.snapshot(
             self.params,
-            tuple(self._view(w, fleet, now) for w in fleet.workers.values()),
+            tuple(fleet.view(w, now) for w in fleet.workers.values()),
             now=now,
             rate_now=now,
             queued_load=float(sum(a.output_tokens for a in fleet.queue)),
@@ -201,7 +170,7 @@ class KnativeKPA:
         return sum(values) / len(values) if values else 0.0
 
     def tick(self, now: float, fleet: SimFleet) -> Action:
-        concurrency = len(fleet.queue) + sum(len(w.streams) for w in fleet.workers.values())
+        concurrency = fleet.ongoing()
         self.samples.append((now, concurrency))
         while self.samples and self.samples[0][0] <= now - self.stable_s:
             self.samples.popleft()

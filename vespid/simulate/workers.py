@@ -1,14 +1,26 @@
-"""The simulated fleet: workers serving streams, and the router's queue in front of them.
+"""The simulated fleet: workers serving streams behind their own queues, and the router's
+queue in front of them.
 
 Workers are STARTING until ``cold_start_s`` has passed, then READY. A parked worker
 (PARKED: loaded, asleep, takes no work) is woken in ``wake_s`` (WAKING, then READY). A
-DRAINING worker serves out its streams and takes no new ones. The router sends the
-request at the head of its queue (first in, first out) to the READY worker with the fewest
-streams that has a free slot (ties: the oldest worker), so no request waits on a worker:
-every wait is in the router's queue, and a request's queue wait is the time from its
-arrival to its routing. Streams progress at the rates ``WorkerModel`` gives; between two
-events every rate is constant, so ``advance`` moves them exactly. Every second of a worker
-is billed: as parked while PARKED, as active in every other phase.
+DRAINING worker serves out what it holds, queued or running, and takes no new requests.
+
+The router routes as the control plane's does (``vespid.control.router``), with the same
+rule, ``accepts_work`` on the wait estimate ``queue_time_s``: the request at the head of
+its queue (first in, first out) goes to the READY worker with the shortest estimated wait,
+(its last report's ``cur_load`` + the load routed to it since) / ``max_perf``, as long as
+that wait is within ``max_queue_time`` (ties: the oldest worker, the lowest id). A worker
+whose slots are all taken still gets requests: they wait in the worker's own queue, first
+in, first out, for a slot (the worker's ``waiting_load``). Only when no worker accepts
+does a request wait in the router's queue. A request's queue wait is the time from its
+arrival to the start of its service (router queue plus worker queue).
+
+Each worker reports as the real one does (``vespid.worker.books``): ``cur_load`` is the
+full cost of every request it holds, queued or running, until it ends; ``waiting_load`` the
+part not started; a report is refreshed when it is ``report_s`` old and someone looks.
+Streams progress at the rates ``WorkerModel`` gives; between two events every rate is
+constant, so ``advance`` moves them exactly. Every second of a worker is billed: as
+parked while PARKED, as active in every other phase.
 """
 
 from __future__ import annotations
@@ -17,13 +29,15 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Final
 
-from vespid.control.policy import WorkerPhase
+from vespid.control.policy import ScalingConfig, WorkerPhase, WorkerView
+from vespid.control.policy_stages import accepts_work, queue_time_s
 from vespid.simulate.load import Arrival
 from vespid.simulate.model import WorkerModel
 
-__all__ = ["EPSILON", "SimFleet", "SimWorker", "Stream"]
+__all__ = ["EPSILON", "MAX_QUEUE_TIME_S", "Report", "SimFleet", "SimWorker", "Stream"]
 
 EPSILON: Final = 1e-9  # tokens or seconds below this are done (float noise)
+MAX_QUEUE_TIME_S: Final = ScalingConfig().max_queue_time  # the router's default limit
 _SERVING: Final = frozenset({WorkerPhase.READY, WorkerPhase.DRAINING})
 
 
@@ -36,6 +50,19 @@ class Stream:
     decode_left: float
 
 
+@dataclass(frozen=True, slots=True)
+class Report:
+    """A worker's load report: when, its cur_load, waiting_load and requests, and how
+    much had been routed to it by then (what the fleet adds since is the difference)."""
+
+    at_s: float
+    cur_load: float
+    waiting_load: float
+    in_flight: int
+    routed: float
+    routed_requests: int
+
+
 @dataclass(slots=True)
 class SimWorker:
     number: int
@@ -44,16 +71,27 @@ class SimWorker:
     phase: WorkerPhase = WorkerPhase.STARTING
     phase_since: float = 0.0
     streams: list[Stream] = field(default_factory=list)
+    waiting: deque[Arrival] = field(default_factory=deque)  # routed, waiting for a slot
     routed: float = 0.0  # workload ever routed to it (the fleet's routed_load is a difference)
     routed_requests: int = 0  # requests ever routed to it
+    report: Report | None = None
 
     @property
     def worker_id(self) -> str:
         return f"w{self.number}"
 
+    @property
+    def requests(self) -> int:
+        """Requests it holds, running or waiting for a slot."""
+        return len(self.streams) + len(self.waiting)
+
+    def waiting_load(self) -> float:
+        """Output tokens of the requests waiting for a slot: its waiting_load."""
+        return float(sum(a.output_tokens for a in self.waiting))
+
     def load(self) -> float:
-        """Output tokens still to generate: the worker's cur_load."""
-        return sum(s.decode_left for s in self.streams)
+        """The full cost of every request it holds, until each ends: its cur_load."""
+        return self.waiting_load() + sum(s.arrival.output_tokens for s in self.streams)
 
     def next_event(self, now: float, model: WorkerModel) -> float:
         """When it next becomes ready, or one of its streams ends a phase."""
@@ -84,8 +122,9 @@ class SimFleet:
     """The workers, the router's queue, and what was served and billed."""
 
     model: WorkerModel
+    max_queue_time: float = MAX_QUEUE_TIME_S  # the endpoint's: the router's limit
     workers: dict[str, SimWorker] = field(default_factory=dict)
-    queue: deque[Arrival] = field(default_factory=deque)
+    queue: deque[Arrival] = field(default_factory=deque)  # the router's
     waits_s: list[float] = field(default_factory=list)
     served: int = 0
     cold_starts: int = 0
@@ -106,24 +145,30 @@ class SimFleet:
         self.workers[worker.worker_id] = worker
         return worker
 
+    def _idle(self, worker_id: str, move: str) -> SimWorker:
+        """The worker, which must hold no request (a busy one moved is a policy's bug)."""
+        worker = self.workers[worker_id]
+        if worker.requests:
+            raise AssertionError(f"{worker_id} {move} while {worker.phase.value}, "
+                                 f"{worker.requests} requests")  # fmt: skip
+        return worker
+
     def stop(self, worker_id: str) -> None:
-        """Stop an idle worker; a busy one is a policy's bug."""
-        worker = self.workers.pop(worker_id)
-        if worker.streams:
-            raise AssertionError(f"{worker_id} stopped with {len(worker.streams)} streams")
+        """Stop an idle worker."""
+        self._idle(worker_id, "stopped")
+        del self.workers[worker_id]
 
     def drain(self, worker_id: str, now: float) -> None:
-        """A READY worker takes no new streams; it serves out the ones it has."""
+        """A READY worker takes no new requests; it serves out the ones it holds."""
         worker = self.workers[worker_id]
         if worker.phase is WorkerPhase.READY:
             worker.enter(WorkerPhase.DRAINING, now)
 
     def park(self, worker_id: str, now: float) -> None:
-        """An idle READY or DRAINING worker goes to sleep; a busy one is a policy's bug."""
-        worker = self.workers[worker_id]
-        if worker.streams or worker.phase not in _SERVING:
-            raise AssertionError(f"{worker_id} parked while {worker.phase.value}, "
-                                 f"{len(worker.streams)} streams")  # fmt: skip
+        """An idle READY or DRAINING worker goes to sleep."""
+        worker = self._idle(worker_id, "parked")
+        if worker.phase not in _SERVING:
+            raise AssertionError(f"{worker_id} parked while {worker.phase.value}")
         worker.enter(WorkerPhase.PARKED, now)
 
     def wake(self, worker_id: str, now: float) -> None:
@@ -155,30 +200,79 @@ class SimFleet:
             elif worker.ready_at <= to + EPSILON:
                 worker.enter(WorkerPhase.READY, to)
 
-    def dispatch(self, now: float) -> None:
-        """Route queued requests, oldest first, to the least busy READY worker with room."""
-        limit = self.model.streams
-        while self.queue:
-            free = [
-                w for w in self.workers.values()
-                if w.phase is WorkerPhase.READY and len(w.streams) < limit
-            ]  # fmt: skip
-            if not free:
-                return
-            worker = min(free, key=lambda w: (len(w.streams), w.number))
-            arrival = self.queue.popleft()
+    def view(self, worker: SimWorker, now: float) -> WorkerView:
+        """The worker as the control plane sees it: its last report (refreshed when
+        ``report_s`` old) plus the load and requests routed to it since, as ``Fleet`` adds
+        them; ``max_perf`` once it has been ready (its benchmark)."""
+        last = worker.report
+        if last is None or now - last.at_s >= self.model.report_s - EPSILON:
+            last = Report(now, worker.load(), worker.waiting_load(), worker.requests,
+                          worker.routed, worker.routed_requests)  # fmt: skip
+            worker.report = last
+        return WorkerView(
+            worker_id=worker.worker_id,
+            state=worker.phase,
+            cur_load=last.cur_load + worker.routed - last.routed,
+            max_perf=self.model.perf if worker.phase is not WorkerPhase.STARTING else None,
+            in_flight=last.in_flight + worker.routed_requests - last.routed_requests,
+            started_at=worker.started_at,
+            waiting_load=last.waiting_load,
+            phase_since=worker.phase_since,
+        )
+
+    def _route_to(self, now: float) -> SimWorker | None:
+        """The router's pick: ``accepts_work`` on ``queue_time_s``, the shortest wait
+        first, ties to the lowest id; None when no worker accepts."""
+        best: tuple[float, int] | None = None
+        chosen = None
+        for worker in self.workers.values():
+            if worker.phase is not WorkerPhase.READY:
+                continue
+            wait_s = queue_time_s(self.view(worker, now), self.model.perf)
+            if accepts_work(worker.phase, wait_s, self.max_queue_time) and (
+                best is None or (wait_s, worker.number) < best
+            ):
+                best, chosen = (wait_s, worker.number), worker
+        return chosen
+
+    def _start_waiting(self, worker: SimWorker, now: float) -> None:
+        """Give the worker's free slots to its queue, first in first out."""
+        while worker.waiting and len(worker.streams) < self.model.streams:
+            arrival = worker.waiting.popleft()
             self.waits_s.append(now - arrival.at_s)
             prefill = self.model.prefill_s(arrival.prompt_tokens)
             worker.streams.append(Stream(arrival, prefill, float(arrival.output_tokens)))
-            worker.routed += arrival.output_tokens
-            worker.routed_requests += 1
+
+    def dispatch(self, now: float) -> None:
+        """Start what waits at the workers where a slot is free, then route the router's
+        queue, oldest first, while some worker accepts."""
+        for worker in self.workers.values():
+            if worker.phase in _SERVING:
+                self._start_waiting(worker, now)
+        while self.queue:
+            chosen = self._route_to(now)
+            if chosen is None:
+                return
+            arrival = self.queue.popleft()
+            chosen.waiting.append(arrival)
+            chosen.routed += arrival.output_tokens
+            chosen.routed_requests += 1
+            self._start_waiting(chosen, now)
+
+    def waiting(self) -> int:
+        """Requests not started yet: in the router's queue and in the workers'."""
+        return len(self.queue) + sum(len(w.waiting) for w in self.workers.values())
+
+    def ongoing(self) -> int:
+        """Requests arrived and not finished: queued anywhere or running."""
+        return len(self.queue) + sum(w.requests for w in self.workers.values())
 
     def counts(self) -> dict[str, int]:
         """Workers by state: starting, waking, idle, busy, draining, parked."""
         counts = dict.fromkeys(("starting", "waking", "idle", "busy", "draining", "parked"), 0)
         for w in self.workers.values():
             if w.phase is WorkerPhase.READY:
-                counts["busy" if w.streams else "idle"] += 1
+                counts["busy" if w.requests else "idle"] += 1
             else:
                 counts[w.phase.value] += 1
         return counts
