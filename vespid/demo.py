@@ -59,6 +59,7 @@ DEMO_MAX_PERF: Final = 70
 # Gemma's base model marks a change of topic with this token; the demo stops there.
 STOP: Final = ["<start_of_image>"]
 INACTIVITY_TIMEOUT_S: Final = 60.0
+PARK_TIMEOUT_S: Final = 240.0  # then stopped, parked this long: scale to zero workers
 
 Out = Callable[[str], None]
 
@@ -81,6 +82,7 @@ def demo_endpoint(api_key: str, model: str, cache_dir: Path) -> dict[str, Any]:
         "scaling": {
             "min_load": 0,  # scale to zero...
             "inactivity_timeout": INACTIVITY_TIMEOUT_S,  # ...after a minute without requests
+            "park_timeout": PARK_TIMEOUT_S,  # parked first (model loaded), then stopped
             "max_workers": 2,
             "target_util": 1.0,
             "max_queue_time": 30,
@@ -278,8 +280,10 @@ def _more_requests(url: str, api_key: str, command: str, activate: str | None) -
     payload = '\'{"prompt": "Once upon a time", "max_tokens": 48}\''
     text = (
         f"\nThe status page stays up at {url}/ until Ctrl-C, which stops everything the demo "
-        f"started.\nThe worker stops after {INACTIVITY_TIMEOUT_S:.0f} s without requests; the "
-        "next request starts it again.\nFrom another shell in this directory:\n\n"
+        f"started.\nAfter {INACTIVITY_TIMEOUT_S:.0f} s without requests the worker parks "
+        "(its model stays loaded: the next request wakes it at once); after "
+        f"{PARK_TIMEOUT_S / 60:.0f} more minutes parked it stops, and the next request starts "
+        "it again.\nFrom another shell in this directory:\n\n"
         f"  {command} call {ENDPOINT} /v1/completions {payload} --stream "
         f"--url {url} --api-key {api_key}\n\n"
     )
