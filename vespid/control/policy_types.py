@@ -220,6 +220,9 @@ class WorkerView:
     waiting_load: float = 0.0
     revision: int = 0  # the endpoint template revision the worker was started on
     phase_since: float = 0.0  # when it entered its phase (same clock as now)
+    # How long the oldest request waiting on the worker for a backend slot has waited
+    # there (its report's ``waiting_age``, aged by the time since that report); 0 if none.
+    oldest_wait_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,8 +305,8 @@ class Demand:
 
     occupancy: float  # Σ cur_load of live workers holding sessions: reserved in full
     backlog: float  # Σ waiting_load of the other live workers + queued_load: not started
-    # max(target_queue_time − oldest_wait_s, 1 s): what is left of the target for the
-    # oldest waiter, within which the backlog should drain
+    # max(target_queue_time − queue age, 1 s): what is left of the target for the oldest
+    # waiter (in the router's queue or a live worker's), within which the backlog drains
     horizon_s: float
     arrival: float  # workload/s arriving (the collector's 30 s window)
     rejected: float  # workload/s refused with 429
