@@ -129,7 +129,7 @@ class ScalingConfig(BaseModel):
         le=MAX_WORKERS,
     )
     reservoir_workers: int = _param(
-        6,
+        8,
         "A fixed total of active plus parked workers: the cold pool is what the active "
         "ones leave of it (0: off, the pool follows cold_workers and cold_mult).",
         must_be=f"an integer from 0 to {MAX_WORKERS}",
@@ -153,14 +153,14 @@ class ScalingConfig(BaseModel):
         allow_inf_nan=False,
     )
     max_queue_time: float = _param(
-        30.0,
+        5.0,
         "A READY worker with a longer queue time (s) gets no new work (inf: never).",
         must_be=">= 0",
         fix="use 0 to route only to idle workers (null workers)",
         ge=0,
     )
     target_queue_time: float = _param(
-        10.0,
+        9.0,
         "Seconds within which queued load should be served.",
         must_be="a finite number >= 0",
         fix="use 0 to count queued load in full",
@@ -168,7 +168,7 @@ class ScalingConfig(BaseModel):
         allow_inf_nan=False,
     )
     scale_down_delay: float = _param(
-        10.0,
+        5.0,
         "Stabilization window (s): a scale-down goes to the most workers wanted over it.",
         must_be="a finite number >= 0",
         fix="use 0 to scale down at once",
