@@ -83,3 +83,14 @@ def test_a_worker_is_stale_after_three_report_intervals() -> None:
     assert fleet.mark_stale(now=100.0 + STALE_AFTER_S) == []
     [stale] = fleet.mark_stale(now=100.25 + STALE_AFTER_S)
     assert (stale.phase, stale.error_msg) == (WorkerPhase.ERRORED, "no report for 30 s")
+
+
+def test_a_workers_oldest_wait_ages_from_its_report_while_anything_waits() -> None:
+    fleet = Fleet()
+    add(fleet)
+    record = fleet.ingest(report(max_perf=10.0, cur_load=50, waiting_load=30, waiting_age=2.0),
+                          now=100.0)  # fmt: skip
+    assert record is not None
+    assert record.view(now=103.0).oldest_wait_s == 5.0
+    fleet.ingest(report(max_perf=10.0, cur_load=20, waiting_load=0, waiting_age=0), now=104.0)
+    assert record.view(now=110.0).oldest_wait_s == 0.0

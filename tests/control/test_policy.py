@@ -336,6 +336,11 @@ def test_worked_example_demand() -> None:
     aged = replace(WORKED, oldest_wait_s=6.0)
     assert measure_demand(aged).total == 380.0
     assert decide(aged, PolicyState())[0].target_active == 5
+    # the same when B's oldest waiting request waited 6 s and the router's oldest 2 s
+    b_aged = replace(WORKED.workers[1], oldest_wait_s=6.0)
+    at_b = replace(WORKED, workers=(WORKED.workers[0], b_aged, WORKED.workers[2]),
+                   oldest_wait_s=2.0)  # fmt: skip
+    assert measure_demand(at_b).total == 380.0
     # more arriving than the session holds: max(300, 150) + 80 + 30 = 410
     assert measure_demand(replace(WORKED, arrival_rate=300.0)).total == 410.0
 

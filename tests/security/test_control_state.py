@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from tests.control.conftest import MakeControl, admin
 from vespid.control.models import EndpointConfig, parse_endpoint
+from vespid.control.policy import ScalingConfig
 from vespid.errors import RequestInvalid
 
 NON_FINITE = ["inf", "-inf", "nan", "Infinity", "NaN", "1e999"]
@@ -153,7 +154,7 @@ async def test_a_state_that_cannot_load_is_one_line(
     else:
         # What an inf max_queue_time was stored as before: null.
         config = (
-            EndpointConfig(name="old")
+            EndpointConfig(name="old", scaling=ScalingConfig(max_queue_time=30.0))
             .model_dump_json()
             .replace('"max_queue_time":30.0', '"max_queue_time":null')
         )

@@ -72,3 +72,22 @@ def test_the_policy_sees_the_waiting_load_as_backlog() -> None:
     fleet.dispatch(0.0)
     snapshot = VespidPolicy(ScalingConfig()).snapshot(0.0, fleet)
     assert (snapshot.workers[0].waiting_load, snapshot.queued_load) == (10.0, 0.0)
+
+
+def test_a_simulated_worker_reports_its_oldest_wait_as_the_real_one_does() -> None:
+    # The second request waits at the worker from t = 0 (routed then). Fresh reports: at
+    # t = 0.5 it has waited 0.5 s. Reports 1 s apart: the report of t = 1 says 1 s, and
+    # the fleet ages it to 1.5 s at t = 1.5, as ``Fleet`` ages a real worker's.
+    slow = WorkerModel(prefill_tps=100, decode_tps=1, decode_slowdown=0, streams=1, report_s=1)
+    for model, at_s in ((ONE_STREAM, 0.5), (slow, 1.0), (slow, 1.5)):
+        fleet = SimFleet(model, 30)
+        fleet.start(0.0, ready=True)
+        fleet.queue.extend([Arrival(0.0, 0, 10), Arrival(0.0, 0, 10)])
+        fleet.dispatch(0.0)
+        (worker,) = fleet.workers.values()
+        fleet.advance(0.0, min(at_s, 1.0))
+        if at_s > 1.0:
+            fleet.view(worker, 1.0)  # the report of t = 1
+            fleet.advance(1.0, at_s)
+        snapshot = VespidPolicy(ScalingConfig()).snapshot(at_s, fleet)
+        assert (snapshot.workers[0].oldest_wait_s, snapshot.oldest_wait_s) == (at_s, 0.0)

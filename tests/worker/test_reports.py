@@ -12,13 +12,14 @@ from tests.support.waiting import wait_until
 from tests.worker.conftest import MakeWorker, envelope
 from vespid.protocol.signing import encode_request_key, worker_request_key
 from vespid.servers.process import free_port
-from vespid.worker.books import MAX_FINISHED
+from vespid.worker.books import MAX_FINISHED, Books
+from vespid.worker.metrics import WorkerMetrics
 
 STATUS_FIELDS = {
     "id", "mtoken", "version", "loadtime", "new_load", "cur_load", "rej_load", "max_perf",
     "cur_perf", "error_msg", "num_requests_working", "num_requests_recieved",
     "additional_disk_usage", "disk_usage", "working_request_idxs", "cur_capacity",
-    "max_capacity", "url", "num_sessions", "waiting_load", "parked",
+    "max_capacity", "url", "num_sessions", "waiting_load", "parked", "waiting_age",
 }  # fmt: skip
 
 
@@ -180,3 +181,17 @@ async def test_finished_books_are_bounded() -> None:
     assert not books.working
     assert len(books.take_finished()) == MAX_FINISHED
     assert not books.finished
+
+
+def test_waiting_age_is_the_oldest_request_without_a_backend_slot() -> None:
+    """Received at 100 and 103, neither started: 10 s at 110; once the first has a slot,
+    7 s; a session never waits; nothing waiting: 0."""
+    books = Books(WorkerMetrics(), keep_finished=False)
+    first, second = books.receive(1, 5.0), books.receive(2, 5.0)
+    first.entered_queue_at, second.entered_queue_at = 100.0, 103.0
+    books.receive(3, 5.0, is_session=True).entered_queue_at = 90.0
+    assert books.waiting_age(110.0) == 10.0
+    first.work_started_at = 108.0
+    assert books.waiting_age(110.0) == 7.0
+    books.finish(second, 200)
+    assert books.waiting_age(110.0) == 0.0

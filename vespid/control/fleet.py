@@ -27,6 +27,7 @@ from vespid.control.policy import (
     WorkerPhase,
     WorkerView,
 )
+from vespid.control.policy_queue import aged_wait_s
 from vespid.control.providers.base import WorkerHandle
 from vespid.protocol.wire import REPORT_INTERVAL_S, WorkerStatusReport
 
@@ -49,6 +50,7 @@ class WorkerRecord:
     phase_since: float = field(default_factory=time.time)  # unix time it entered its phase
     parked_s: float = 0.0  # seconds parked, over its past spells in PARKED
     waiting_load: float = 0.0  # the part of cur_load not started yet (its report's)
+    waiting_age: float = 0.0  # its report's: how long its oldest waiting request had waited
     parked: bool = False  # what its latest report said
     last_report_at: float | None = None
     cur_load: float = 0.0
@@ -96,7 +98,13 @@ class WorkerRecord:
             return math.inf
         return (self.cur_load + self.routed_load) / self.max_perf
 
-    def view(self) -> WorkerView:
+    def view(self, now: float | None = None) -> WorkerView:
+        """The worker as the policy sees it at ``now`` (``time.monotonic``, the reports'
+        clock): its report, the load routed to it since, and its oldest wait aged by the
+        time since the report while anything waits."""
+        since_s = 0.0
+        if self.last_report_at is not None:
+            since_s = (time.monotonic() if now is None else now) - self.last_report_at
         return WorkerView(
             worker_id=str(self.worker_id),
             state=self.phase,
@@ -109,6 +117,7 @@ class WorkerRecord:
             waiting_load=self.waiting_load,
             revision=self.handle.revision,
             phase_since=self.phase_since,
+            oldest_wait_s=aged_wait_s(self.waiting_age, self.waiting_load, since_s),
         )
 
     @property
@@ -197,6 +206,7 @@ class Fleet:
         record.last_report_at = now
         record.cur_load = report.cur_load
         record.waiting_load = report.waiting_load
+        record.waiting_age = report.waiting_age
         record.parked = report.parked
         record.routed_load = 0.0
         # Sessions are tickets in num_requests_working too; num_sessions tells them apart.
@@ -273,11 +283,12 @@ class Fleet:
     ) -> ScalingSnapshot:
         """What the policy may know about ``endpoint`` now; changes nothing."""
         books = self.books.get(endpoint.name) or EndpointBooks()
+        mono = time.monotonic()
         return books.snapshot(
             endpoint.scaling,
-            tuple(w.view() for w in self.of(endpoint.name)),
+            tuple(w.view(mono) for w in self.of(endpoint.name)),
             now=time.time(),
-            rate_now=time.monotonic(),
+            rate_now=mono,
             queued_load=queued_load,
             queued_requests=queued_requests,
             ready_timeout_s=endpoint.template.ready_timeout,

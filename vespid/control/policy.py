@@ -16,16 +16,17 @@ workload/s (PROTOCOL.md §6). The stages, each a function of its own:
        occupancy = Σ cur_load of live workers holding sessions
        running   = Σ (cur_load − waiting_load) of the other live workers
        backlog   = Σ waiting_load of the other live workers + queued_load
-       horizon   = max(target_queue_time − oldest_wait_s, 1 s)
+       horizon   = max(target_queue_time − queue age, 1 s)
        demand    = max(arrival_rate, occupancy) + backlog / horizon + rejected_load_rate
 
    Live workers are READY, WAKING and STARTING ones. Work running on a worker is being
    served at the rate the arrival rate already asks for (needed concurrency = arrival
    rate × service time), and no new worker speeds it up: it is not demand. Work not yet
    started is backlog, drained within what is left of ``target_queue_time`` for the
-   oldest request waiting in the router's queue. A session reserves its cost for as
-   long as it is open, so occupancy counts in full (``cur_load`` holds the sessions,
-   PROTOCOL §3). With ``target_queue_time = 0`` all load counts in full as backlog
+   oldest request not yet started (its queue age: the oldest of the router's queue and
+   the live workers' own queues, ``policy_queue.queue_age_s``). A session reserves its
+   cost for as long as it is open, so occupancy counts in full (``cur_load`` holds the
+   sessions, PROTOCOL §3). With ``target_queue_time = 0`` all load counts in full as backlog
    (Vast's convention, a load of W needs W/s). Load refused with 429 is demand too.
 4. Active workers wanted = ``ceil(demand / target_util / perf)``, at least
    ``ceil(min_load / target_util / perf)``, at least 1 until the endpoint is inactive,

@@ -15,6 +15,7 @@ import math
 from dataclasses import replace
 from typing import Final
 
+from vespid.control.policy_queue import queue_age_s
 from vespid.control.policy_types import (
     WAKE_TIMEOUT_S,
     Demand,
@@ -145,7 +146,8 @@ def measure_demand(snapshot: ScalingSnapshot) -> Demand:
 
     Little's law: work running on a worker is being served at the rate the arrival rate
     already asks for, so only work not yet started (a worker's ``waiting_load``, the
-    router's queue) is backlog; a session reserves its cost in full. With
+    router's queue) is backlog, drained within what is left of ``target_queue_time`` for
+    the oldest of them (``queue_age_s``); a session reserves its cost in full. With
     ``target_queue_time`` 0 every load counts as backlog, in full, with the arrival rate a
     floor under it (``Demand.total``): Vast's convention (a load of W needs W/s), and what
     a worker that reports no sessions and no waiting load needs to be scaled by its load.
@@ -154,7 +156,8 @@ def measure_demand(snapshot: ScalingSnapshot) -> Demand:
     """
     occupancy = backlog = running = 0.0
     in_full = snapshot.params.target_queue_time <= 0  # Vast's convention: all load waits
-    for worker in live_workers(snapshot):
+    live = live_workers(snapshot)
+    for worker in live:
         if worker.sessions > 0:
             occupancy += worker.cur_load
             continue
@@ -163,8 +166,7 @@ def measure_demand(snapshot: ScalingSnapshot) -> Demand:
         )
         backlog += waiting
         running += worker.cur_load - waiting
-    params = snapshot.params
-    left_s = params.target_queue_time - max(snapshot.oldest_wait_s, 0.0)
+    left_s = snapshot.params.target_queue_time - queue_age_s(snapshot.oldest_wait_s, live)
     return Demand(
         occupancy=occupancy,
         backlog=backlog + snapshot.queued_load,

@@ -129,7 +129,7 @@ class ScalingConfig(BaseModel):
         le=MAX_WORKERS,
     )
     reservoir_workers: int = _param(
-        6,
+        8,
         "A fixed total of active plus parked workers: the cold pool is what the active "
         "ones leave of it (0: off, the pool follows cold_workers and cold_mult).",
         must_be=f"an integer from 0 to {MAX_WORKERS}",
@@ -153,14 +153,14 @@ class ScalingConfig(BaseModel):
         allow_inf_nan=False,
     )
     max_queue_time: float = _param(
-        30.0,
+        5.0,
         "A READY worker with a longer queue time (s) gets no new work (inf: never).",
         must_be=">= 0",
         fix="use 0 to route only to idle workers (null workers)",
         ge=0,
     )
     target_queue_time: float = _param(
-        10.0,
+        9.0,
         "Seconds within which queued load should be served.",
         must_be="a finite number >= 0",
         fix="use 0 to count queued load in full",
@@ -168,7 +168,7 @@ class ScalingConfig(BaseModel):
         allow_inf_nan=False,
     )
     scale_down_delay: float = _param(
-        10.0,
+        5.0,
         "Stabilization window (s): a scale-down goes to the most workers wanted over it.",
         must_be="a finite number >= 0",
         fix="use 0 to scale down at once",
@@ -220,6 +220,9 @@ class WorkerView:
     waiting_load: float = 0.0
     revision: int = 0  # the endpoint template revision the worker was started on
     phase_since: float = 0.0  # when it entered its phase (same clock as now)
+    # How long the oldest request waiting on the worker for a backend slot has waited
+    # there (its report's ``waiting_age``, aged by the time since that report); 0 if none.
+    oldest_wait_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,8 +305,8 @@ class Demand:
 
     occupancy: float  # Σ cur_load of live workers holding sessions: reserved in full
     backlog: float  # Σ waiting_load of the other live workers + queued_load: not started
-    # max(target_queue_time − oldest_wait_s, 1 s): what is left of the target for the
-    # oldest waiter, within which the backlog should drain
+    # max(target_queue_time − queue age, 1 s): what is left of the target for the oldest
+    # waiter (in the router's queue or a live worker's), within which the backlog drains
     horizon_s: float
     arrival: float  # workload/s arriving (the collector's 30 s window)
     rejected: float  # workload/s refused with 429

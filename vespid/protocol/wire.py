@@ -280,6 +280,9 @@ class WorkerStatusReport(BaseModel):
     # backlog; the rest runs), and whether the worker is parked (asleep, takes no work).
     waiting_load: _Amount = 0.0
     parked: StrictBool = False
+    # vespid's addition: seconds the oldest request waiting for a backend slot has waited
+    # there (since the worker received it); 0 when none waits.
+    waiting_age: _Amount = 0.0
 
 
 @with_config(_COLD_PATH)

@@ -17,7 +17,9 @@ arrival to the start of its service (router queue plus worker queue).
 
 Each worker reports as the real one does (``vespid.worker.books``): ``cur_load`` is the
 full cost of every request it holds, queued or running, until it ends; ``waiting_load`` the
-part not started; a report is refreshed when it is ``report_s`` old and someone looks.
+part not started; ``waiting_age`` how long the oldest of those has waited since it was
+routed there (aged by the time since the report, as ``Fleet`` ages it); a report is
+refreshed when it is ``report_s`` old and someone looks.
 Streams progress at the rates ``WorkerModel`` gives; between two events every rate is
 constant, so ``advance`` moves them exactly. Every second of a worker is billed: as
 parked while PARKED, as active in every other phase.
@@ -30,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from vespid.control.policy import ScalingConfig, WorkerPhase, WorkerView
+from vespid.control.policy_queue import aged_wait_s
 from vespid.control.policy_stages import accepts_work, queue_time_s
 from vespid.simulate.load import Arrival
 from vespid.simulate.model import WorkerModel
@@ -52,12 +55,13 @@ class Stream:
 
 @dataclass(frozen=True, slots=True)
 class Report:
-    """A worker's load report: when, its cur_load, waiting_load and requests, and how
-    much had been routed to it by then (what the fleet adds since is the difference)."""
+    """A worker's load report: when, its cur_load, waiting_load, waiting_age and requests,
+    and how much had been routed to it by then (what the fleet adds since is the difference)."""
 
     at_s: float
     cur_load: float
     waiting_load: float
+    waiting_age: float  # how long its oldest waiting request had waited there
     in_flight: int
     routed: float
     routed_requests: int
@@ -72,6 +76,7 @@ class SimWorker:
     phase_since: float = 0.0
     streams: list[Stream] = field(default_factory=list)
     waiting: deque[Arrival] = field(default_factory=deque)  # routed, waiting for a slot
+    routed_at: deque[float] = field(default_factory=deque)  # when each of ``waiting`` came
     routed: float = 0.0  # workload ever routed to it (the fleet's routed_load is a difference)
     routed_requests: int = 0  # requests ever routed to it
     report: Report | None = None
@@ -88,6 +93,11 @@ class SimWorker:
     def waiting_load(self) -> float:
         """Output tokens of the requests waiting for a slot: its waiting_load."""
         return float(sum(a.output_tokens for a in self.waiting))
+
+    def waiting_age(self, now: float) -> float:
+        """How long its oldest waiting request has waited since it was routed here (the
+        real worker counts from when it received the request): its waiting_age."""
+        return now - self.routed_at[0] if self.routed_at else 0.0
 
     def load(self) -> float:
         """The full cost of every request it holds, until each ends: its cur_load."""
@@ -206,8 +216,8 @@ class SimFleet:
         them; ``max_perf`` once it has been ready (its benchmark)."""
         last = worker.report
         if last is None or now - last.at_s >= self.model.report_s - EPSILON:
-            last = Report(now, worker.load(), worker.waiting_load(), worker.requests,
-                          worker.routed, worker.routed_requests)  # fmt: skip
+            last = Report(now, worker.load(), worker.waiting_load(), worker.waiting_age(now),
+                          worker.requests, worker.routed, worker.routed_requests)  # fmt: skip
             worker.report = last
         return WorkerView(
             worker_id=worker.worker_id,
@@ -218,6 +228,7 @@ class SimFleet:
             started_at=worker.started_at,
             waiting_load=last.waiting_load,
             phase_since=worker.phase_since,
+            oldest_wait_s=aged_wait_s(last.waiting_age, last.waiting_load, now - last.at_s),
         )
 
     def _route_to(self, now: float) -> SimWorker | None:
@@ -239,6 +250,7 @@ class SimFleet:
         """Give the worker's free slots to its queue, first in first out."""
         while worker.waiting and len(worker.streams) < self.model.streams:
             arrival = worker.waiting.popleft()
+            worker.routed_at.popleft()
             self.waits_s.append(now - arrival.at_s)
             prefill = self.model.prefill_s(arrival.prompt_tokens)
             worker.streams.append(Stream(arrival, prefill, float(arrival.output_tokens)))
@@ -255,6 +267,7 @@ class SimFleet:
                 return
             arrival = self.queue.popleft()
             chosen.waiting.append(arrival)
+            chosen.routed_at.append(now)
             chosen.routed += arrival.output_tokens
             chosen.routed_requests += 1
             self._start_waiting(chosen, now)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import time
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -127,7 +128,17 @@ class Books:
     def waiting_load(self) -> float:
         """The part of ``cur_load`` still waiting for a backend slot (sessions never wait:
         their reservation runs from the start)."""
-        return sum(t.workload for t in self.working if not t.work_started_at and not t.is_session)
+        return sum(t.workload for t in self._waiting())
+
+    def waiting_age(self, now: float) -> float:
+        """Seconds the oldest request waiting for a backend slot has waited since the worker
+        received it (``now`` on the ``time.time`` clock); 0 when none waits."""
+        received = [t.entered_queue_at for t in self._waiting()]
+        return max(0.0, now - min(received)) if received else 0.0
+
+    def _waiting(self) -> Iterator[Ticket]:
+        """Tickets admitted and not started yet (sessions never wait)."""
+        return (t for t in self.working if not t.work_started_at and not t.is_session)
 
     def take_counters(self) -> ReportCounters:
         taken, self.counters = self.counters, ReportCounters()

@@ -104,6 +104,7 @@ class Reporter:
             num_sessions=len(self.sessions),
             waiting_load=round(self.books.waiting_load, 6),
             parked=life.state is WorkerState.PARKED,
+            waiting_age=round(self.books.waiting_age(time.time()), 3),
         )
 
     async def post(self, path: str, body: Any) -> bool:
