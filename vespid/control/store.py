@@ -139,7 +139,18 @@ class SQLiteStore(Store):
                 ) from None
 
         async with self._lock:
-            return await asyncio.to_thread(work)
+            # The query runs to its end in its thread even when the caller is cancelled (a
+            # stop of the control plane cancels the autoscaler's tasks mid-write), and the
+            # lock is held until it has: close() must never close the connection under a
+            # query still running, which crashes the process inside SQLite.
+            job = asyncio.ensure_future(asyncio.to_thread(work))
+            try:
+                return await asyncio.shield(job)
+            except asyncio.CancelledError:
+                await asyncio.wait({job})
+                if not job.cancelled():
+                    job.exception()  # nobody waits for it any more: retrieved, not raised
+                raise
 
     async def endpoints(self) -> list[EndpointConfig]:
         rows = await self._run("SELECT name, config FROM endpoints ORDER BY name")
