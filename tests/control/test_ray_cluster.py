@@ -206,12 +206,25 @@ async def _two_nodes_then_one(
         assert await asyncio.gather(*(one(i) for i in range(6))) == [200] * 6
         assert set(served) == set(ready())  # both nodes' workers served
 
-        tasks = [asyncio.create_task(one(i)) for i in range(16)]
+        # Steady load (four callers back to back) until the victim is seen serving, then
+        # the second machine goes away, and 16 more answers come after that.
+        statuses: list[int] = []
+        stop_load = asyncio.Event()
+
+        async def keep_sending(caller: int) -> None:
+            while not stop_load.is_set():
+                statuses.append(await one(caller))
+
+        loaders = [asyncio.create_task(keep_sending(i)) for i in range(4)]
         async with asyncio.timeout(60):
             while await in_flight(http, victim.url) < 1:  # noqa: ASYNC110 - scraping a gauge
                 await asyncio.sleep(0.005)
         gone = await asyncio.to_thread(second.stop)  # the second machine goes away
-        assert await asyncio.gather(*tasks) == [200] * 16  # none lost (the client retried)
+        after = len(statuses)
+        await wait_until(lambda: len(statuses) >= after + 16, timeout_s=90)
+        stop_load.set()
+        await asyncio.gather(*loaders)  # a failed call raises here
+        assert statuses == [200] * len(statuses)  # none lost (the client retried)
 
     assert not await _any_running([*gone, *victim.handle.info["pgids"]])
     await wait_until(lambda: victim.worker_id not in control.fleet.workers, timeout_s=60)

@@ -32,8 +32,8 @@ async def test_close_waits_for_a_query_whose_caller_was_cancelled(tmp_path: Path
     closing = asyncio.ensure_future(store.close())
     for _ in range(20):
         await asyncio.sleep(0)
-    assert not closing.done()  # the paused query still holds the connection...
-    assert store._conn is not None  # ...which close() has not taken from it
+    # The paused query still holds the connection, which close() has not taken from it.
+    assert (closing.done(), store._conn is None) == (False, False)
     release.set()
     await asyncio.wait_for(closing, timeout=30)
     assert store._conn is None
