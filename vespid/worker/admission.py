@@ -52,6 +52,11 @@ class Admission:
     def running(self) -> int:
         return self._running
 
+    @property
+    def free_slots(self) -> int:
+        """Slots free now under the concurrency limit (0 without one)."""
+        return max(0, self.limit - self._running) if self.limit is not None else 0
+
     async def drained(self) -> None:
         """Return once no admitted request runs or waits for a slot."""
         await self._idle.wait()
