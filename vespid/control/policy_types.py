@@ -153,7 +153,7 @@ class ScalingConfig(BaseModel):
         allow_inf_nan=False,
     )
     max_queue_time: float = _param(
-        5.0,
+        3.0,
         "A READY worker with a longer queue time (s) gets no new work (inf: never).",
         must_be=">= 0",
         fix="use 0 to route only to idle workers (null workers)",
