@@ -95,11 +95,11 @@ def best_routed_pool(
     (a pool is routed at its own best ``max_queue_time``), named with its limit."""
     best: Result | None = None
     for limit in POOL_ROUTING:
-        pool = cheapest_pool(
-            lambda n, q=limit: simulate(arrivals, model, FixedPool(n), TICK_S, max_queue_time=q),
-            p99_s,
-            MAX_WORKERS,
-        )
+
+        def run(n: int, limit: float = limit) -> Result:
+            return simulate(arrivals, model, FixedPool(n), TICK_S, max_queue_time=limit)
+
+        pool = cheapest_pool(run, p99_s, MAX_WORKERS)
         if pool is not None and (best is None or pool.worker_seconds < best.worker_seconds):
             best = replace(pool, policy=f"{pool.policy} (route {limit:g} s)")
     return best

@@ -6,6 +6,7 @@ import pytest
 
 from vespid.control.policy import WorkerPhase, WorkerView
 from vespid.control.policy_wait import queue_time_s, routed_waiting
+from vespid.protocol.wait import slot_wait_s
 
 
 def worker(
@@ -66,3 +67,14 @@ def test_a_full_batch_is_no_longer_read_as_a_long_wait() -> None:
     full = worker(1600.0, slots=8, perf=237.0)
     assert queue_time_s(full, 237.0) == pytest.approx(200 / 237)
     assert queue_time_s(worker(1600.0, perf=237.0), 237.0) == pytest.approx(1600 / 237)
+
+
+@pytest.mark.parametrize(
+    ("waiting", "running", "slots", "free", "wait_s"),
+    [(0.0, 500.0, 8, 3, 0.0), (0.0, 800.0, 8, 0, 1.0), (100.0, 800.0, 8, 0, 2.0),
+     (50.0, 0.0, 0, 0, 0.5)],
+)  # fmt: skip
+def test_the_slot_arithmetic_the_worker_shares(
+    waiting: float, running: float, slots: int, free: int, wait_s: float
+) -> None:
+    assert slot_wait_s(waiting, running, slots, free, 100.0) == pytest.approx(wait_s)

@@ -1,4 +1,5 @@
-"""The router's wait estimate for one worker: the one place it is written.
+"""The router's wait estimate for one worker: the one place the router's is written (the
+slot arithmetic, ``slot_wait_s``, is shared with the worker's own 429 check).
 
 The router (``router.py``, through ``Fleet``), the policy (``policy_stages.is_routable``)
 and ``vespid simulate`` all call ``queue_time_s``; ``accepts_work`` then compares it with
@@ -33,6 +34,7 @@ ends, ``cur_load / perf`` (300 workload at 100/s -> 3 s).
 from __future__ import annotations
 
 from vespid.control.policy_types import WorkerView
+from vespid.protocol.wait import slot_wait_s
 
 __all__ = ["queue_time_s", "routed_waiting", "worker_perf"]
 
@@ -66,7 +68,5 @@ def queue_time_s(worker: WorkerView, default_perf: float) -> float:
     if worker.slots <= 0:
         return worker.cur_load / perf
     waiting = max(worker.waiting_load, 0.0) + routed_waiting(worker)
-    if worker.free_slots - worker.routed_requests > 0:
-        return waiting / perf
-    running = max(worker.cur_load - waiting, 0.0)
-    return (waiting + running / worker.slots) / perf
+    free = worker.free_slots - worker.routed_requests
+    return slot_wait_s(waiting, worker.cur_load - waiting, worker.slots, free, perf)
