@@ -92,7 +92,8 @@ def best_routed_pool(
     arrivals: Sequence[Arrival], model: WorkerModel, p99_s: float
 ) -> Result | None:
     """The cheapest fixed pool within ``p99_s`` over the routing limits ``POOL_ROUTING``
-    (a pool is routed at its own best ``max_queue_time``), named with its limit."""
+    (a pool is routed at its own best ``max_queue_time``), named with its limit: "fixed 3
+    at 30 s"."""
     best: Result | None = None
     for limit in POOL_ROUTING:
 
@@ -101,7 +102,7 @@ def best_routed_pool(
 
         pool = cheapest_pool(run, p99_s, MAX_WORKERS)
         if pool is not None and (best is None or pool.worker_seconds < best.worker_seconds):
-            best = replace(pool, policy=f"{pool.policy} (route {limit:g} s)")
+            best = replace(pool, policy=f"{pool.policy} at {limit:g} s")
     return best
 
 
@@ -129,7 +130,9 @@ def verdict(results: list[Result], p99_s: float) -> str:
     pool = results[-1] if results[-1].policy.startswith("fixed") else None
     if pool is not None:
         ratio = vespid.worker_seconds / pool.worker_seconds
-        text += f"; active worker-s / cheapest fixed pool ({pool.policy}): {ratio:.2f}"
+        name, _, routing = pool.policy.partition(" at ")
+        text += f"; active worker-s / cheapest fixed pool ({name}): {ratio:.2f}"
+        text += f" (that pool routed at {routing})" if routing else ""
     rivals = [r for r in results[1:] if percentile(r.waits_s, 0.99) <= p99_s]
     beaten = all(vespid.worker_seconds < r.worker_seconds for r in rivals)
     return text + f"; beats every baseline that meets it: {'yes' if beaten else 'no'}"
