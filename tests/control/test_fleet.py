@@ -94,3 +94,21 @@ def test_a_workers_oldest_wait_ages_from_its_report_while_anything_waits() -> No
     assert record.view(now=103.0).oldest_wait_s == 5.0
     fleet.ingest(report(max_perf=10.0, cur_load=20, waiting_load=0, waiting_age=0), now=104.0)
     assert record.view(now=110.0).oldest_wait_s == 0.0
+
+
+def test_the_router_reads_slots_and_the_load_routed_since_the_report() -> None:
+    """A worker reporting 2 slots, 1 free: the first request routed since starts (no
+    wait), the second waits behind it; a report clears what was routed."""
+    fleet = Fleet()
+    add(fleet)
+    record = fleet.ingest(report(max_perf=10.0, cur_load=50, slots=2, free_slots=1), now=100.0)
+    assert record is not None
+    assert record.est_wait_s() == 0.0
+    record.note_routed(20.0)
+    assert record.est_wait_s() == 3.5  # full: one running request's share, 70 / 2 / 10
+    record.note_routed(20.0)
+    view = record.view(now=100.0)
+    assert (view.routed_load, view.routed_requests, view.slots) == (40.0, 2, 2)
+    assert record.est_wait_s() == (20.0 + 70.0 / 2) / 10.0  # 40 × (2 − 1) / 2 waits
+    fleet.ingest(report(max_perf=10.0, cur_load=90, slots=2, free_slots=0), now=101.0)
+    assert (record.routed_load, record.routed_requests) == (0.0, 0)

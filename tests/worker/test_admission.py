@@ -144,3 +144,29 @@ async def test_cancelled_waiter_dropped_by_the_handover_leaves_no_trace() -> Non
     with pytest.raises(asyncio.CancelledError):
         await waiting
     assert (admission.workload_ahead, admission.running, admission.queue_depth) == (0, 0, 0)
+    assert admission.workload_waiting == 0
+
+
+async def test_with_a_concurrency_limit_the_wait_counts_only_work_not_started() -> None:
+    """Little's law, as the router estimates it: a free slot means no wait; with both of 2
+    slots running 100 each at 100/s, one running request's share (1 s); a third request
+    waiting adds its own cost (2 s), where the full-cost estimate read 3 s."""
+    from vespid.worker.admission import Admission
+    from vespid.worker.books import Ticket
+    from vespid.worker.metrics import WorkerMetrics
+
+    admission = Admission(limit=2, max_wait_s=100, metrics=WorkerMetrics())
+    admission.max_perf = 100.0
+    first, second, third = Ticket(1, 100.0), Ticket(2, 100.0), Ticket(3, 100.0)
+    await admission.enter(first)
+    assert admission.estimate_wait_s() == 0.0
+    await admission.enter(second)
+    assert admission.estimate_wait_s() == 1.0
+    waiting = asyncio.create_task(admission.enter(third))
+    await wait_until(lambda: admission.queue_depth == 1)
+    assert (admission.workload_waiting, admission.estimate_wait_s()) == (100.0, 2.0)
+    admission.leave(first)
+    await waiting
+    assert (admission.workload_waiting, admission.estimate_wait_s()) == (0.0, 1.0)
+    admission.leave(second)
+    admission.leave(third)

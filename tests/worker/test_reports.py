@@ -19,7 +19,8 @@ STATUS_FIELDS = {
     "id", "mtoken", "version", "loadtime", "new_load", "cur_load", "rej_load", "max_perf",
     "cur_perf", "error_msg", "num_requests_working", "num_requests_recieved",
     "additional_disk_usage", "disk_usage", "working_request_idxs", "cur_capacity",
-    "max_capacity", "url", "num_sessions", "waiting_load", "parked", "waiting_age",
+    "max_capacity", "url", "num_sessions", "waiting_load", "parked", "waiting_age", "slots",
+    "free_slots",
 }  # fmt: skip
 
 
@@ -46,6 +47,7 @@ async def test_status_and_finished_requests_are_reported(
     assert set(ready) == STATUS_FIELDS
     assert (ready["id"], ready["mtoken"], ready["url"], ready["max_perf"]) == (17, "tok", url, 50)
     assert (ready["cur_capacity"], ready["max_capacity"]) == (0, 0)
+    assert (ready["slots"], ready["free_slots"]) == (0, 0)  # no concurrency limit
     auths = [signed(scaler, url, cost) for cost in (3, 4)]
     for auth in auths:
         async with http.post(worker.url + "/echo", json=envelope(auth, {})) as resp:
@@ -99,6 +101,33 @@ async def test_in_progress_work_is_reported_as_cur_load(
     assert (report["cur_load"], report["num_requests_working"]) == (9, 1)
     stand_in.release.set()
     (await held).release()
+
+
+async def test_a_concurrency_limit_is_reported_as_slots_and_free_slots(
+    make_signed_worker: MakeWorker,
+    autoscaler: tuple[Autoscaler, str],
+    backend: tuple[ScriptedBackend, str],
+    http: aiohttp.ClientSession,
+) -> None:
+    """With 2 slots and 3 requests held, the report says no slot is free and the third
+    request's cost waits: what the router's wait estimate reads."""
+    scaler, _ = autoscaler
+    stand_in, _ = backend
+    worker = await make_signed_worker(VESPID_MAX_PERF="50", VESPID_MAX_CONCURRENCY="2")
+    await scaler.wait_for(lambda s: any(r["loadtime"] > 0 for r in s.status_reports))
+    ready = next(r for r in scaler.status_reports if r["loadtime"] > 0)
+    assert (ready["slots"], ready["free_slots"]) == (2, 2)
+    held = []
+    for cost in (4, 5, 6):
+        auth = signed(scaler, worker.url, cost)
+        body = envelope(auth, {"n": 1})
+        held.append(asyncio.create_task(http.post(worker.url + "/hold", json=body)))
+    await scaler.wait_for(lambda s: any(r["cur_load"] == 15 for r in s.status_reports))
+    full = next(r for r in scaler.status_reports if r["cur_load"] == 15)
+    assert (full["slots"], full["free_slots"], full["waiting_load"]) == (2, 0, 6)
+    stand_in.release.set()
+    for task in held:
+        (await task).release()
 
 
 async def test_public_key_fetched_with_backoff_and_reports_fail_over(

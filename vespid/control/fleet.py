@@ -28,6 +28,7 @@ from vespid.control.policy import (
     WorkerView,
 )
 from vespid.control.policy_queue import aged_wait_s
+from vespid.control.policy_wait import queue_time_s
 from vespid.control.providers.base import WorkerHandle
 from vespid.protocol.wire import REPORT_INTERVAL_S, WorkerStatusReport
 
@@ -59,6 +60,9 @@ class WorkerRecord:
     in_flight: int = 0
     sessions: int = 0
     routed_load: float = 0.0  # routed since its last report (not yet in cur_load)
+    routed_requests: int = 0  # requests routed since its last report
+    slots: int = 0  # its report's concurrency limit (0: waiting work not told apart)
+    free_slots: int = 0  # its report's free slots
     loadtime_s: float | None = None
     served_total: float = 0.0
     # From its start (or its adoption after a restart) to its first ready report.
@@ -93,10 +97,16 @@ class WorkerRecord:
         return self.handle.url
 
     def est_wait_s(self) -> float:
-        """(cur_load + load routed since the report) / max_perf; inf if not benchmarked."""
+        """The router's wait estimate (``queue_time_s`` on its view, which counts the load
+        routed since its report); inf if not benchmarked."""
         if not self.max_perf:
             return math.inf
-        return (self.cur_load + self.routed_load) / self.max_perf
+        return queue_time_s(self.view(), self.max_perf)
+
+    def note_routed(self, cost: float) -> None:
+        """A request of ``cost`` routed to it, not yet in its report."""
+        self.routed_load += cost
+        self.routed_requests += 1
 
     def view(self, now: float | None = None) -> WorkerView:
         """The worker as the policy sees it at ``now`` (``time.monotonic``, the reports'
@@ -118,6 +128,10 @@ class WorkerRecord:
             revision=self.handle.revision,
             phase_since=self.phase_since,
             oldest_wait_s=aged_wait_s(self.waiting_age, self.waiting_load, since_s),
+            slots=self.slots,
+            free_slots=self.free_slots,
+            routed_load=self.routed_load,
+            routed_requests=self.routed_requests,
         )
 
     @property
@@ -208,7 +222,8 @@ class Fleet:
         record.waiting_load = report.waiting_load
         record.waiting_age = report.waiting_age
         record.parked = report.parked
-        record.routed_load = 0.0
+        record.routed_load, record.routed_requests = 0.0, 0
+        record.slots, record.free_slots = report.slots, report.free_slots
         # Sessions are tickets in num_requests_working too; num_sessions tells them apart.
         record.in_flight = report.num_requests_working
         record.sessions = report.num_sessions

@@ -25,6 +25,7 @@ from vespid.control.policy_types import (
     WorkerPhase,
     WorkerView,
 )
+from vespid.control.policy_wait import queue_time_s, worker_perf
 
 __all__ = [
     "MAX_COUNTED_WORKERS",
@@ -74,13 +75,6 @@ MAX_START_BACKOFF_S: Final = 60.0
 _LIVE: Final = frozenset({WorkerPhase.STARTING, WorkerPhase.READY, WorkerPhase.WAKING})
 
 
-def worker_perf(worker: WorkerView, default_perf: float) -> float:
-    """``max_perf`` once benchmarked (and positive), else ``default_perf``."""
-    if worker.max_perf is not None and worker.max_perf > 0:
-        return worker.max_perf
-    return default_perf
-
-
 def fleet_perf(snapshot: ScalingSnapshot) -> float:
     """Mean max_perf of the benchmarked workers (errored ones aside), else default_perf.
 
@@ -96,11 +90,6 @@ def fleet_perf(snapshot: ScalingSnapshot) -> float:
     # the tiniest underflow to 0).
     mean = sum(perf / len(known) for perf in known)
     return mean if mean > 0 else max(known)
-
-
-def queue_time_s(worker: WorkerView, default_perf: float) -> float:
-    """The router's wait estimate: cur_load / perf (300 workload at 100/s -> 3 s)."""
-    return worker.cur_load / worker_perf(worker, default_perf)
 
 
 def accepts_work(phase: WorkerPhase, wait_s: float, max_queue_time: float) -> bool:

@@ -153,7 +153,7 @@ class ScalingConfig(BaseModel):
         allow_inf_nan=False,
     )
     max_queue_time: float = _param(
-        5.0,
+        3.0,
         "A READY worker with a longer queue time (s) gets no new work (inf: never).",
         must_be=">= 0",
         fix="use 0 to route only to idle workers (null workers)",
@@ -223,6 +223,13 @@ class WorkerView:
     # How long the oldest request waiting on the worker for a backend slot has waited
     # there (its report's ``waiting_age``, aged by the time since that report); 0 if none.
     oldest_wait_s: float = 0.0
+    # Its concurrency limit and the slots free at its last report (``slots`` 0: it does
+    # not tell waiting work apart), and the load and requests routed to it since that
+    # report (part of cur_load): the router's wait estimate (``policy_wait``) reads them.
+    slots: int = 0
+    free_slots: int = 0
+    routed_load: float = 0.0
+    routed_requests: int = 0
 
 
 @dataclass(frozen=True, slots=True)

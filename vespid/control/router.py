@@ -154,7 +154,7 @@ class Router:
     def _routed(
         self, endpoint: EndpointConfig, worker: WorkerRecord, cost: float, request_idx: int
     ) -> dict[str, Any]:
-        worker.routed_load += cost
+        worker.note_routed(cost)
         reqnum = self.next_reqnum
         self.next_reqnum += 1
         self.decisions["routed"] += 1

@@ -283,6 +283,11 @@ class WorkerStatusReport(BaseModel):
     # vespid's addition: seconds the oldest request waiting for a backend slot has waited
     # there (since the worker received it); 0 when none waits.
     waiting_age: _Amount = 0.0
+    # vespid's additions: the worker's concurrency limit (its backend slots; 0: none, so
+    # its waiting_load does not tell waiting work apart) and the slots free now. The
+    # router estimates a worker's wait from them (``vespid.control.policy_wait``).
+    slots: _Count = 0
+    free_slots: _Count = 0
 
 
 @with_config(_COLD_PATH)

@@ -7,9 +7,10 @@ DRAINING worker serves out what it holds, queued or running, and takes no new re
 
 The router routes as the control plane's does (``vespid.control.router``), with the same
 rule, ``accepts_work`` on the wait estimate ``queue_time_s``: the request at the head of
-its queue (first in, first out) goes to the READY worker with the shortest estimated wait,
-(its last report's ``cur_load`` + the load routed to it since) / ``max_perf``, as long as
-that wait is within ``max_queue_time`` (ties: the oldest worker, the lowest id). A worker
+its queue (first in, first out) goes to the READY worker with the shortest estimated wait
+(Little's law on its last report and the load routed to it since: the work not started
+ahead of it over ``max_perf``, see ``vespid.control.policy_wait``), as long as that wait is
+within ``max_queue_time`` (ties: the oldest worker, the lowest id). A worker
 whose slots are all taken still gets requests: they wait in the worker's own queue, first
 in, first out, for a slot (the worker's ``waiting_load``). Only when no worker accepts
 does a request wait in the router's queue. A request's queue wait is the time from its
@@ -17,9 +18,10 @@ arrival to the start of its service (router queue plus worker queue).
 
 Each worker reports as the real one does (``vespid.worker.books``): ``cur_load`` is the
 full cost of every request it holds, queued or running, until it ends; ``waiting_load`` the
-part not started; ``waiting_age`` how long the oldest of those has waited since it was
-routed there (aged by the time since the report, as ``Fleet`` ages it); a report is
-refreshed when it is ``report_s`` old and someone looks.
+part not started; ``slots`` its streams and ``free_slots`` those free; ``waiting_age``
+how long the oldest waiting request has waited since it was routed there (aged by the
+time since the report, as ``Fleet`` ages it); a report is refreshed when it is
+``report_s`` old and someone looks.
 Streams progress at the rates ``WorkerModel`` gives; between two events every rate is
 constant, so ``advance`` moves them exactly. Every second of a worker is billed: as
 parked while PARKED, as active in every other phase.
@@ -65,6 +67,7 @@ class Report:
     in_flight: int
     routed: float
     routed_requests: int
+    free_slots: int  # slots free at the report
 
 
 @dataclass(slots=True)
@@ -217,7 +220,8 @@ class SimFleet:
         last = worker.report
         if last is None or now - last.at_s >= self.model.report_s - EPSILON:
             last = Report(now, worker.load(), worker.waiting_load(), worker.waiting_age(now),
-                          worker.requests, worker.routed, worker.routed_requests)  # fmt: skip
+                          worker.requests, worker.routed, worker.routed_requests,
+                          max(0, self.model.streams - len(worker.streams)))  # fmt: skip
             worker.report = last
         return WorkerView(
             worker_id=worker.worker_id,
@@ -229,6 +233,10 @@ class SimFleet:
             waiting_load=last.waiting_load,
             phase_since=worker.phase_since,
             oldest_wait_s=aged_wait_s(last.waiting_age, last.waiting_load, now - last.at_s),
+            slots=self.model.streams,
+            free_slots=last.free_slots,
+            routed_load=worker.routed - last.routed,
+            routed_requests=worker.routed_requests - last.routed_requests,
         )
 
     def _route_to(self, now: float) -> SimWorker | None:

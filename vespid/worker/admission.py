@@ -1,9 +1,12 @@
 """Admission control: estimate the wait, shed load with 429, and queue for a backend slot.
 
-Estimated wait = workload already in the worker (queued or running, sessions
-excluded) / measured throughput. Worked example: 3 requests of cost 100 ahead,
-max_perf 50 workload/s -> 300 / 50 = 6 s; with MAX_WAIT_TIME 5 s the new request
-gets 429 at once, with 10 s it is admitted.
+Estimated wait, without a concurrency limit: workload already in the worker (queued or
+running, sessions excluded) / measured throughput. Worked example: 3 requests of cost 100
+ahead, max_perf 50 workload/s -> 300 / 50 = 6 s; with MAX_WAIT_TIME 5 s the new request
+gets 429 at once, with 10 s it is admitted. With a concurrency limit, Little's law as the
+router estimates it (``vespid.protocol.wait.slot_wait_s``): 0 while a slot is free, else
+(workload waiting for a slot + one running request's share) / throughput; 8 slots full of
+requests of 200 at 237/s -> 0.84 s, not 6.75 s.
 
 With ALLOW_PARALLEL=false the backend gets one request at a time, in arrival
 order; with a concurrency limit, at most that many; otherwise every admitted
@@ -18,6 +21,7 @@ import time
 from collections import deque
 
 from vespid.errors import Overloaded
+from vespid.protocol.wait import slot_wait_s
 from vespid.worker.books import Ticket
 from vespid.worker.metrics import WorkerMetrics
 
@@ -40,6 +44,7 @@ class Admission:
         self._running = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
         self.workload_ahead = 0.0  # queued + running, sessions excluded
+        self.workload_waiting = 0.0  # the part of workload_ahead waiting for a slot
         self._idle = asyncio.Event()  # set while nothing runs or waits
         self._idle.set()
         metrics.in_flight.set_function(lambda: self._running)  # read when scraped
@@ -52,6 +57,11 @@ class Admission:
     def running(self) -> int:
         return self._running
 
+    @property
+    def free_slots(self) -> int:
+        """Slots free now under the concurrency limit (0 without one)."""
+        return max(0, self.limit - self._running) if self.limit is not None else 0
+
     async def drained(self) -> None:
         """Return once no admitted request runs or waits for a slot."""
         await self._idle.wait()
@@ -63,7 +73,11 @@ class Admission:
     def estimate_wait_s(self) -> float:
         if not self.max_perf:
             return 0.0
-        return self.workload_ahead / self.max_perf
+        if self.limit is None:
+            return self.workload_ahead / self.max_perf
+        free = 0 if self._waiters else self.free_slots
+        running = self.workload_ahead - self.workload_waiting
+        return slot_wait_s(self.workload_waiting, running, self.limit, free, self.max_perf)
 
     async def enter(self, ticket: Ticket) -> None:
         """Wait for a slot; raise Overloaded when the estimated wait is too long.
@@ -85,6 +99,7 @@ class Admission:
             waiter = asyncio.get_running_loop().create_future()
             self._waiters.append(waiter)
             self._metrics.queue_depth.set(len(self._waiters))
+            self.workload_waiting += _counted(ticket)
             try:
                 await waiter
             except asyncio.CancelledError:
@@ -97,6 +112,8 @@ class Admission:
                 self._metrics.queue_depth.set(len(self._waiters))
                 self._note_idle()
                 raise
+            finally:
+                self.workload_waiting = max(0.0, self.workload_waiting - _counted(ticket))
             self._metrics.queue_depth.set(len(self._waiters))
         else:
             self._running += 1

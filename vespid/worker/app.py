@@ -108,6 +108,7 @@ class Worker:
             self.lifecycle,
             self.control_client,
             self.sessions.sessions,
+            self.admission,
         )
         # Set when the control plane has not answered reports for VESPID_ORPHAN_TIMEOUT.
         self.orphaned = asyncio.Event()

@@ -31,6 +31,7 @@ from vespid.protocol.wire import (
     DeleteRequestsReport,
     WorkerStatusReport,
 )
+from vespid.worker.admission import Admission
 from vespid.worker.books import Books, ReportCounters
 from vespid.worker.lifecycle import Lifecycle, WorkerState
 from vespid.worker.settings import WorkerSettings
@@ -54,8 +55,10 @@ class Reporter:
         lifecycle: Lifecycle,
         session: aiohttp.ClientSession,
         sessions: Sized = (),
+        admission: Admission | None = None,
     ) -> None:
         self.settings = settings
+        self.admission = admission  # its slots go in the reports (None: reported as 0)
         self.books = books
         self.lifecycle = lifecycle
         self._session = session
@@ -105,6 +108,8 @@ class Reporter:
             waiting_load=round(self.books.waiting_load, 6),
             parked=life.state is WorkerState.PARKED,
             waiting_age=round(self.books.waiting_age(time.time()), 3),
+            slots=(self.admission.limit or 0) if self.admission else 0,
+            free_slots=self.admission.free_slots if self.admission else 0,
         )
 
     async def post(self, path: str, body: Any) -> bool:
