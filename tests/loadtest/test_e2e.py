@@ -66,7 +66,10 @@ async def test_requests_at_a_rate_through_the_cli_then_at_a_concurrency(
     make_control: MakeControl, http: aiohttp.ClientSession, tiny_model: Path, tmp_path: Path
 ) -> None:
     control = await make_control()
-    spec = llama_endpoint(tiny_model, inactivity_timeout=0)
+    # Never active yet, so inactive: no worker until the first request (with
+    # inactivity_timeout 0 the endpoint would never be inactive and a worker would start at
+    # once, racing the first request); then up for longer than the test.
+    spec = llama_endpoint(tiny_model, inactivity_timeout=300)
     _, ep = await admin(http, control, "POST", "/api/v0/endpoints", spec)
     assert not control.fleet.workers  # the run starts from zero workers
 
