@@ -35,7 +35,6 @@ from vespid.control.providers.base import RunState, WorkerHandle
 from vespid.control.store import SQLiteStore
 from vespid.protocol.wire import WorkerStatusReport
 from vespid.servers.process import ChildProcess, free_port, same_process, wait_http
-from vespid.worker.settings import WorkerSettings
 
 ADMIN_KEY = "restart-test-admin-key"
 # An endpoint that neither starts nor stops workers of its own accord.
@@ -284,18 +283,6 @@ def is_one_parked(states: dict[int, str]) -> bool:
     return sorted(states.values()) == ["parked", "ready"]
 
 
-def _worker_reads(variable: str) -> bool:
-    """Whether this tree's worker reads ``variable`` (its settings name it)."""
-    return any(
-        isinstance(f.json_schema_extra, dict) and f.json_schema_extra.get("env") == variable
-        for f in WorkerSettings.model_fields.values()
-    )
-
-
-@pytest.mark.skipif(
-    not _worker_reads("VESPID_ORPHAN_TIMEOUT"),
-    reason="the worker's orphan guard (VESPID_ORPHAN_TIMEOUT) is not in this tree",
-)
 async def test_workers_of_a_control_plane_gone_for_good_stop_within_the_bound(
     tmp_path: Path, tiny_model: Path
 ) -> None:
